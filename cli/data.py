@@ -1,0 +1,137 @@
+"""Data commands: init, add, status, checkout, fsck, gc."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from mlv.cli.main import command, emit_json, err, out, progress
+
+
+def _workspace():
+    from mlv.storage.workspace import Workspace
+
+    return Workspace.find()
+
+
+@command("init")
+def init(
+    path: Annotated[Path, typer.Argument(help="Directory to turn into an mlv repo.")] = Path("."),
+) -> None:
+    """Create .mlv/ (config and cache) here; safe to run twice."""
+    from mlv.storage.workspace import Workspace
+
+    ws, created = Workspace.init(path)
+    out.print(f"{'Initialized' if created else 'Already initialized:'} mlv repo in {ws.dot}")
+
+
+@command("add")
+def add(
+    paths: Annotated[list[str], typer.Argument(help="Files or directories to track.")],
+    json_: Annotated[bool, typer.Option("--json", help="Print the new pointers as JSON.")] = False,
+) -> None:
+    """Store PATHs in the cache and write PATH.mlv pointers (commit those to git)."""
+    from mlv.storage import tracking
+
+    ws = _workspace()
+    total = sum(p.stat().st_size for p in map(Path, paths) if p.is_file())
+    with progress(total, "adding") as tick:
+        results = tracking.add(ws, paths, progress=tick)
+    if json_:
+        emit_json([{"path": ws.rel(r.pointer.target), "pointer": ws.rel(r.pointer.file), "digest": str(r.pointer.digest),
+                    "size": r.pointer.size, "nfiles": r.pointer.nfiles, "stored": r.stored, "hashed": r.hashed}
+                   for r in results])
+        return
+    for r in results:
+        what = f"{r.pointer.nfiles} files, " if r.pointer.is_dir else ""
+        out.print(f"added {ws.rel(r.pointer.target)} ({what}{r.pointer.size} bytes, {r.stored} new objects) "
+                  f"→ {ws.rel(r.pointer.file)}")
+    if ws.in_git:
+        files = " ".join(ws.rel(r.pointer.file) for r in results)
+        out.print(f"To track the changes with git, run:\n  git add {files}")
+
+
+@command("status")
+def status(
+    paths: Annotated[Optional[list[str]], typer.Argument(help="Tracked paths (default: all).")] = None,
+    json_: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    exit_code: Annotated[bool, typer.Option("--exit-code", help="Exit 1 if anything is not unchanged.")] = False,
+) -> None:
+    """Compare tracked paths with their pointers: unchanged, modified, missing, not-in-cache."""
+    from mlv.storage import tracking
+
+    results = tracking.status(_workspace(), paths)
+    if json_:
+        emit_json([r.to_dict() for r in results])
+    else:
+        if not results:
+            out.print("nothing tracked; add data with `mlv add PATH`")
+        for r in results:
+            out.print(f"{r.state:>13}  {r.path}" + ("" if r.in_cache else "  (not in cache)"))
+            for label, names in (("added", r.added), ("changed", r.changed), ("deleted", r.deleted)):
+                for name in names[:20]:
+                    out.print(f"{'':>15}{label}: {name}")
+                if len(names) > 20:
+                    out.print(f"{'':>15}… {len(names) - 20} more {label}")
+    if exit_code and any(r.state != "unchanged" for r in results):
+        raise typer.Exit(1)
+
+
+@command("checkout")
+def checkout(
+    paths: Annotated[Optional[list[str]], typer.Argument(help="Tracked paths (default: all).")] = None,
+    force: Annotated[bool, typer.Option("--force", "-f", help="Discard changes that are not in the store.")] = False,
+    json_: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Make the workspace match the pointer files (bring back any committed version)."""
+    from mlv.storage.checkout import checkout as run_checkout
+
+    report = run_checkout(_workspace(), paths, force=force)
+    if json_:
+        emit_json(report.to_dict())
+        return
+    for p in report.restored:
+        out.print(f"restored   {p}")
+    for p in report.removed:
+        out.print(f"removed    {p}")
+    if not report.restored and not report.removed:
+        out.print("workspace already matches the pointers")
+
+
+@command("fsck")
+def fsck(json_: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False) -> None:
+    """Re-hash every object and manifest; report damage and the pointers it breaks (exit 1)."""
+    from mlv.storage.fsck import fsck as run_fsck
+
+    report = run_fsck(_workspace())
+    if json_:
+        emit_json(report.to_dict())
+    else:
+        for p in report.problems:
+            breaks = f"; breaks {', '.join(p.breaks)}" if p.breaks else ""
+            out.print(f"{p.kind:>10}  {p.digest}  {p.where}  {p.detail}{breaks}")
+        out.print(f"checked {report.objects} objects ({report.bytes} bytes): "
+                  + ("ok" if report.ok else f"{len(report.problems)} problem(s)"))
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+@command("gc")
+def gc(
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would be removed; remove nothing.")] = False,
+    all_commits: Annotated[bool, typer.Option("--all-commits", help="Keep what any git commit references.")] = False,
+    grace: Annotated[Optional[int], typer.Option(help="Spare unreferenced objects younger than this (seconds).")] = None,
+    json_: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Remove cached objects that nothing references (workspace pointers and mlv.lock)."""
+    from mlv.storage.gc import gc as run_gc
+
+    report = run_gc(_workspace(), all_commits=all_commits, dry_run=dry_run, grace=grace)
+    if json_:
+        emit_json(report.to_dict())
+        return
+    verb = "would free" if dry_run else "freed"
+    out.print(f"{verb} {report.freed_bytes} bytes in {len(report.removed)} objects; kept {report.kept}"
+              + (f"; rewrote {report.repacked} packs" if report.repacked else ""))

@@ -1,0 +1,74 @@
+"""The ``mlv`` command: typer app, error rendering, and the shared output helpers.
+
+Commands stay thin: parse, call one function in storage/engine/pipelines, render.
+Heavy libraries (fsspec, pyarrow, Dask, scikit-learn) are imported inside command
+bodies, so ``mlv --help`` starts fast.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from functools import wraps
+from typing import Any
+
+import typer
+from rich.console import Console
+
+from mlv.storage.errors import MlvError
+
+app = typer.Typer(
+    name="mlv",
+    help="Version data and models, run pipelines on Dask, and trace every artifact back to raw data.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def command(*args: Any, **kwargs: Any) -> Callable:
+    """``app.command`` that turns an ``MlvError`` into one message and its exit code."""
+
+    def decorate(fn: Callable) -> Callable:
+        @wraps(fn)
+        def run(*a: Any, **kw: Any) -> Any:
+            try:
+                return fn(*a, **kw)
+            except MlvError as exc:
+                err.print(f"error: {exc}", markup=False)
+                raise typer.Exit(exc.exit_code) from None
+            except KeyboardInterrupt:
+                err.print("interrupted", markup=False)
+                raise typer.Exit(130) from None
+
+        return app.command(*args, **kwargs)(run)
+
+    return decorate
+
+
+def emit_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, sort_keys=False) + "\n")
+
+
+@contextmanager
+def progress(total: int, description: str) -> Iterator[Callable[[int], None] | None]:
+    """A byte-progress callback drawing a rich bar on a terminal for big jobs; else None."""
+    if not err.is_terminal or total < 32 * 1024 * 1024:
+        yield None
+        return
+    from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn, TransferSpeedColumn
+
+    with Progress(
+        "{task.description}", BarColumn(), DownloadColumn(), TransferSpeedColumn(), TimeRemainingColumn(),
+        console=err, transient=True,
+    ) as bar:
+        task = bar.add_task(description, total=total)
+        yield lambda n: bar.advance(task, n)
+
+
+from mlv.cli import data  # noqa: E402,F401  (registers the commands)

@@ -1,0 +1,171 @@
+"""``mlv checkout``: make the workspace match the pointers.
+
+Two phases. Planning reads only: it diffs each target against its version, and refuses
+(``UnsavedChangesError``, exit 2, nothing touched) when a file it would overwrite or
+delete holds bytes the store lacks, unless ``force``; it also refuses (exit 1) when an
+object it needs is missing. Applying writes each file through ``Linker`` (temp +
+rename, verified while streamed); a damaged object is reported and skipped, never
+written, and the run ends with ``ObjectCorrupt`` (exit 1).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mlv.storage import hashing
+from mlv.storage.digest import Digest
+from mlv.storage.errors import ObjectCorrupt, ObjectMissing, StorageError, UnsavedChangesError
+from mlv.storage.links import Linker
+from mlv.storage.pointers import Pointer
+from mlv.storage.tracking import load_pointers
+from mlv.storage.walk import FileStat, stat_file, walk
+from mlv.storage.workspace import Workspace
+
+
+@dataclass(slots=True)
+class Plan:
+    pointer: Pointer
+    rel: str
+    writes: list[tuple[str, Digest, bool]] = field(default_factory=list)  # (rel inside target, digest, exec)
+    deletes: list[str] = field(default_factory=list)  # rel inside target ('' = the target itself)
+    unsaved: list[str] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class CheckoutReport:
+    restored: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    damaged: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return {"restored": self.restored, "removed": self.removed, "unchanged": self.unchanged, "damaged": self.damaged}
+
+
+def checkout(ws: Workspace, paths: list[str] | None = None, *, force: bool = False) -> CheckoutReport:
+    plans = [_plan(ws, ptr) for ptr in load_pointers(ws, paths)]
+    unsaved = [f"{p.rel}/{u}" if u else p.rel for p in plans for u in p.unsaved]
+    if unsaved and not force:
+        shown = "\n  ".join(unsaved[:10]) + (f"\n  … and {len(unsaved) - 10} more" if len(unsaved) > 10 else "")
+        raise UnsavedChangesError(
+            f"checkout would discard changes that are not in the store:\n  {shown}\n"
+            "Save them with `mlv add`, or discard them with `mlv checkout --force`."
+        )
+    store = ws.store
+    missing = sorted({str(d) for p in plans for _, d, _ in p.writes if d not in store})
+    if missing:
+        raise ObjectMissing(
+            f"{len(missing)} object(s) needed for checkout are not in the store (first: {missing[0]}); "
+            "fetch them with `mlv pull`, then re-run checkout"
+        )
+    report = CheckoutReport()
+    linker = Linker(store, ws.config.link, verify=ws.config.verify)
+    with ws.lock():
+        for plan in plans:
+            _apply(ws, plan, linker, report)
+    if report.damaged:
+        raise ObjectCorrupt(
+            "checkout skipped damaged objects; these paths were not written:\n  "
+            + "\n  ".join(report.damaged[:10])
+            + "\nRestore good copies with `mlv pull` (or re-add the data), then run `mlv fsck`."
+        )
+    return report
+
+
+def _current(ws: Workspace, rel: str, files: list[FileStat]) -> dict[str, Digest]:
+    hits, misses = hashing.cached(files, ws.state, rel)
+    found = hashing.digest_all(misses)
+    ws.state.record(hashing.stat_rows(misses, found, rel))
+    return {**hits, **found}
+
+
+def _plan(ws: Workspace, ptr: Pointer) -> Plan:
+    target, rel = ptr.target, ws.rel(ptr.target)
+    plan = Plan(ptr, rel)
+    store = ws.store
+    if ptr.is_dir:
+        from mlv.storage import manifest
+
+        try:
+            m = manifest.load(store.read_bytes(ptr.digest))
+        except ObjectMissing:
+            raise ObjectMissing(
+                f"'{rel}': its version {ptr.digest} is not in the store; fetch it with `mlv pull`", digest=ptr.digest
+            ) from None
+        wanted = {e.path: e for e in m}
+    else:
+        wanted = None
+    if target.is_dir() and not target.is_symlink():
+        files = walk(target, repo_root=ws.root)
+        current = _current(ws, rel, files)
+        exec_of = {f.rel: f.executable for f in files}
+    elif target.exists() or target.is_symlink():
+        files = [stat_file(target, repo_root=ws.root)] if target.exists() else []
+        current = _current(ws, rel, files) if files else {}
+        exec_of = {}
+    else:
+        current, exec_of = {}, {}
+    if wanted is None:  # a single file
+        if "" in current and current[""] == ptr.digest:
+            return plan
+        plan.deletes = [p for p in current if p != ""]  # a directory where the file belongs
+        plan.writes = [("", ptr.digest, False)]
+    else:
+        if "" in current:  # a file where the directory belongs
+            plan.deletes.append("")
+            current_files = {}
+        else:
+            current_files = current
+        for path, e in wanted.items():
+            if current_files.get(path) != e.digest or exec_of.get(path) != e.executable:
+                plan.writes.append((path, e.digest, e.executable))
+        plan.deletes += [p for p in current_files if p not in wanted]
+    overwritten = {w[0] for w in plan.writes} | set(plan.deletes)
+    plan.unsaved = sorted(p for p in overwritten if p in current and current[p] not in store)
+    return plan
+
+
+def _apply(ws: Workspace, plan: Plan, linker: Linker, report: CheckoutReport) -> None:
+    target = plan.pointer.target
+    if not plan.writes and not plan.deletes:
+        report.unchanged.append(plan.rel)
+        return
+    for rel in plan.deletes:
+        path = target / rel if rel else target
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
+        report.removed.append(f"{plan.rel}/{rel}" if rel else plan.rel)
+    if target.is_dir():
+        _prune_empty(target)
+    written: list[FileStat] = []
+    digests_of: dict[str, Digest] = {}
+    for rel, digest, executable in plan.writes:
+        path = target / rel if rel else target
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        try:
+            linker.materialize(digest, path, executable=executable)
+        except StorageError:
+            report.damaged.append(f"{plan.rel}/{rel}" if rel else plan.rel)
+            continue
+        written.append(_restat(path, rel))
+        digests_of[rel] = digest
+    ws.state.record(hashing.stat_rows(written, digests_of, plan.rel))
+    if plan.writes:
+        report.restored.append(plan.rel)
+
+
+def _restat(path: Path, rel: str) -> FileStat:
+    st = os.stat(path)
+    return FileStat(rel, os.fspath(path), st.st_ino, st.st_mtime_ns, st.st_size, bool(st.st_mode & 0o100))
+
+
+def _prune_empty(top: Path) -> None:
+    for dirpath, dirnames, filenames in os.walk(top, topdown=False):
+        if dirpath != os.fspath(top) and not os.listdir(dirpath):
+            os.rmdir(dirpath)

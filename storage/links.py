@@ -1,0 +1,89 @@
+"""Materializing objects into the workspace: reflink, hardlink, symlink or copy.
+
+Every mode writes to a temp name beside the destination and renames it into place,
+so a workspace file is either its old bytes or the complete new ones. With ``verify``
+(the default) the object's bytes are hashed on the way and a mismatch raises
+``ObjectCorrupt`` before anything is renamed: damaged data is never served.
+Packed objects have no file of their own, so they are always copied. Hard- and
+symlinked cache files are made read-only so an edit in the workspace can't damage them.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import uuid
+from pathlib import Path
+
+from mlv.storage import digest as digests
+from mlv.storage.digest import CHUNK, Digest
+from mlv.storage.errors import ObjectCorrupt, UsageError
+from mlv.storage.objects import ObjectStore
+
+FICLONE = 0x40049409  # linux/fs.h
+_NO_REFLINK = {errno.EOPNOTSUPP, errno.EXDEV, errno.EINVAL, errno.ENOTTY, errno.ENOSYS}
+
+
+class Linker:
+    """Writes objects of one store into the workspace with one configured mode."""
+
+    def __init__(self, store: ObjectStore, mode: str = "auto", *, verify: bool = True) -> None:
+        self.store = store
+        self.mode = mode
+        self.verify = verify
+        self._reflink_ok = mode in ("auto", "reflink")
+
+    def materialize(self, digest: Digest, dest: Path, *, executable: bool = False) -> None:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dest.with_name(f".{dest.name}.mlv-{uuid.uuid4().hex[:8]}")
+        loose = None if self.store.packed(digest) is not None else self.store.loose_path(digest)
+        try:
+            if loose is not None and self.mode in ("hardlink", "symlink"):
+                self._check(digest, loose)
+                os.chmod(loose, 0o444)
+                (os.link if self.mode == "hardlink" else os.symlink)(loose, tmp)
+            elif loose is not None and self._reflink_ok and self._reflink(loose, tmp):
+                self._check(digest, loose)
+            else:
+                self._copy(digest, tmp)
+            if self.mode not in ("hardlink", "symlink") or loose is None:
+                os.chmod(tmp, 0o755 if executable else 0o644)
+            os.replace(tmp, dest)
+        except BaseException:
+            if tmp.exists() or tmp.is_symlink():
+                tmp.unlink()
+            raise
+
+    def _check(self, digest: Digest, path: str) -> None:
+        if self.verify and (actual := digests.of_file(path)[0]) != digest:
+            raise ObjectCorrupt(
+                f"object {digest} is damaged (its bytes hash to {actual.hexdigest[:12]}…); "
+                "restore it from a remote (`mlv pull`) or re-add the data",
+                digest=digest,
+                actual=actual,
+            )
+
+    def _reflink(self, src: str, dst: Path) -> bool:
+        with open(src, "rb") as s, open(dst, "wb") as d:
+            try:
+                fcntl.ioctl(d.fileno(), FICLONE, s.fileno())
+                return True
+            except OSError as exc:
+                if exc.errno not in _NO_REFLINK:
+                    raise
+        dst.unlink()
+        if self.mode == "reflink":
+            raise UsageError(
+                f"the filesystem under '{dst.parent}' does not support reflinks; "
+                "set `cache.link: auto` or `copy` in .mlv/config.yaml"
+            )
+        self._reflink_ok = False
+        return False
+
+    def _copy(self, digest: Digest, dst: Path) -> None:
+        buf = bytearray(CHUNK)
+        view = memoryview(buf)
+        with self.store.open(digest, verify=self.verify) as src, open(dst, "wb") as out:
+            while n := src.readinto(buf):
+                out.write(view[:n])

@@ -1,0 +1,109 @@
+"""Directory manifests: the sorted (path, digest, size, executable) entries of a dataset.
+
+A manifest is itself an object; its digest is the dataset's version id. The bytes are
+an Arrow IPC stream with a fixed schema, no compression and fixed batch sizes, so the
+same entries always serialize to the same bytes (a golden test pins this) and 10⁶
+entries load in well under a second. Paths are relative POSIX paths sorted by code
+point (which is also UTF-8 byte order).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import pyarrow as pa
+import pyarrow.ipc
+
+from mlv.storage.digest import ALGORITHM, Digest
+from mlv.storage.errors import StorageError
+
+SCHEMA = pa.schema(
+    [
+        ("path", pa.large_string()),
+        ("digest", pa.binary(16)),
+        ("size", pa.uint64()),
+        ("executable", pa.bool_()),
+    ],
+    metadata={"mlv-manifest": "1", "digest-algorithm": ALGORITHM},
+)
+BATCH_ROWS = 65536
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One file of a directory version."""
+
+    path: str
+    digest: Digest
+    size: int
+    executable: bool = False
+
+
+def dump(entries: Iterable[Entry]) -> bytes:
+    """Canonical manifest bytes for ``entries`` (sorted by path; duplicates are a bug)."""
+    rows = sorted(entries, key=lambda e: e.path)
+    table = pa.table(
+        [
+            pa.array([e.path for e in rows], pa.large_string()),
+            pa.array([e.digest.raw for e in rows], pa.binary(16)),
+            pa.array([e.size for e in rows], pa.uint64()),
+            pa.array([e.executable for e in rows], pa.bool_()),
+        ],
+        schema=SCHEMA,
+    )
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, SCHEMA) as writer:
+        for batch in table.to_batches(max_chunksize=BATCH_ROWS):
+            writer.write_batch(batch)
+    return sink.getvalue().to_pybytes()
+
+
+def load_table(data: bytes) -> pa.Table:
+    """The manifest as an Arrow table (cheap, for large manifests)."""
+    try:
+        table = pa.ipc.open_stream(pa.py_buffer(data)).read_all()
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise StorageError(f"manifest is unreadable ({exc}); run `mlv fsck`") from exc
+    if not table.schema.equals(SCHEMA, check_metadata=False):
+        raise StorageError(f"manifest has an unexpected schema: {table.schema}")
+    return table
+
+
+class Manifest:
+    """A loaded manifest: parallel columns plus a path index built on first use."""
+
+    def __init__(self, table: pa.Table) -> None:
+        self.table = table
+        self.paths: list[str] = table.column("path").to_pylist()
+        self.raw_digests: list[bytes] = table.column("digest").to_pylist()
+        self.sizes: list[int] = table.column("size").to_pylist()
+        self.executable: list[bool] = table.column("executable").to_pylist()
+        self._by_path: dict[str, int] | None = None
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    @property
+    def total_size(self) -> int:
+        return sum(self.sizes)
+
+    def index(self) -> dict[str, int]:
+        """``{path: row}``."""
+        if self._by_path is None:
+            self._by_path = {p: i for i, p in enumerate(self.paths)}
+        return self._by_path
+
+    def entry(self, row: int) -> Entry:
+        return Entry(self.paths[row], Digest.from_raw(self.raw_digests[row]), self.sizes[row], self.executable[row])
+
+    def get(self, path: str) -> Entry | None:
+        row = self.index().get(path)
+        return None if row is None else self.entry(row)
+
+    def __iter__(self):
+        return (self.entry(i) for i in range(len(self.paths)))
+
+
+def load(data: bytes) -> Manifest:
+    return Manifest(load_table(data))

@@ -1,0 +1,342 @@
+"""The object store: write-once blobs named by digest on any fsspec filesystem.
+
+Invariants:
+- An object is never rewritten; a name is visible only once its bytes are complete and
+  durable (temp file, fsync, rename; packs become visible through their index last).
+- Objects below ``pack_threshold`` bytes go into pack files (see ``packs``); larger ones
+  are loose files at ``<2 hex>/<30 hex>``.
+- Reads stream in bounded chunks and verify the bytes against the digest at the end, so
+  damaged data raises ``ObjectCorrupt`` instead of being served.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import BinaryIO
+
+import fsspec
+from fsspec.implementations.local import LocalFileSystem
+
+from mlv.storage import digest as digests
+from mlv.storage.atomic import fsync_dir
+from mlv.storage.digest import CHUNK, Digest
+from mlv.storage.errors import ObjectCorrupt, ObjectMissing, StorageError
+from mlv.storage.packs import PackEntry, decode_index, encode_index
+
+FORMAT = "mlv-store 1\n"
+PACK_THRESHOLD = 512 * 1024  # objects smaller than this are packed
+PACK_SIZE = 64 * 1024 * 1024  # a pack is sealed once it holds this many bytes
+
+
+class ObjectStore:
+    """Write-once blobs named by digest on any fsspec filesystem; never overwrites."""
+
+    def __init__(self, fs: fsspec.AbstractFileSystem, root: str, *, pack_threshold: int = PACK_THRESHOLD) -> None:
+        self.fs = fs
+        self.root = root.rstrip("/")
+        self.pack_threshold = pack_threshold
+        self._index: dict[bytes, PackEntry] = {}
+        self._loaded_packs: set[str] = set()
+
+    @classmethod
+    def local(cls, root: str | os.PathLike[str], **options: int) -> ObjectStore:
+        return cls(fsspec.filesystem("file"), os.fspath(root), **options)
+
+    # -- layout -------------------------------------------------------------------
+    def _path(self, *parts: str) -> str:
+        return "/".join((self.root, *parts))
+
+    def loose_path(self, digest: Digest) -> str:
+        return self._path(digest.hexdigest[:2], digest.hexdigest[2:])
+
+    def pack_path(self, name: str, suffix: str = ".pack") -> str:
+        return self._path("packs", name + suffix)
+
+    def create(self) -> None:
+        """Lay out an empty store (idempotent) and record the format version."""
+        for sub in ("packs", "tmp"):
+            self.fs.makedirs(self._path(sub), exist_ok=True)
+        if not self.fs.exists(self._path("FORMAT")):
+            self.fs.pipe_file(self._path("FORMAT"), FORMAT.encode())
+
+    def check_format(self) -> None:
+        try:
+            found = self.fs.cat_file(self._path("FORMAT")).decode()
+        except FileNotFoundError:
+            return  # created lazily on first write
+        if found != FORMAT:
+            raise StorageError(
+                f"store at '{self.root}' has format {found.strip()!r}; this mlv reads {FORMAT.strip()!r}. "
+                "Upgrade mlv, or point the cache elsewhere."
+            )
+
+    # -- lookup -------------------------------------------------------------------
+    def refresh(self) -> None:
+        """Load the indexes of packs that appeared since the last look."""
+        try:
+            names = self.fs.ls(self._path("packs"), detail=False)
+        except FileNotFoundError:
+            return
+        for path in names:
+            base = path.rsplit("/", 1)[-1]
+            if base.endswith(".idx") and (name := base[:-4]) not in self._loaded_packs:
+                self._index.update(decode_index(self.fs.cat_file(path), name))
+                self._loaded_packs.add(name)
+
+    def reset_index(self) -> None:
+        """Forget loaded pack indexes (after gc removed packs); the next lookup reloads."""
+        self._index, self._loaded_packs = {}, set()
+
+    def packs(self) -> list[str]:
+        self.refresh()
+        return sorted(self._loaded_packs)
+
+    def packed(self, digest: Digest) -> PackEntry | None:
+        entry = self._index.get(digest.raw)
+        if entry is None:
+            self.refresh()
+            entry = self._index.get(digest.raw)
+        return entry
+
+    def __contains__(self, digest: Digest) -> bool:
+        return digest.raw in self._index or self.fs.exists(self.loose_path(digest)) or self.packed(digest) is not None
+
+    def size(self, digest: Digest) -> int:
+        if (entry := self.packed(digest)) is not None:
+            return entry.length
+        try:
+            return int(self.fs.size(self.loose_path(digest)))
+        except FileNotFoundError:
+            raise ObjectMissing(f"object {digest} is not in the store at '{self.root}'", digest=digest) from None
+
+    def iter_loose(self) -> Iterator[tuple[Digest, str]]:
+        """Every loose object as (digest, path); names that aren't digests are skipped."""
+        for top in self.fs.ls(self.root, detail=False):
+            prefix = top.rsplit("/", 1)[-1]
+            if len(prefix) != 2 or not self.fs.isdir(top):
+                continue
+            for path in self.fs.ls(top, detail=False):
+                rest = path.rsplit("/", 1)[-1]
+                if len(rest) == 30:
+                    yield Digest.from_hex(prefix + rest), path
+
+    def iter_packed(self) -> Iterator[tuple[Digest, PackEntry]]:
+        self.refresh()
+        for raw, entry in self._index.items():
+            yield Digest.from_raw(raw), entry
+
+    # -- reading ------------------------------------------------------------------
+    def open(self, digest: Digest, *, verify: bool = True) -> BinaryIO:
+        """A stream of the object's bytes; with ``verify`` it raises ``ObjectCorrupt`` at EOF on mismatch."""
+        entry = self.packed(digest)
+        try:
+            if entry is not None:
+                f = self.fs.open(self.pack_path(entry.pack), "rb")
+                f.seek(entry.offset)
+                length = entry.length
+            else:
+                f = self.fs.open(self.loose_path(digest), "rb")
+                length = None
+        except FileNotFoundError:
+            raise ObjectMissing(
+                f"object {digest} is not in the store at '{self.root}'; "
+                "fetch it from a remote (`mlv pull`) or re-add the data",
+                digest=digest,
+            ) from None
+        return _Reader(f, digest, length, verify=verify)
+
+    def read_bytes(self, digest: Digest) -> bytes:
+        with self.open(digest) as f:
+            return f.read()
+
+    # -- writing ------------------------------------------------------------------
+    @contextmanager
+    def writer(self) -> Iterator[Writer]:
+        """Batch writes: small objects share packs, sealed when the block exits cleanly."""
+        w = Writer(self)
+        try:
+            yield w
+        except BaseException:
+            w.abort()
+            raise
+        w.commit()
+
+    def put_bytes(self, data: bytes) -> Digest:
+        with self.writer() as w:
+            return w.put_bytes(data)
+
+    def put_file(self, path: str | os.PathLike[str]) -> tuple[Digest, int]:
+        with self.writer() as w:
+            return w.put_file(path)
+
+    def _tmp(self) -> str:
+        self.fs.makedirs(self._path("tmp"), exist_ok=True)
+        return self._path("tmp", uuid.uuid4().hex)
+
+
+class Writer:
+    """Puts objects into one store; small ones accumulate in a pack until ``commit``."""
+
+    def __init__(self, store: ObjectStore) -> None:
+        self.store = store
+        self._pack: BinaryIO | None = None
+        self._pack_tmp = ""
+        self._pack_hash = digests.hasher()
+        self._pack_entries: dict[bytes, tuple[int, int]] = {}
+        self._pack_bytes = 0
+        self.written = 0  # objects newly stored, for reporting
+        self.repack = False  # gc: pack objects even though an older pack holds them
+
+    def put_bytes(self, data: bytes | memoryview, digest: Digest | None = None) -> Digest:
+        digest = digest or digests.of_bytes(data)
+        if len(data) < self.store.pack_threshold:
+            self._append(digest, data)
+        elif digest not in self.store:
+            self._put_loose(io.BytesIO(data), digest)
+        return digest
+
+    def put_file(self, path: str | os.PathLike[str]) -> tuple[Digest, int]:
+        """Store a local file, streaming it; returns its digest and size."""
+        with open(path, "rb", buffering=0) as f:
+            size = os.fstat(f.fileno()).st_size
+            if size < self.store.pack_threshold:
+                data = f.read()
+                return self.put_bytes(data), len(data)
+            return self._put_loose(f, None), size
+
+    def _append(self, digest: Digest, data: bytes | memoryview) -> None:
+        raw = digest.raw
+        if raw in self._pack_entries:
+            return
+        if not self.repack and (raw in self.store._index or self.store.fs.exists(self.store.loose_path(digest))):
+            return
+        if self._pack is None:
+            self._pack_tmp = self.store._tmp() + ".pack"
+            self._pack = self.store.fs.open(self._pack_tmp, "wb")
+        self._pack.write(data)
+        self._pack_hash.update(data)
+        self._pack_entries[raw] = (self._pack_bytes, len(data))
+        self._pack_bytes += len(data)
+        self.written += 1
+        if self._pack_bytes >= PACK_SIZE:
+            self._seal()
+
+    def _put_loose(self, src: BinaryIO, expected: Digest | None) -> Digest:
+        """Copy ``src`` into a temp object while hashing, then rename it into place."""
+        fs = self.store.fs
+        tmp = self.store._tmp()
+        h = digests.hasher()
+        buf = bytearray(CHUNK)
+        view = memoryview(buf)
+        try:
+            with fs.open(tmp, "wb") as out:
+                while n := src.readinto(buf):
+                    h.update(view[:n])
+                    out.write(view[:n])
+                _fsync(out)
+            digest = Digest(digests.ALGORITHM, h.hexdigest())
+            if expected is not None and digest != expected:
+                raise ObjectCorrupt(f"bytes for {expected} hash to {digest}", digest=expected, actual=digest)
+            final = self.store.loose_path(digest)
+            if fs.exists(final):
+                fs.rm_file(tmp)
+            else:
+                fs.makedirs(final.rsplit("/", 1)[0], exist_ok=True)
+                fs.mv(tmp, final)
+                self.written += 1
+            return digest
+        except BaseException:
+            if fs.exists(tmp):
+                fs.rm_file(tmp)
+            raise
+
+    def _seal(self) -> None:
+        """Make the current pack durable and visible: bytes, rename, then index."""
+        if self._pack is None:
+            return
+        fs, store = self.store.fs, self.store
+        _fsync(self._pack)
+        self._pack.close()
+        name = self._pack_hash.hexdigest()
+        fs.mv(self._pack_tmp, store.pack_path(name))
+        idx_tmp = store._tmp() + ".idx"
+        with fs.open(idx_tmp, "wb") as f:
+            f.write(encode_index(self._pack_entries))
+            _fsync(f)
+        fs.mv(idx_tmp, store.pack_path(name, ".idx"))
+        _fsync_dir(fs, store._path("packs"))
+        store._index.update({raw: PackEntry(name, off, n) for raw, (off, n) in self._pack_entries.items()})
+        store._loaded_packs.add(name)
+        self._pack, self._pack_tmp = None, ""
+        self._pack_hash = digests.hasher()
+        self._pack_entries, self._pack_bytes = {}, 0
+
+    def commit(self) -> None:
+        self._seal()
+
+    def abort(self) -> None:
+        if self._pack is not None:
+            self._pack.close()
+            self.store.fs.rm_file(self._pack_tmp)
+            self._pack = None
+
+
+class _Reader(io.RawIOBase):
+    """Reads ``length`` bytes (or to EOF) from ``f``, checking them against ``digest``."""
+
+    def __init__(self, f: BinaryIO, digest: Digest, length: int | None, *, verify: bool) -> None:
+        self._f, self.digest, self._left, self._verify = f, digest, length, verify
+        self._hash = digests.hasher()
+        self._done = False
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b: bytearray | memoryview) -> int:
+        view = memoryview(b).cast("B")
+        if self._left is not None:
+            view = view[: self._left]
+        n = self._f.readinto(view) if len(view) else 0
+        if n:
+            if self._verify:
+                self._hash.update(view[:n])
+            if self._left is not None:
+                self._left -= n
+            return n
+        if self._left:
+            raise ObjectCorrupt(f"object {self.digest} is truncated ({self._left} bytes short)", digest=self.digest)
+        if self._verify and not self._done:
+            self._done = True
+            actual = Digest(digests.ALGORITHM, self._hash.hexdigest())
+            if actual != self.digest:
+                raise ObjectCorrupt(
+                    f"object {self.digest} is damaged (its bytes hash to {actual.hexdigest[:12]}…); "
+                    "restore it from a remote (`mlv pull`) or re-add the data",
+                    digest=self.digest,
+                    actual=actual,
+                )
+        return 0
+
+    def close(self) -> None:
+        self._f.close()
+        super().close()
+
+
+def _fsync(f: BinaryIO) -> None:
+    """fsync where the filesystem has file descriptors (local); object stores commit on close."""
+    f.flush()
+    fileno = getattr(f, "fileno", None)
+    if fileno is not None:
+        try:
+            os.fsync(fileno())
+        except (OSError, io.UnsupportedOperation):
+            pass
+
+
+def _fsync_dir(fs: fsspec.AbstractFileSystem, path: str) -> None:
+    if isinstance(fs, LocalFileSystem):
+        fsync_dir(path)
