@@ -35,7 +35,8 @@ import networkx as nx
 from mlv.engine.errors import GraphError
 
 __all__ = [
-    "Graph", "Resources", "StageLike", "StageSpec", "build_graph", "normalise_path", "parse_memory", "pointer_aware_exists"
+    "Graph", "Resources", "StageLike", "StageSpec",
+    "build_graph", "normalise_path", "parse_memory", "pointer_aware_exists",
 ]
 
 
@@ -145,7 +146,7 @@ def normalise_path(path: str, base: str = ".", *, allow_root: bool = False) -> s
     return joined
 
 
-_UNITS = {"": 1, "b": 1, "k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12, "ki": 2**10, "mi": 2**20, "gi": 2**30, "ti": 2**40}
+_UNITS = {"": 1, "k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12, "ki": 2**10, "mi": 2**20, "gi": 2**30, "ti": 2**40}
 
 
 def parse_memory(text: str) -> int:
@@ -293,7 +294,9 @@ class Graph:
         """``{"nodes": [{"id", "line"}], "edges": [{"source", "target", "paths"}]}`` for ``--json``."""
         return {
             "nodes": [{"id": n, "line": getattr(self.stage(n), "line", None)} for n in self._order],
-            "edges": [{"source": a, "target": b, "paths": sorted(self._graph.edges[a, b]["paths"])} for a, b in self.edges()],
+            "edges": [
+                {"source": a, "target": b, "paths": sorted(self._graph.edges[a, b]["paths"])} for a, b in self.edges()
+            ],
         }
 
     def to_dot(self) -> str:
@@ -351,7 +354,8 @@ def _products(stages: list[StageLike], source: str) -> dict[str, str]:
             if out in products:
                 other = products[out]
                 text = (f"stage '{stage.name}' lists '{out}' twice" if other == stage.name else
-                        f"'{out}' is an output of both '{other}' and '{stage.name}'; an output belongs to one stage — "
+                        f"'{out}' is an output of both '{other}' and '{stage.name}'; "
+                        "an output belongs to one stage — "
                         "rename one of them or merge the stages")
                 raise _error(source, by_name[other], text, stages=(other, stage.name), artifact=out)
             products[out] = stage.name
@@ -396,11 +400,15 @@ def _missing(source: str, stage: StageLike, dep: str, outputs: list[str]) -> Gra
     near = difflib.get_close_matches(dep, outputs, n=1)
     if outputs:
         text += f"\n  Outputs in this pipeline: {_listing(outputs)}."
-    text += f" Did you mean '{near[0]}'?" if near else f"\n  Add it with `mlv add {dep}`, fetch it with `mlv pull`, or fix the path."
+    if near:
+        return _error(source, stage, f"{text} Did you mean '{near[0]}'?", artifact=dep)
+    text += f"\n  Add it with `mlv add {dep}`, fetch it with `mlv pull`, or fix the path."
     return _error(source, stage, text, artifact=dep)
 
 
-def _error(source: str, stage: StageLike, text: str, *, stages: tuple[str, ...] = (), artifact: str | None = None) -> GraphError:
+def _error(
+    source: str, stage: StageLike, text: str, *, stages: tuple[str, ...] = (), artifact: str | None = None
+) -> GraphError:
     line = getattr(stage, "line", None)
     where = f"{source}:{line}" if line else source
     return GraphError(f"{where}: {text}", stages=stages or (stage.name,), path=source, line=line, artifact=artifact)

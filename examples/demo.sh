@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# The quick-start job: version the example data with mlv, change it, and bring the old version back.
+# Runs in a throwaway copy of examples/churn so this checkout stays clean.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+export PATH="$here/../.venv/bin:$PATH"
+work=$(mktemp -d "${TMPDIR:-/tmp}/mlv-demo.XXXXXX")
+trap 'rm -rf "$work"' EXIT
+cp -r "$here/churn/." "$work"
+cd "$work"
+step() { printf '\n\033[1m$ %s\033[0m\n' "$*"; "$@"; }
+
+git init -q && git config user.email demo@mlv.local && git config user.name "mlv demo"
+step mlv init
+step mlv add data/raw
+git add -A && git commit -qm "raw data v1" && echo "(committed data/raw.mlv as v1)"
+
+original=$(cat data/raw/customers-2026-01.csv | cksum)
+echo "C2026019999,north,3,99.5,4,1" >> data/raw/customers-2026-01.csv
+echo "C2026049999,east,12,40.0,0,0" > data/raw/customers-2026-04.csv
+step mlv status
+step mlv add data/raw
+git add -A && git commit -qm "raw data v2" && echo "(committed data/raw.mlv as v2)"
+
+step git checkout -q HEAD~1 -- data/raw.mlv
+step mlv checkout
+step mlv status
+step mlv fsck
+[ "$(cat data/raw/customers-2026-01.csv | cksum)" = "$original" ] && [ ! -e data/raw/customers-2026-04.csv ] \
+  && printf '\nv1 of data/raw is back, byte for byte.\n'
