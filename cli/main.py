@@ -15,7 +15,6 @@ from functools import wraps
 from typing import Any
 
 import typer
-from rich.console import Console
 
 from mlv.storage.errors import MlvError
 
@@ -27,8 +26,28 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+class _Stream:
+    """Plain line output; rich is loaded only for progress bars, to keep start-up fast."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    @property
+    def file(self):
+        return getattr(sys, self.name)
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.file.isatty()
+
+    def print(self, text: str = "", **_: Any) -> None:
+        self.file.write(f"{text}\n")
+
+
+out = _Stream("stdout")
+err = _Stream("stderr")
 
 
 def command(*args: Any, **kwargs: Any) -> Callable:
@@ -61,11 +80,12 @@ def progress(total: int, description: str) -> Iterator[Callable[[int], None] | N
     if not err.is_terminal or total < 32 * 1024 * 1024:
         yield None
         return
+    from rich.console import Console
     from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn, TransferSpeedColumn
 
     with Progress(
         "{task.description}", BarColumn(), DownloadColumn(), TransferSpeedColumn(), TimeRemainingColumn(),
-        console=err, transient=True,
+        console=Console(stderr=True), transient=True,
     ) as bar:
         task = bar.add_task(description, total=total)
         yield lambda n: bar.advance(task, n)

@@ -8,6 +8,7 @@ large files stream chunk by chunk in the calling thread.
 
 from __future__ import annotations
 
+import os
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -17,20 +18,54 @@ from mlv.storage.digest import Digest
 from mlv.storage.statcache import StatCache
 from mlv.storage.walk import FileStat
 
-THREADS = 4
-WINDOW = 32
+THREADS = min(4, os.cpu_count() or 2)
+BATCH_BYTES = 4 * 1024 * 1024  # small files are read in batches: one task per file costs more than the read
+BATCH_FILES = 256
 SMALL = 512 * 1024
 
 Progress = Callable[[int], None]
 
 
-def _read(path: str) -> bytes:
-    with open(path, "rb", buffering=0) as f:
-        return f.read()
+def _read(path: str, size: int) -> bytes:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        data = os.read(fd, size + 1)
+        if len(data) > size:  # grew since the walk: take all of it
+            data += _read_rest(fd)
+        return data
+    finally:
+        os.close(fd)
 
 
-def _digest_stream(f: FileStat) -> Digest:
-    return digests.of_file(f.path)[0]
+def _read_rest(fd: int) -> bytes:
+    parts = []
+    while chunk := os.read(fd, 1 << 20):
+        parts.append(chunk)
+    return b"".join(parts)
+
+
+def _read_batch(batch: list[FileStat]) -> list[bytes]:
+    return [_read(f.path, f.size) for f in batch]
+
+
+def _batches(files: Sequence[FileStat]) -> Iterator[list[FileStat]]:
+    """Runs of consecutive files: small ones grouped, each large one alone (streamed later)."""
+    batch: list[FileStat] = []
+    size = 0
+    for f in files:
+        if f.size >= SMALL:
+            if batch:
+                yield batch
+                batch, size = [], 0
+            yield [f]
+            continue
+        batch.append(f)
+        size += f.size
+        if size >= BATCH_BYTES or len(batch) >= BATCH_FILES:
+            yield batch
+            batch, size = [], 0
+    if batch:
+        yield batch
 
 
 def key(prefix: str, rel: str) -> str:
@@ -57,35 +92,39 @@ def cached(files: Sequence[FileStat], state: StatCache, prefix: str) -> tuple[di
 
 
 def read_all(files: Sequence[FileStat], *, progress: Progress | None = None) -> Iterator[tuple[FileStat, bytes | None]]:
-    """Yield ``(file, bytes)`` for small files (read in parallel, in order) and ``(file, None)`` for large."""
-    if len(files) < 8:
-        for f in files:
-            yield f, (_read(f.path) if f.size < SMALL else None)
-            if progress:
-                progress(f.size)
-        return
+    """Yield ``(file, bytes)`` for small files and ``(file, None)`` for large ones, in order.
+
+    Batches of small files are read by a few threads, at most ``2 × THREADS`` batches
+    ahead of the consumer, so memory stays near ``2 × THREADS × BATCH_BYTES``.
+    """
     with ThreadPoolExecutor(THREADS, thread_name_prefix="mlv-read") as pool:
         pending: deque = deque()
-        it = iter(files)
-        for f in it:
-            pending.append((f, pool.submit(_read, f.path) if f.size < SMALL else None))
-            if len(pending) >= WINDOW:
-                break
+        batches = _batches(files)
+
+        def submit() -> bool:
+            batch = next(batches, None)
+            if batch is None:
+                return False
+            large = batch[0].size >= SMALL
+            pending.append((batch, None if large else pool.submit(_read_batch, batch)))
+            return True
+
+        while len(pending) < 2 * THREADS and submit():
+            pass
         while pending:
-            f, fut = pending.popleft()
-            yield f, (fut.result() if fut is not None else None)
-            if progress:
-                progress(f.size)
-            nxt = next(it, None)
-            if nxt is not None:
-                pending.append((nxt, pool.submit(_read, nxt.path) if nxt.size < SMALL else None))
+            batch, fut = pending.popleft()
+            submit()
+            for f, data in zip(batch, fut.result() if fut is not None else [None], strict=True):
+                yield f, data
+                if progress:
+                    progress(f.size)
 
 
 def digest_all(files: Sequence[FileStat], *, progress: Progress | None = None) -> dict[str, Digest]:
     """Digest files without storing them (``status``, ``checkout``)."""
     out: dict[str, Digest] = {}
     for f, data in read_all(files, progress=progress):
-        out[f.rel] = digests.of_bytes(data) if data is not None else _digest_stream(f)
+        out[f.rel] = digests.of_bytes(data) if data is not None else digests.of_file(f.path)[0]
     return out
 
 

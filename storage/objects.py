@@ -30,6 +30,7 @@ from mlv.storage.packs import PackEntry, decode_index, encode_index
 FORMAT = "mlv-store 1\n"
 PACK_THRESHOLD = 512 * 1024  # objects smaller than this are packed
 PACK_SIZE = 64 * 1024 * 1024  # a pack is sealed once it holds this many bytes
+WRITE_BUFFER = 4 * 1024 * 1024
 
 
 class ObjectStore:
@@ -41,6 +42,7 @@ class ObjectStore:
         self.pack_threshold = pack_threshold
         self._index: dict[bytes, PackEntry] = {}
         self._loaded_packs: set[str] = set()
+        self._loaded = False
 
     @classmethod
     def local(cls, root: str | os.PathLike[str], **options: int) -> ObjectStore:
@@ -77,6 +79,7 @@ class ObjectStore:
     # -- lookup -------------------------------------------------------------------
     def refresh(self) -> None:
         """Load the indexes of packs that appeared since the last look."""
+        self._loaded = True
         try:
             names = self.fs.ls(self._path("packs"), detail=False)
         except FileNotFoundError:
@@ -87,9 +90,15 @@ class ObjectStore:
                 self._index.update(decode_index(self.fs.cat_file(path), name))
                 self._loaded_packs.add(name)
 
+    def index(self) -> dict[bytes, PackEntry]:
+        """Packed objects known so far (loaded on first use; ``refresh`` picks up new packs)."""
+        if not self._loaded:
+            self.refresh()
+        return self._index
+
     def reset_index(self) -> None:
         """Forget loaded pack indexes (after gc removed packs); the next lookup reloads."""
-        self._index, self._loaded_packs = {}, set()
+        self._index, self._loaded_packs, self._loaded = {}, set(), False
 
     def packs(self) -> list[str]:
         self.refresh()
@@ -103,7 +112,7 @@ class ObjectStore:
         return entry
 
     def __contains__(self, digest: Digest) -> bool:
-        return digest.raw in self._index or self.fs.exists(self.loose_path(digest)) or self.packed(digest) is not None
+        return digest.raw in self.index() or self.fs.exists(self.loose_path(digest)) or self.packed(digest) is not None
 
     def size(self, digest: Digest) -> int:
         if (entry := self.packed(digest)) is not None:
@@ -188,6 +197,7 @@ class Writer:
         self._pack_hash = digests.hasher()
         self._pack_entries: dict[bytes, tuple[int, int]] = {}
         self._pack_bytes = 0
+        self._buf = bytearray()
         self.written = 0  # objects newly stored, for reporting
         self.repack = False  # gc: pack objects even though an older pack holds them
 
@@ -212,18 +222,26 @@ class Writer:
         raw = digest.raw
         if raw in self._pack_entries:
             return
-        if not self.repack and (raw in self.store._index or self.store.fs.exists(self.store.loose_path(digest))):
-            return
+        if not self.repack and raw in self.store.index():
+            return  # another process may pack it too; a duplicate costs bytes, never correctness
         if self._pack is None:
             self._pack_tmp = self.store._tmp() + ".pack"
             self._pack = self.store.fs.open(self._pack_tmp, "wb")
-        self._pack.write(data)
-        self._pack_hash.update(data)
+        self._buf += data
+        if len(self._buf) >= WRITE_BUFFER:
+            self._flush()
         self._pack_entries[raw] = (self._pack_bytes, len(data))
         self._pack_bytes += len(data)
         self.written += 1
         if self._pack_bytes >= PACK_SIZE:
             self._seal()
+
+    def _flush(self) -> None:
+        """Write buffered pack bytes in one call: many tiny writes cost more than the bytes."""
+        if self._buf and self._pack is not None:
+            self._pack.write(self._buf)
+            self._pack_hash.update(self._buf)
+            self._buf = bytearray()
 
     def _put_loose(self, src: BinaryIO, expected: Digest | None) -> Digest:
         """Copy ``src`` into a temp object while hashing, then rename it into place."""
@@ -259,6 +277,7 @@ class Writer:
         if self._pack is None:
             return
         fs, store = self.store.fs, self.store
+        self._flush()
         _fsync(self._pack)
         self._pack.close()
         name = self._pack_hash.hexdigest()
@@ -283,6 +302,7 @@ class Writer:
             self._pack.close()
             self.store.fs.rm_file(self._pack_tmp)
             self._pack = None
+            self._buf = bytearray()
 
 
 class _Reader(io.RawIOBase):
