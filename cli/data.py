@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from mlv.cli.main import command, emit_json, err, out, progress
+from mlv.cli.main import command, emit_json, out, progress
 
 
 def _workspace():

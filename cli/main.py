@@ -70,8 +70,8 @@ def command(*args: Any, **kwargs: Any) -> Callable:
     return decorate
 
 
-def emit_json(data: Any) -> None:
-    sys.stdout.write(json.dumps(data, indent=2, sort_keys=False) + "\n")
+def emit_json(payload: Any) -> None:
+    sys.stdout.write(json.dumps(payload, indent=2, sort_keys=False) + "\n")
 
 
 @contextmanager

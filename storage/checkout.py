@@ -15,13 +15,12 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mlv.storage import hashing
+from mlv.storage import snapshot
 from mlv.storage.digest import Digest
 from mlv.storage.errors import ObjectCorrupt, ObjectMissing, StorageError, UnsavedChangesError
 from mlv.storage.links import Linker
 from mlv.storage.pointers import Pointer
 from mlv.storage.tracking import load_pointers
-from mlv.storage.walk import FileStat, stat_file, walk
 from mlv.storage.workspace import Workspace
 
 
@@ -75,11 +74,6 @@ def checkout(ws: Workspace, paths: list[str] | None = None, *, force: bool = Fal
     return report
 
 
-def _current(ws: Workspace, rel: str, files: list[FileStat]) -> dict[str, Digest]:
-    hits, misses = hashing.cached(files, ws.state, rel)
-    found = hashing.digest_all(misses)
-    ws.state.record(hashing.stat_rows(misses, found, rel))
-    return {**hits, **found}
 
 
 def _plan(ws: Workspace, ptr: Pointer) -> Plan:
@@ -98,14 +92,10 @@ def _plan(ws: Workspace, ptr: Pointer) -> Plan:
         wanted = {e.path: e for e in m}
     else:
         wanted = None
-    if target.is_dir() and not target.is_symlink():
-        files = walk(target, repo_root=ws.root)
-        current = _current(ws, rel, files)
-        exec_of = {f.rel: f.executable for f in files}
-    elif target.exists() or target.is_symlink():
-        files = [stat_file(target, repo_root=ws.root)] if target.exists() else []
-        current = _current(ws, rel, files) if files else {}
-        exec_of = {}
+    if target.exists():  # a dangling symlink counts as absent: os.replace swaps it out
+        scan = snapshot.scan(ws, target)
+        current = snapshot.identify(ws, scan, per_file=True).files
+        exec_of = {f.rel: f.executable for f in scan.files} if scan.is_dir else {}
     else:
         current, exec_of = {}, {}
     if wanted is None:  # a single file
@@ -142,8 +132,6 @@ def _apply(ws: Workspace, plan: Plan, linker: Linker, report: CheckoutReport) ->
         report.removed.append(f"{plan.rel}/{rel}" if rel else plan.rel)
     if target.is_dir():
         _prune_empty(target)
-    written: list[FileStat] = []
-    digests_of: dict[str, Digest] = {}
     for rel, digest, executable in plan.writes:
         path = target / rel if rel else target
         if path.is_dir() and not path.is_symlink():
@@ -153,16 +141,8 @@ def _apply(ws: Workspace, plan: Plan, linker: Linker, report: CheckoutReport) ->
         except StorageError:
             report.damaged.append(f"{plan.rel}/{rel}" if rel else plan.rel)
             continue
-        written.append(_restat(path, rel))
-        digests_of[rel] = digest
-    ws.state.record(hashing.stat_rows(written, digests_of, plan.rel))
     if plan.writes:
         report.restored.append(plan.rel)
-
-
-def _restat(path: Path, rel: str) -> FileStat:
-    st = os.stat(path)
-    return FileStat(rel, os.fspath(path), st.st_ino, st.st_mtime_ns, st.st_size, bool(st.st_mode & 0o100))
 
 
 def _prune_empty(top: Path) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from mlv.storage import digest as digests
-from mlv.storage import manifest, references
+from mlv.storage import references
 from mlv.storage.digest import CHUNK, Digest
 from mlv.storage.errors import StorageError
 from mlv.storage.packs import decode_index

@@ -17,7 +17,6 @@ Everything here is a cache: deleting ``state.db`` loses nothing but time.
 from __future__ import annotations
 
 import sqlite3
-import time
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -53,12 +52,11 @@ class StatCache:
         )
         return {p: (ino, mt, sz, dg) for p, ino, mt, sz, dg, chk in rows if chk - mt >= RACY_NS}
 
-    def record(self, rows: Iterable[tuple[str, int, int, int, str]]) -> None:
-        """Store (path, inode, mtime_ns, size, digest) rows hashed just now."""
-        now = time.time_ns()
+    def record(self, rows: Iterable[tuple[str, int, int, int, str]], checked_ns: int) -> None:
+        """Store (path, inode, mtime_ns, size, digest) rows whose stat was taken at ``checked_ns``."""
         self.db.execute("BEGIN")
         self.db.executemany(
-            "INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?, ?, ?)", ((*r, now) for r in rows)
+            "INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?, ?, ?)", ((*r, checked_ns) for r in rows)
         )
         self.db.execute("COMMIT")
 

@@ -8,17 +8,13 @@ and unreferenced objects, and re-running it completes the job.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mlv.storage import hashing, pointers
-from mlv.storage import digest as digests
+from mlv.storage import hashing, pointers, snapshot
 from mlv.storage.digest import Digest
 from mlv.storage.errors import StorageError, UsageError
 from mlv.storage.pointers import Pointer
-from mlv.storage.statcache import RACY_NS
-from mlv.storage.walk import FileStat, fingerprint, stat_file, walk
 from mlv.storage.workspace import Workspace
 
 
@@ -49,65 +45,33 @@ def _validate_targets(ws: Workspace, paths: list[str]) -> list[Path]:
 
 def add(ws: Workspace, paths: list[str], *, progress: hashing.Progress | None = None) -> list[Added]:
     """Store each path's content and write its pointer; only changed files are read."""
-    targets = _validate_targets(ws, paths)
-    scanned = [(t, walk(t, repo_root=ws.root) if t.is_dir() else [stat_file(t, repo_root=ws.root)]) for t in targets]
+    scans = [snapshot.scan(ws, t) for t in _validate_targets(ws, paths)]  # all errors before any write
     results = []
     with ws.lock():
-        for target, files in scanned:
-            results.append(_add_one(ws, target, files, progress))
+        for s in scans:
+            snap = snapshot.store(ws, s, present=_previously_present(ws, s.target), progress=progress)
+            pointer = Pointer(pointers.pointer_path(s.target), snap.digest, snap.size, snap.nfiles)
+            pointers.dump(pointer)
+            if ws.in_git:
+                _gitignore(s.target)
+            results.append(Added(pointer, snap.stored, snap.hashed))
     return results
 
 
-def _previously_present(ws: Workspace, target: Path) -> set[bytes]:
+def _previously_present(ws: Workspace, target: Path) -> frozenset[bytes]:
     """Digests of the last version of ``target`` when the store is known to hold all of it."""
     file = pointers.pointer_path(target)
-    if not file.exists():
-        return set()
+    if not target.is_dir() or not file.exists():
+        return frozenset()
     try:
         old = pointers.load(file)
     except UsageError:
-        return set()
+        return frozenset()
     if not old.is_dir or not ws.state.is_complete(str(old.digest)):
-        return set()
+        return frozenset()
     from mlv.storage import manifest
 
-    return set(manifest.load(ws.store.read_bytes(old.digest)).raw_digests)
-
-
-def _add_one(ws: Workspace, target: Path, files: list[FileStat], progress) -> Added:
-    rel = ws.rel(target)
-    is_dir = target.is_dir()
-    store = ws.store
-    hits, misses = hashing.cached(files, ws.state, rel)
-    present = _previously_present(ws, target) if is_dir else set()
-    # a cached digest still needs its bytes stored if the object is gone from the store
-    for f in files:
-        d = hits.get(f.rel)
-        if d is not None and d.raw not in present and d not in store:
-            del hits[f.rel]
-            misses.append(f)
-    found: dict[str, Digest] = {}
-    with store.writer() as w:
-        for f, data in hashing.read_all(misses, progress=progress):
-            found[f.rel] = w.put_bytes(data) if data is not None else w.put_file(f.path)[0]
-        if is_dir:
-            from mlv.storage import manifest
-
-            digest_of = {**hits, **found}
-            entries = [manifest.Entry(f.rel, digest_of[f.rel], f.size, f.executable) for f in files]
-            top = w.put_bytes(manifest.dump(entries))
-        else:
-            top = found.get("") or hits[""]
-    now = time.time_ns()
-    ws.state.record(hashing.stat_rows(files, found, rel))
-    ws.state.mark_complete(str(top))
-    if is_dir and hashing.is_settled(files, now, RACY_NS):
-        ws.state.record_dir(rel, fingerprint(files), str(top))
-    pointer = Pointer(pointers.pointer_path(target), top, sum(f.size for f in files), len(files) if is_dir else None)
-    pointers.dump(pointer)
-    if ws.in_git:
-        _gitignore(target)
-    return Added(pointer, w.written, len(misses))
+    return frozenset(manifest.load(ws.store.read_bytes(old.digest)).raw_digests)
 
 
 def _gitignore(target: Path) -> None:
@@ -159,56 +123,39 @@ def status(ws: Workspace, paths: list[str] | None = None) -> list[PathStatus]:
 
 def _status_one(ws: Workspace, ptr: Pointer) -> PathStatus:
     target = ptr.target
-    rel = ws.rel(target)
-    result = PathStatus(rel, "unchanged")
+    result = PathStatus(ws.rel(target), "unchanged")
     if not target.exists():
         result.state = "missing"
     elif ptr.is_dir != target.is_dir():
         result.state = "modified"
-    elif not ptr.is_dir:
-        f = stat_file(target, repo_root=ws.root)
-        hits, misses = hashing.cached([f], ws.state, rel)
-        found = hashing.digest_all(misses)
-        ws.state.record(hashing.stat_rows(misses, found, rel))
-        if (hits.get("") or found[""]) != ptr.digest:
-            result.state = "modified"
     else:
-        files = walk(target, repo_root=ws.root)
-        walked = fingerprint(files)
-        if ws.state.dir_digest(rel, walked) != str(ptr.digest):
-            _diff_dir(ws, ptr, files, walked, result)
+        scan = snapshot.scan(ws, target)
+        if snapshot.identify(ws, scan).digest != ptr.digest:
+            result.state = "modified"
+            if ptr.is_dir:
+                _diff_dir(ws, ptr, scan, result)
     result.in_cache = _in_cache(ws, ptr.digest, ptr.is_dir)
     if result.state == "unchanged" and not result.in_cache:
         result.state = "not-in-cache"
     return result
 
 
-def _diff_dir(ws: Workspace, ptr: Pointer, files: list[FileStat], walked: str, result: PathStatus) -> None:
+def _diff_dir(ws: Workspace, ptr: Pointer, scan: snapshot.Scan, result: PathStatus) -> None:
+    """Fill the added/changed/deleted lists, when the old version is here to compare against."""
     from mlv.storage import manifest
 
-    rel = result.path
-    now = time.time_ns()
-    hits, misses = hashing.cached(files, ws.state, rel)
-    found = hashing.digest_all(misses)
-    ws.state.record(hashing.stat_rows(misses, found, rel))
-    current = {**hits, **found}
-    entries = [manifest.Entry(f.rel, current[f.rel], f.size, f.executable) for f in files]
-    if digests.of_bytes(manifest.dump(entries)) == ptr.digest:
-        if hashing.is_settled(files, now, RACY_NS):
-            ws.state.record_dir(rel, walked, str(ptr.digest))
-        return
-    result.state = "modified"
     if ptr.digest not in ws.store:
-        return  # the old version is not here to compare against; `in_cache` says so
+        return
+    current = snapshot.identify(ws, scan, per_file=True).files
     old = manifest.load(ws.store.read_bytes(ptr.digest))
     old_index = old.index()
-    for f in files:
+    for f in scan.files:
         row = old_index.get(f.rel)
         if row is None:
             result.added.append(f.rel)
         elif old.raw_digests[row] != current[f.rel].raw or old.executable[row] != f.executable:
             result.changed.append(f.rel)
-    seen = {f.rel for f in files}
+    seen = {f.rel for f in scan.files}
     result.deleted = [p for p in old.paths if p not in seen]
 
 

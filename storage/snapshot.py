@@ -1,0 +1,119 @@
+"""Snapshots: the digest of a workspace path, and storing its bytes in the store.
+
+``scan`` stats a path (a file or a whole directory) and notes when it started;
+``identify`` turns a scan into a digest without storing anything (for status and
+stage deps); ``store`` puts every byte the store lacks and returns the same digest.
+Both consult the stat cache first, so unchanged files are never read again; for an
+untouched directory, ``identify`` needs one walk and no manifest at all.
+
+Stat-cache entries are stamped with the scan's start time, before any byte is read:
+a file written in the same timestamp tick as its hashing is then never trusted.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mlv.storage import digest as digests
+from mlv.storage import hashing
+from mlv.storage.digest import Digest
+from mlv.storage.errors import UsageError
+from mlv.storage.statcache import RACY_NS
+from mlv.storage.walk import FileStat, fingerprint, stat_file, walk
+from mlv.storage.workspace import Workspace
+
+
+@dataclass(frozen=True, slots=True)
+class Scan:
+    """The stat of every file of ``target`` at ``started_ns``."""
+
+    target: Path
+    rel: str
+    is_dir: bool
+    files: list[FileStat]
+    started_ns: int
+
+    @property
+    def size(self) -> int:
+        return sum(f.size for f in self.files)
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """A path's version: its digest, and per-file digests where they were computed."""
+
+    digest: Digest
+    size: int
+    nfiles: int | None  # None for a single file
+    files: dict[str, Digest] = field(default_factory=dict)
+    stored: int = 0  # objects newly written
+    hashed: int = 0  # files whose bytes were read
+
+
+def scan(ws: Workspace, target: Path) -> Scan:
+    started = time.time_ns()
+    if target.is_dir():
+        return Scan(target, ws.rel(target), True, walk(target, repo_root=ws.root), started)
+    if target.is_file():
+        return Scan(target, ws.rel(target), False, [stat_file(target, repo_root=ws.root)], started)
+    if not target.exists():
+        raise UsageError(f"'{ws.rel(target)}' does not exist")
+    raise UsageError(f"'{ws.rel(target)}' is neither a regular file nor a directory")
+
+
+def identify(ws: Workspace, s: Scan, *, per_file: bool = False) -> Snapshot:
+    """The digest ``s`` would be stored under; reads only files the stat cache can't vouch for."""
+    walked = fingerprint(s.files) if s.is_dir else ""
+    if s.is_dir and not per_file and (known := ws.state.dir_digest(s.rel, walked)) is not None:
+        return Snapshot(digests.parse(known), s.size, len(s.files))
+    hits, misses = hashing.cached(s.files, ws.state, s.rel)
+    found = hashing.digest_all(misses)
+    ws.state.record(hashing.stat_rows(misses, found, s.rel), s.started_ns)
+    current = {**hits, **found}
+    if not s.is_dir:
+        return Snapshot(current[""], s.size, None, current, hashed=len(misses))
+    from mlv.storage import manifest
+
+    top = digests.of_bytes(manifest.dump(_entries(s, current)))
+    _remember_dir(ws, s, walked, top)
+    return Snapshot(top, s.size, len(s.files), current, hashed=len(misses))
+
+
+def store(ws: Workspace, s: Scan, *, present: frozenset[bytes] = frozenset(), progress=None) -> Snapshot:
+    """Put the bytes of ``s`` the store lacks; ``present``: digests known to be stored already."""
+    store_ = ws.store
+    hits, misses = hashing.cached(s.files, ws.state, s.rel)
+    for f in s.files:  # a cached digest still needs its bytes if the object left the store
+        d = hits.get(f.rel)
+        if d is not None and d.raw not in present and d not in store_:
+            del hits[f.rel]
+            misses.append(f)
+    found: dict[str, Digest] = {}
+    with store_.writer() as w:
+        for f, data in hashing.read_all(misses, progress=progress):
+            found[f.rel] = w.put_bytes(data) if data is not None else w.put_file(f.path)[0]
+        current = {**hits, **found}
+        if s.is_dir:
+            from mlv.storage import manifest
+
+            top = w.put_bytes(manifest.dump(_entries(s, current)))
+        else:
+            top = current[""]
+    ws.state.record(hashing.stat_rows(misses, found, s.rel), s.started_ns)
+    ws.state.mark_complete(str(top))
+    if s.is_dir:
+        _remember_dir(ws, s, fingerprint(s.files), top)
+    return Snapshot(top, s.size, len(s.files) if s.is_dir else None, current, w.written, len(misses))
+
+
+def _entries(s: Scan, current: dict[str, Digest]):
+    from mlv.storage import manifest
+
+    return [manifest.Entry(f.rel, current[f.rel], f.size, f.executable) for f in s.files]
+
+
+def _remember_dir(ws: Workspace, s: Scan, walked: str, top: Digest) -> None:
+    if hashing.is_settled(s.files, s.started_ns, RACY_NS):
+        ws.state.record_dir(s.rel, walked, str(top))
