@@ -62,12 +62,18 @@ def status(
     """Compare tracked paths with their pointers: unchanged, modified, missing, not-in-cache."""
     from mlv.storage import tracking
 
-    results = tracking.status(_workspace(), paths)
+    ws = _workspace()
+    results = tracking.status(ws, paths)
+    stages = _stage_status(ws) if not paths else []
     if json_:
-        emit_json([r.to_dict() for r in results])
+        emit_json([r.to_dict() for r in results] + stages)
     else:
-        if not results:
+        if not results and not stages:
             out.print("nothing tracked; add data with `mlv add PATH`")
+        for s in stages:
+            out.print(f"{s['state']:>13}  stage {s['stage']}" + (f" ({s['action']})" if s["state"] != "unchanged" else ""))
+            for reason in s["reasons"]:
+                out.print(f"{'':>15}{reason}")
         for r in results:
             out.print(f"{r.state:>13}  {r.path}" + ("" if r.in_cache else "  (not in cache)"))
             for label, names in (("added", r.added), ("changed", r.changed), ("deleted", r.deleted)):
@@ -75,8 +81,21 @@ def status(
                     out.print(f"{'':>15}{label}: {name}")
                 if len(names) > 20:
                     out.print(f"{'':>15}… {len(names) - 20} more {label}")
-    if exit_code and any(r.state != "unchanged" for r in results):
+    if exit_code and (any(r.state != "unchanged" for r in results) or any(s["state"] != "unchanged" for s in stages)):
         raise typer.Exit(1)
+
+
+def _stage_status(ws) -> list[dict]:
+    """Every stage of mlv.yaml, ``unchanged`` or ``stale`` with why (empty without a pipeline)."""
+    from mlv.pipelines import project
+
+    if not project.has_pipeline(ws):
+        return []
+    return [
+        {"stage": d.stage, "path": project.PIPELINE_FILE, "state": "unchanged" if d.action == "up-to-date" else "stale",
+         "action": d.action, "reasons": d.reasons}
+        for d in project.dry_run(ws, project.Selection())
+    ]
 
 
 @command("checkout")
@@ -86,9 +105,11 @@ def checkout(
     json_: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
     """Make the workspace match the pointer files (bring back any committed version)."""
+    from mlv.pipelines import project
     from mlv.storage.checkout import checkout as run_checkout
 
-    report = run_checkout(_workspace(), paths, force=force)
+    ws = _workspace()
+    report = run_checkout(ws, paths, force=force, extra=project.locked_outputs(ws))
     if json_:
         emit_json(report.to_dict())
         return

@@ -255,7 +255,8 @@ class Graph:
             if target in self._graph or group or producer:
                 found |= {target} if target in self._graph else group or {producer}
                 continue
-            near = difflib.get_close_matches(target, list(self._graph), n=1)
+            names = sorted(set(self._graph) | {n.split("@")[0] for n in self._graph})
+            near = difflib.get_close_matches(target, names, n=1)
             hint = f" Did you mean '{near[0]}'?" if near else ""
             raise GraphError(f"no stage named '{target}' and no stage writes it.{hint}"
                              f"\n  Stages: {_listing(self._order)}", artifact=target)

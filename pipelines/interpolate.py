@@ -11,7 +11,8 @@ Invariants:
   scalars can be rendered.
 - In a command, every interpolated value is quoted for the shell context it lands
   in (unquoted, ``'…'``, ``"…"`` or ``$(…)``), so a param can never inject a command.
-  Contexts that cannot be quoted safely (backticks, here-documents) are refused.
+  Contexts that cannot be quoted safely for every POSIX shell (backticks,
+  here-documents, bash's ``$'…'``) are refused.
 - ``\\${`` writes a literal ``${`` and is never looked up.
 - Interpolated text is not interpolated again.
 - Every ``params.…`` name looked up is recorded in :attr:`Scope.used`, so a stage's
@@ -23,11 +24,14 @@ from __future__ import annotations
 import difflib
 import re
 import shlex
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 _EXPRESSION = re.compile(r"\\?\$\{([^{}]*)\}")
 _NAME = re.compile(r"^[A-Za-z_][\w-]*(\.[\w-]+)*$")
 _UNSET = object()
+# Shell contexts whose quoting rules differ between shells, or that have none.
+_UNQUOTABLE = {"backtick": "`…` backticks", "heredoc": "a here-document", "ansi": "$'…' (bash-only quoting)"}
 
 
 class InterpolationError(ValueError):
@@ -46,6 +50,21 @@ class Scope:
     item: object = _UNSET
     key: object = _UNSET
     used: set[str] = field(default_factory=set)
+
+    def used_params(self) -> dict[str, object]:
+        """Dotted name → value of every leaf of the params looked up so far, sorted by name."""
+        flat: dict[str, object] = {}
+
+        def add(name: str, value: object) -> None:
+            if isinstance(value, dict) and value:
+                for key, child in value.items():
+                    add(f"{name}.{key}" if name else key, child)
+            else:
+                flat[name] = value
+
+        for name in sorted(self.used):
+            add(name, lookup(f"params.{name}", Scope(self.params)) if name else self.params)
+        return dict(sorted(flat.items()))
 
     def names(self) -> list[str]:
         """Top-level names defined here, e.g. ``['params', 'item', 'key']``."""
@@ -105,8 +124,8 @@ def interpolate_command(text: str, scope: Scope) -> str:
     contexts = _shell_contexts(text, [(m.start(), m.end()) for m in matches])
     quoted = {}
     for match, context in zip(matches, contexts):
-        if context in ("backtick", "heredoc"):
-            where = "`…` backticks" if context == "backtick" else "a here-document"
+        if context in _UNQUOTABLE:
+            where = _UNQUOTABLE[context]
             raise InterpolationError(
                 f"'{match.group(0)}' inside {where} cannot be quoted safely; "
                 "use $(…) or pass the value as a separate argument",
@@ -164,8 +183,8 @@ def _step(value: object, part: str, parent: str) -> object:
         if part in value:
             return value[part]
         keys = [str(k) for k in value]
-        near = difflib.get_close_matches(part, keys, n=1)
-        hint = f" Did you mean '{parent}.{near[0]}'?" if near else ""
+        near = nearest(part, keys)
+        hint = f" Did you mean '{parent}.{near}'?" if near else ""
         listing = ", ".join(sorted(keys)[:12]) or "(none)"
         raise InterpolationError(f"'{parent}' has no key '{part}'.{hint} Keys of '{parent}': {listing}")
     if isinstance(value, list):
@@ -186,6 +205,37 @@ def _unknown_root(root: str, scope: Scope) -> str:
     else:
         message += f" For a shell variable write '\\${{{root}}}' or '${root}'." if root.isupper() else ""
     return message
+
+
+def nearest(name: str, choices: Iterable[str]) -> str | None:
+    """The choice a mistyped ``name`` most likely meant, or ``None``; transpositions count as one edit.
+
+    >>> nearest("dpes", ["desc", "deps"]), nearest("max_deph", ["max_depth", "n"]), nearest("zzz", ["deps"])
+    ('deps', 'max_depth', None)
+    """
+    choices = list(choices)
+    scored = sorted((edit_distance(name, c), -difflib.SequenceMatcher(None, name, c).ratio(), c) for c in choices)
+    if scored and scored[0][0] <= max(1, len(name) // 3):
+        return scored[0][2]
+    close = difflib.get_close_matches(name, choices, n=1)
+    return close[0] if close else None
+
+
+def edit_distance(a: str, b: str) -> int:
+    """Optimal-string-alignment distance: insertions, deletions, substitutions, adjacent swaps.
+
+    >>> edit_distance("dpes", "deps"), edit_distance("out", "outs"), edit_distance("data", "desc")
+    (1, 1, 3)
+    """
+    rows = [list(range(len(b) + 1))]
+    for i in range(1, len(a) + 1):
+        row = [i] + [0] * len(b)
+        for j in range(1, len(b) + 1):
+            row[j] = min(rows[-1][j] + 1, row[j - 1] + 1, rows[-1][j - 1] + (a[i - 1] != b[j - 1]))
+            if i > 1 and j > 1 and a[i - 1] == b[j - 2] and a[i - 2] == b[j - 1]:
+                row[j] = min(row[j], rows[-2][j - 2] + 1)
+        rows.append(row)
+    return rows[-1][-1]
 
 
 def type_name(value: object) -> str:
@@ -211,7 +261,7 @@ def _quote(value: str, context: str) -> str:
 
 
 def _shell_contexts(text: str, spans: list[tuple[int, int]]) -> list[str]:
-    """Name the quoting context at each span: code, single, double, backtick, comment, heredoc.
+    """Name the quoting context at each span: code, single, double, ansi, backtick, comment, heredoc.
 
     A small POSIX-shell lexer: enough to know which quotes surround a position,
     not a parser. ``$(…)`` opens a fresh code context even inside double quotes.
@@ -225,8 +275,8 @@ def _shell_contexts(text: str, spans: list[tuple[int, int]]) -> list[str]:
     found: list[str] = []
     i = 0
     while i < len(text):
-        if i in starts:
-            found.append("heredoc" if heredoc and stack[-1][0] == "code" else stack[-1][0])
+        if i in starts:  # after a here-document starts, its body is not shell syntax: refuse
+            found.append("heredoc" if heredoc else stack[-1][0])
             i = starts[i]
             continue
         state, char, pair = stack[-1][0], text[i], text[i : i + 2]
@@ -235,13 +285,16 @@ def _shell_contexts(text: str, spans: list[tuple[int, int]]) -> list[str]:
                 stack.pop()
         elif char == "\\":
             i += 1
-        elif state in ("double", "backtick") and char == ('"' if state == "double" else "`"):
+        elif char == {"double": '"', "backtick": "`", "ansi": "'"}.get(state):
             stack.pop()
-        elif state != "backtick" and pair == "$(":
+        elif state in ("code", "double") and pair == "$(":
             stack.append(["code", 0])
             i += 1
         elif state == "double" and char == "`":
             stack.append(["backtick", 0])
+        elif state == "code" and pair == "$'":
+            stack.append(["ansi", 0])
+            i += 1
         elif state == "code":
             heredoc = heredoc or (pair == "<<" and text[i + 2 : i + 3] != "<")
             i = _code_char(text, i, stack)

@@ -14,8 +14,8 @@ Invariants:
   to the repo root (default: the root) and deps/outs/metrics are relative to ``wdir``.
 - ``cmd`` is a tuple of shell commands run one after another, stopping at the first
   that fails (a string is a one-command tuple); interpolated values are shell-quoted.
-- ``StageSpec.params`` holds exactly the params a stage uses (interpolated anywhere,
-  or listed in its ``params:``), flattened to dotted names.
+- ``StageSpec.params`` holds exactly the params a stage uses (interpolated anywhere
+  but ``desc``/``resources``, or listed in its ``params:``), flattened to dotted names.
 - With ``kind:``, keys mlv does not know are the kind's settings; with ``cmd:`` or
   ``call:`` they are errors. A mapping under ``params:`` (``${params.model}``) is
   handed to the kind or function as ``settings["params"]``.
@@ -23,7 +23,6 @@ Invariants:
 
 from __future__ import annotations
 
-import difflib
 import itertools
 import re
 from collections.abc import Collection, Mapping
@@ -34,7 +33,9 @@ import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from mlv.engine.dag import Resources, StageSpec, normalise_path, parse_memory
-from mlv.pipelines.interpolate import InterpolationError, Scope, interpolate, interpolate_command, lookup, type_name
+from mlv.pipelines.interpolate import (
+    InterpolationError, Scope, edit_distance, interpolate, interpolate_command, lookup, nearest, type_name,
+)
 from mlv.storage.errors import UsageError
 
 __all__ = ["BUILTIN_KINDS", "Pipeline", "PipelineError", "Resources", "StageSpec", "load_pipeline"]
@@ -52,6 +53,7 @@ _STAGE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 _CALL = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
 _WHOLE_PARAM = re.compile(r"^\$\{\s*params\.([\w.-]+)\s*\}$")
 _MERGE = "tag:yaml.org,2002:merge"
+_TAGS = {"str", "int", "float", "bool", "null", "timestamp", "seq", "map", "merge"}
 Items = list[tuple[str, Node, Node]]
 
 
@@ -114,7 +116,9 @@ def load_pipeline(path: Path, *, root: Path, kinds: Mapping[str, Collection[str]
     if node is None:
         raise PipelineError("the file is empty; add a 'stages:' section, e.g. stages: {prepare: {cmd: …}}",
                             path=shown, line=1, column=1)
-    return _Parser(loader, shown, kinds).pipeline(node, path)
+    parser = _Parser(loader, shown, kinds)
+    parser.check_tags(node, set())
+    return parser.pipeline(node, path)
 
 
 class _Parser:
@@ -130,6 +134,19 @@ class _Parser:
         return PipelineError(message, path=self.shown, line=line, column=column, stage=stage)
 
     # -- YAML nodes to data ---------------------------------------------------
+
+    def check_tags(self, node: Node, seen: set[int]) -> None:
+        """Refuse tags other than plain data (``!!python/…`` and custom ones) anywhere in the file."""
+        if id(node) in seen:
+            return
+        seen.add(id(node))
+        if node.tag.rpartition(":")[0] != "tag:yaml.org,2002" or node.tag.rpartition(":")[2] not in _TAGS:
+            raise self.error(node, f"unsupported YAML tag '{node.tag}'; mlv.yaml holds plain data only")
+        for child in node.value if isinstance(node, SequenceNode) else []:
+            self.check_tags(child, seen)
+        for key, value in node.value if isinstance(node, MappingNode) else []:
+            self.check_tags(key, seen)
+            self.check_tags(value, seen)
 
     def items(self, node: Node, *, label: str = "key", stage: str | None = None) -> Items:
         """Key/value nodes of a mapping, with ``<<`` merges applied and duplicate keys refused."""
@@ -164,13 +181,7 @@ class _Parser:
                 return [self.data(child, stage) for child in node.value]
             if node.tag == "tag:yaml.org,2002:timestamp":
                 return node.value  # dates stay as written: plain, JSON-safe data
-            try:
-                value = self.loader.construct_object(node, deep=True)
-            except yaml.constructor.ConstructorError as exc:
-                raise self.error(node, f"unsupported YAML value: {exc.problem}", stage) from exc
-            if value is not None and not isinstance(value, (str, int, float, bool)):
-                raise self.error(node, f"unsupported YAML value of type {type(value).__name__}", stage)
-            return value
+            return self.loader.construct_object(node, deep=True)  # check_tags allowed only plain scalars
         finally:
             self._active.discard(id(node))
 
@@ -301,12 +312,14 @@ class _Parser:
                 raise self.error(kn, f"'{k}' cannot be used here ({why})", name)
             if k in STAGE_KEYS:
                 continue
-            if mode != "kind" or difflib.get_close_matches(k, STAGE_KEYS, n=1, cutoff=0.8):
+            if mode != "kind" or any(edit_distance(k, known) <= 1 for known in STAGE_KEYS):  # a typo, not a setting
                 raise self.error(kn, _unknown(f"key '{k}' in stage '{name}'", k, STAGE_KEYS), name)
             settings[k] = self.resolve(vn, scope, name)
         wdir = self._wdir(fields.get("wdir"), scope, name)
-        spec = {mode: self._cmd(fields["cmd"], scope, name) if mode == "cmd" else self._word(mode, fields[mode], scope,
-                                                                                            name)}
+        if mode == "cmd":
+            spec = {"cmd": self._cmd(fields["cmd"], scope, name)}
+        else:
+            spec = {mode: self._word(mode, fields[mode], scope, name)}
         for field in ("deps", "outs", "metrics"):
             node = fields.get(field)
             spec[field] = self._paths(field, node, self.resolve(node, scope, name), name, wdir)
@@ -314,25 +327,27 @@ class _Parser:
             value = settings.get(setting)
             inputs = self._paths(setting, fields.get(setting), [value] if isinstance(value, str) else value, name, wdir)
             spec["deps"] += tuple(p for p in inputs if p not in spec["deps"])
-        for path in set(spec["outs"]) & set(spec["metrics"]):
-            raise self.error(fields["metrics"], f"'{path}' is in both 'outs' and 'metrics'; keep it in one", name)
+        if both := sorted(set(spec["outs"]) & set(spec["metrics"])):
+            raise self.error(fields["metrics"], f"'{both[0]}' is in both 'outs' and 'metrics'; keep it in one", name)
         mapping = self._params(fields.get("params"), scope, name)
         if mapping is not None and mode != "cmd":
             settings["params"] = mapping
-        desc = self.resolve(fields.get("desc"), scope, name)
+        # desc and resources do not change what a stage computes: the params they use stay out of its fingerprint
+        aside = Scope(scope.params, item=scope.item, key=scope.key)
+        desc = self.resolve(fields.get("desc"), aside, name)
         if not isinstance(desc, (str, type(None))):
             raise self.error(fields["desc"], f"'desc' must be text, got {type_name(desc)}", name)
         return StageSpec(name=name, settings=settings, wdir=wdir, desc=desc, line=key.start_mark.line + 1,
-                         resources=self._resources(fields.get("resources"), scope, name),
-                         params=_flatten_used(scope), **spec)
+                         resources=self._resources(fields.get("resources"), aside, name),
+                         params=scope.used_params(), **spec)
 
     def _word(self, mode: str, node: Node, scope: Scope, stage: str) -> str:
         value = self.resolve(node, scope, stage)
         if mode == "call" and not (isinstance(value, str) and _CALL.match(value)):
             raise self.error(node, f"'call' must name a function as 'package.module:function', got {value!r}", stage)
         if mode == "kind" and value not in self.kinds:
-            near = difflib.get_close_matches(str(value), sorted(self.kinds), n=1)
-            hint = f" Did you mean '{near[0]}'?" if near else ""
+            near = nearest(str(value), sorted(self.kinds))
+            hint = f" Did you mean '{near}'?" if near else ""
             raise self.error(node, f"unknown stage kind {value!r}.{hint} Kinds: {', '.join(sorted(self.kinds))}",
                              stage)
         return value
@@ -405,8 +420,10 @@ class _Parser:
             try:
                 lookup(f"params.{name}", scope)
             except InterpolationError as exc:
-                hint = f" Write '{name[7:]}': names are relative to 'params:'." if name.startswith("params.") else ""
-                raise self.error(where, f"param '{name}' is not defined: {exc}{hint}", stage) from None
+                detail = str(exc)
+                if name.startswith("params."):
+                    detail = f"write '{name[7:]}', as names here are relative to the top-level 'params:'"
+                raise self.error(where, f"param '{name}' is not defined: {detail}", stage) from None
         return None
 
     def _resources(self, node: Node | None, scope: Scope, stage: str) -> Resources:
@@ -459,8 +476,8 @@ def _offset_position(node: Node, offset: int) -> tuple[int, int] | None:
 
 
 def _unknown(subject: str, name: str, valid: Collection[str]) -> str:
-    near = difflib.get_close_matches(name, list(valid), n=1)
-    hint = f" Did you mean '{near[0]}'?" if near else ""
+    near = nearest(name, valid)
+    hint = f" Did you mean '{near}'?" if near else ""
     return f"unknown {subject}.{hint}\n  Valid keys: {', '.join(valid)}"
 
 
@@ -469,19 +486,3 @@ def _suffix(value: object, fallback: str) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     return str(value) if isinstance(value, (str, int, float)) and str(value) else fallback
-
-
-def _flatten_used(scope: Scope) -> dict[str, object]:
-    """Dotted name → value for every leaf of the params a stage used."""
-    flat: dict[str, object] = {}
-
-    def add(name: str, value: object) -> None:
-        if isinstance(value, dict) and value:
-            for key, child in value.items():
-                add(f"{name}.{key}" if name else key, child)
-        else:
-            flat[name] = value
-
-    for name in sorted(scope.used):
-        add(name, lookup(f"params.{name}", Scope(scope.params)) if name else scope.params)
-    return dict(sorted(flat.items()))

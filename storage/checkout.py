@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,9 +25,18 @@ from mlv.storage.tracking import load_pointers
 from mlv.storage.workspace import Workspace
 
 
+@dataclass(frozen=True, slots=True)
+class Version:
+    """A path and the version it should hold (pointers and ``mlv.lock`` outs both give these)."""
+
+    target: Path
+    digest: Digest
+    is_dir: bool
+
+
 @dataclass(slots=True)
 class Plan:
-    pointer: Pointer
+    version: Version | Pointer
     rel: str
     writes: list[tuple[str, Digest, bool]] = field(default_factory=list)  # (rel inside target, digest, exec)
     deletes: list[str] = field(default_factory=list)  # rel inside target ('' = the target itself)
@@ -44,8 +54,27 @@ class CheckoutReport:
         return {"restored": self.restored, "removed": self.removed, "unchanged": self.unchanged, "damaged": self.damaged}
 
 
-def checkout(ws: Workspace, paths: list[str] | None = None, *, force: bool = False) -> CheckoutReport:
-    plans = [_plan(ws, ptr) for ptr in load_pointers(ws, paths)]
+def checkout(
+    ws: Workspace, paths: list[str] | None = None, *, force: bool = False, extra: Iterable[Version] = ()
+) -> CheckoutReport:
+    """Restore the pointers' versions plus ``extra`` ones (stage outputs), all or those of ``paths``."""
+    if not paths:
+        return restore(ws, [*load_pointers(ws), *extra], force=force)
+    by_target = {v.target: v for v in extra}
+    chosen: list[Version | Pointer] = []
+    pointer_paths = []
+    for p in paths:
+        target = ws.resolve(p, must_exist=False)
+        if target in by_target:
+            chosen.append(by_target[target])
+        else:
+            pointer_paths.append(p)
+    return restore(ws, [*load_pointers(ws, pointer_paths), *chosen] if pointer_paths else chosen, force=force)
+
+
+def restore(ws: Workspace, versions: Iterable[Version | Pointer], *, force: bool = False) -> CheckoutReport:
+    """Make each target hold its version; plan everything before touching anything."""
+    plans = [_plan(ws, v) for v in versions]
     unsaved = [f"{p.rel}/{u}" if u else p.rel for p in plans for u in p.unsaved]
     if unsaved and not force:
         shown = "\n  ".join(unsaved[:10]) + (f"\n  … and {len(unsaved) - 10} more" if len(unsaved) > 10 else "")
@@ -76,7 +105,7 @@ def checkout(ws: Workspace, paths: list[str] | None = None, *, force: bool = Fal
 
 
 
-def _plan(ws: Workspace, ptr: Pointer) -> Plan:
+def _plan(ws: Workspace, ptr: Version | Pointer) -> Plan:
     target, rel = ptr.target, ws.rel(ptr.target)
     plan = Plan(ptr, rel)
     store = ws.store
@@ -119,7 +148,7 @@ def _plan(ws: Workspace, ptr: Pointer) -> Plan:
 
 
 def _apply(ws: Workspace, plan: Plan, linker: Linker, report: CheckoutReport) -> None:
-    target = plan.pointer.target
+    target = plan.version.target
     if not plan.writes and not plan.deletes:
         report.unchanged.append(plan.rel)
         return

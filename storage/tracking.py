@@ -53,7 +53,7 @@ def add(ws: Workspace, paths: list[str], *, progress: hashing.Progress | None = 
             pointer = Pointer(pointers.pointer_path(s.target), snap.digest, snap.size, snap.nfiles)
             pointers.dump(pointer)
             if ws.in_git:
-                _gitignore(s.target)
+                ignore_in_git(s.target)
             results.append(Added(pointer, snap.stored, snap.hashed))
     return results
 
@@ -74,8 +74,8 @@ def _previously_present(ws: Workspace, target: Path) -> frozenset[bytes]:
     return frozenset(manifest.load(ws.store.read_bytes(old.digest)).raw_digests)
 
 
-def _gitignore(target: Path) -> None:
-    """Keep tracked data out of git: '/name' in the .gitignore beside it."""
+def ignore_in_git(target: Path) -> None:
+    """Keep tracked data out of git: '/name' in the .gitignore beside it (idempotent)."""
     ignore = target.parent / ".gitignore"
     line = f"/{target.name}"
     existing = ignore.read_text().splitlines() if ignore.exists() else []
@@ -134,7 +134,7 @@ def _status_one(ws: Workspace, ptr: Pointer) -> PathStatus:
             result.state = "modified"
             if ptr.is_dir:
                 _diff_dir(ws, ptr, scan, result)
-    result.in_cache = _in_cache(ws, ptr.digest, ptr.is_dir)
+    result.in_cache = in_cache(ws, ptr.digest, ptr.is_dir)
     if result.state == "unchanged" and not result.in_cache:
         result.state = "not-in-cache"
     return result
@@ -159,7 +159,7 @@ def _diff_dir(ws: Workspace, ptr: Pointer, scan: snapshot.Scan, result: PathStat
     result.deleted = [p for p in old.paths if p not in seen]
 
 
-def _in_cache(ws: Workspace, digest: Digest, is_dir: bool) -> bool:
+def in_cache(ws: Workspace, digest: Digest, is_dir: bool) -> bool:
     if ws.state.is_complete(str(digest)):
         return True
     store = ws.store

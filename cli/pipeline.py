@@ -1,0 +1,120 @@
+"""Pipeline commands: run, dag, show."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from mlv.cli.main import command, emit_json, err, out
+
+
+def _workspace():
+    from mlv.storage.workspace import Workspace
+
+    return Workspace.find()
+
+
+class _Progress:
+    """Per-stage lines (and a live rich table on a terminal): queued, running, cached, done, failed."""
+
+    def __init__(self, quiet: bool) -> None:
+        self.quiet = quiet
+        self.started: dict[str, float] = {}
+        self.t0 = time.monotonic()
+
+    def __call__(self, stage: str, state: str, detail: str) -> None:
+        if self.quiet:
+            return
+        now = time.monotonic()
+        if state == "running":
+            self.started[stage] = now
+            err.print(f"  running     {stage}" + (f"   (dashboard: {detail})" if detail else ""))
+            return
+        elapsed = f"{now - self.started[stage]:.1f}s" if stage in self.started else ""
+        err.print(f"  {state:<11} {stage}  {elapsed}" + (f"  — {detail}" if detail else ""))
+
+
+@command("run")
+def run(
+    targets: Annotated[Optional[list[str]], typer.Argument(help="Stages (or outputs) to bring up to date, with their upstream.")] = None,
+    downstream: Annotated[bool, typer.Option("--downstream", help="Run the targets and everything built from them.")] = False,
+    force: Annotated[bool, typer.Option("--force", "-f", help="Re-run even if up to date or cached.")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan (run / cached / up-to-date); run nothing.")] = False,
+    jobs: Annotated[Optional[int], typer.Option("--jobs", "-j", min=1, help="At most this many stages at once.")] = None,
+    fail_fast: Annotated[bool, typer.Option("--fail-fast", help="Stop at the first failed stage.")] = False,
+    cluster: Annotated[Optional[Path], typer.Option("--cluster", help="dask-cluster.yaml naming the scheduler to use.")] = None,
+    json_: Annotated[bool, typer.Option("--json", help="Machine-readable result.")] = False,
+) -> None:
+    """Run the pipeline in mlv.yaml on Dask: in parallel, skipping what is up to date or cached."""
+    from mlv.engine.runner import RunOptions
+    from mlv.pipelines import project
+
+    ws = _workspace()
+    selection = project.Selection(tuple(targets or ()), downstream)
+    if dry_run:
+        decisions = project.dry_run(ws, selection, force=force)
+        if json_:
+            emit_json([d.to_dict() for d in decisions])
+        for d in decisions if not json_ else ():
+            out.print(f"{d.action:>11}  {d.stage}" + (f"  — {'; '.join(d.reasons)}" if d.reasons else ""))
+        return
+    results = project.run(ws, selection, RunOptions(force=force, jobs=jobs, fail_fast=fail_fast),
+                          cluster_file=cluster, listener=_Progress(quiet=json_))
+    failed = [r for r in results if r.state == "failed"]
+    if json_:
+        emit_json([r.to_dict() for r in results])
+    else:
+        counts = {s: sum(r.state == s for r in results) for s in ("done", "cached", "up-to-date", "failed", "skipped")}
+        out.print(", ".join(f"{n} {s}" for s, n in counts.items() if n) or "nothing to run")
+        for r in failed:
+            err.print(f"\nstage '{r.stage}' failed (exit status {r.exit_code}); last lines of its output:")
+            err.print("\n".join(f"  | {line}" for line in r.log_tail.splitlines()) or "  | (no output)")
+            err.print(f"  full record: `mlv show {r.stage}`")
+    if failed:
+        raise typer.Exit(1)
+
+
+@command("dag")
+def dag(
+    targets: Annotated[Optional[list[str]], typer.Argument(help="Draw only these stages and their upstream.")] = None,
+    dot: Annotated[bool, typer.Option("--dot", help="Graphviz DOT.")] = False,
+    mermaid: Annotated[bool, typer.Option("--mermaid", help="Mermaid flowchart.")] = False,
+    json_: Annotated[bool, typer.Option("--json", help="Nodes and edges as JSON.")] = False,
+) -> None:
+    """Draw the pipeline's stage graph."""
+    from mlv.pipelines import project
+
+    _, graph = project.load(_workspace(), check_deps=False)
+    graph = project.select(graph, project.Selection(tuple(targets or ())))
+    if json_:
+        emit_json(graph.to_dict())
+    else:
+        out.print(graph.to_dot() if dot else graph.to_mermaid() if mermaid else graph.to_ascii())
+
+
+@command("show")
+def show(
+    target: Annotated[str, typer.Argument(help="A stage name (its latest run) or a run id.")],
+    json_: Annotated[bool, typer.Option("--json", help="The run record as JSON.")] = False,
+) -> None:
+    """Print a run record (for a stage, its latest run) with its captured output."""
+    from mlv.engine.records import RunIndex
+    from mlv.storage.digest import parse
+    from mlv.storage.errors import UsageError
+
+    ws = _workspace()
+    index = RunIndex(ws)
+    record = index.latest(target) or (index.read(target) if (index.dir / f"{target}.json").exists() else None)
+    if record is None:
+        raise UsageError(f"no run of stage '{target}' and no run id '{target}' is recorded; run it with `mlv run`")
+    log = ws.store.read_bytes(parse(record.log)).decode(errors="replace") if record.log else ""
+    if json_:
+        emit_json({**record.to_dict(), "output": log})
+        return
+    out.print(json.dumps({k: v for k, v in record.to_dict().items() if k != "definition"}, indent=2))
+    out.print("--- output ---")
+    out.print(log.rstrip())

@@ -1,0 +1,158 @@
+"""Reaching Dask: a local cluster started only when a stage must run, or an existing scheduler.
+
+``dask-cluster.yaml`` (at the repo root, or the file given to ``--cluster``) says which.
+Without a scheduler, the local cluster is the cheapest form that serves: threads in
+mlv's own process when only shell commands run, worker processes when Python ``call``
+stages run (they import user code and hold the GIL). ``distributed`` is imported only
+here, and only when a cluster is actually needed.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from mlv.storage.errors import ConfigError, MlvError, UsageError
+
+FILE = "dask-cluster.yaml"
+_LOCAL_KEYS = {"workers", "threads_per_worker", "memory_limit", "processes", "gpu_workers"}
+
+
+class ClusterError(MlvError):
+    """The scheduler could not be reached or lacks what a stage needs (exit 1)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterConfig:
+    scheduler: str | None = None
+    workers: int | None = None
+    threads_per_worker: int = 1
+    memory_limit: str | int = "auto"
+    processes: bool | str = "auto"
+    gpu_workers: int = 0
+    source: str = FILE
+
+
+def load_config(path: Path) -> ClusterConfig:
+    if not path.exists():
+        return ClusterConfig()
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path.name}: not valid YAML ({exc})", path=str(path)) from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path.name}: expected a mapping with 'scheduler' and/or 'local'", path=str(path))
+    unknown = set(data) - {"scheduler", "local"}
+    if unknown:
+        raise ConfigError(f"{path.name}: unknown key '{sorted(unknown)[0]}'; valid: scheduler, local", path=str(path))
+    local = data.get("local") or {}
+    if not isinstance(local, dict) or set(local) - _LOCAL_KEYS:
+        bad = sorted(set(local) - _LOCAL_KEYS) if isinstance(local, dict) else ["(not a mapping)"]
+        raise ConfigError(f"{path.name}: unknown key 'local.{bad[0]}'; valid: {', '.join(sorted(_LOCAL_KEYS))}")
+    config = ClusterConfig(
+        scheduler=data.get("scheduler") or None,
+        workers=local.get("workers"),
+        threads_per_worker=local.get("threads_per_worker") or 1,
+        memory_limit=local.get("memory_limit") or "auto",
+        processes=local.get("processes", "auto"),
+        gpu_workers=local.get("gpu_workers") or 0,
+        source=path.name,
+    )
+    for name in ("workers", "threads_per_worker", "gpu_workers"):
+        value = getattr(config, name)
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
+            raise ConfigError(f"{path.name}: 'local.{name}' must be a non-negative integer, got {value!r}")
+    if config.processes not in (True, False, "auto"):
+        raise ConfigError(f"{path.name}: 'local.processes' must be true, false or auto, got {config.processes!r}")
+    return config
+
+
+class Cluster:
+    """A Dask client made on first use and closed (with any cluster mlv started) on exit."""
+
+    def __init__(self, config: ClusterConfig, *, jobs: int | None, python_calls: bool, gpu: bool) -> None:
+        self.config = config
+        self.jobs = jobs
+        self.python_calls = python_calls
+        self.gpu = gpu
+        self._client = None
+        self._local = None
+
+    @property
+    def started(self) -> bool:
+        return self._client is not None
+
+    def client(self):
+        if self._client is None:
+            self._client = self._connect() if self.config.scheduler else self._start_local()
+        return self._client
+
+    def _connect(self):
+        from distributed import Client
+
+        try:
+            return Client(self.config.scheduler, timeout="10s")
+        except (OSError, TimeoutError) as exc:
+            raise ClusterError(
+                f"cannot reach the Dask scheduler at '{self.config.scheduler}' (from {self.config.source}): {exc}. "
+                "Start it with `dask scheduler`, or remove 'scheduler' to run on a local cluster."
+            ) from exc
+
+    def _start_local(self):
+        from distributed import Client, LocalCluster
+
+        cores = os.cpu_count() or 1
+        processes = self.python_calls if self.config.processes == "auto" else bool(self.config.processes)
+        resources = {"GPU": 1} if self.config.gpu_workers else None
+        if processes or resources:
+            workers = self.config.gpu_workers or self.config.workers or min(cores, self.jobs or cores)
+            threads = self.config.threads_per_worker
+        else:
+            workers, threads = 1, self.jobs or self.config.workers or cores
+        self._local = LocalCluster(
+            n_workers=workers, threads_per_worker=threads, processes=processes,
+            memory_limit=self.config.memory_limit, resources=resources,
+            dashboard_address=":0" if _has_bokeh() else None,
+        )
+        return Client(self._local)
+
+    def gpu_workers(self) -> int:
+        """How many workers offer the GPU resource (connects to the scheduler if needed)."""
+        if not self.config.scheduler:
+            return self.config.gpu_workers
+        info = self.client().scheduler_info()
+        return sum(1 for w in info.get("workers", {}).values() if (w.get("resources") or {}).get("GPU", 0) > 0)
+
+    def require_gpu(self, stages: list[str]) -> None:
+        if self.gpu_workers() == 0:
+            where = f"the scheduler at {self.config.scheduler}" if self.config.scheduler else "the local cluster"
+            raise UsageError(
+                f"stage(s) {', '.join(repr(s) for s in stages)} need a GPU (resources: {{gpu: N}}), but no Dask worker "
+                f"of {where} offers one. Start a GPU worker with `dask worker <scheduler-address> --resources GPU=1` "
+                f"and set 'scheduler' in {FILE}, or set 'local.gpu_workers: 1' there on a machine with a GPU."
+            )
+
+    @property
+    def dashboard(self) -> str | None:
+        if self._client is None:
+            return None
+        try:
+            return self._client.dashboard_link if _has_bokeh() else None
+        except (KeyError, AttributeError):
+            return None
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+        if self._local is not None:
+            self._local.close()
+        self._client = self._local = None
+
+
+def _has_bokeh() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("bokeh") is not None

@@ -1,0 +1,139 @@
+"""What runs on a Dask worker: one stage's command or Python call, its output captured.
+
+Everything here is module-level and takes a plain ``Job`` (picklable, no open files or
+stores), so it runs the same in a thread of mlv's own process, in a local worker
+process or on a remote worker that shares the repo's filesystem. It returns facts
+(exit code, times, worker, GPU), never data: outputs are hashed and stored by the client.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import importlib
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import traceback
+from dataclasses import dataclass
+
+_children: set[subprocess.Popen] = set()
+_children_lock = threading.Lock()
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    run_id: str
+    stage: str
+    root: str  # absolute repo root
+    wdir: str  # absolute working directory
+    cmd: tuple[str, ...] | None
+    call: str | None
+    deps: tuple[str, ...]  # absolute
+    outs: tuple[str, ...]  # absolute
+    params: dict
+    log: str  # absolute path of the log file to write
+    gpu: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    exit_code: int
+    started: float
+    ended: float
+    host: str
+    worker: str | None
+    gpu: str | None
+
+
+def run_job(job: Job) -> Outcome:
+    """Run ``job`` to completion; a failure is an exit code, never an exception."""
+    started = time.time()
+    with open(job.log, "wb") as log:
+        if job.cmd is not None:
+            code = _run_commands(job, log)
+        else:
+            code = _run_call(job, log)
+    return Outcome(code, started, time.time(), os.uname().nodename, _worker_address(), _gpu(job))
+
+
+def _run_commands(job: Job, log) -> int:
+    env = {**os.environ, "MLV_STAGE": job.stage, "MLV_RUN_ID": job.run_id}
+    for command in job.cmd or ():
+        proc = subprocess.Popen(
+            ["/bin/sh", "-c", command], cwd=job.wdir, stdout=log, stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL, env=env, preexec_fn=_die_with_parent,
+        )
+        with _children_lock:
+            _children.add(proc)
+        try:
+            code = proc.wait()
+        finally:
+            with _children_lock:
+                _children.discard(proc)
+        if code != 0:
+            return code if code > 0 else 128 - code  # killed by signal N -> 128+N, as shells report it
+    return 0
+
+
+def _run_call(job: Job, log) -> int:
+    module_name, _, func_name = (job.call or "").partition(":")
+    if job.root not in sys.path:
+        sys.path.insert(0, job.root)
+    text = open(log.fileno(), "w", closefd=False, buffering=1)
+    with contextlib.redirect_stdout(text), contextlib.redirect_stderr(text), _cwd(job.wdir):
+        try:
+            func = getattr(importlib.import_module(module_name), func_name)
+            func(deps=list(job.deps), outs=list(job.outs), params=dict(job.params))
+            return 0
+        except SystemExit as exc:
+            return exc.code if isinstance(exc.code, int) else 1
+        except BaseException:  # the user's function failed: its traceback is the stage's log
+            traceback.print_exc()
+            return 1
+        finally:
+            text.flush()
+
+
+@contextlib.contextmanager
+def _cwd(path: str):
+    old = os.getcwd()
+    os.chdir(path)
+    try:
+        yield
+    finally:
+        os.chdir(old)
+
+
+def kill_children() -> None:
+    """Stop every command this process started (Ctrl-C in a run with in-process workers)."""
+    with _children_lock:
+        for proc in list(_children):
+            with contextlib.suppress(ProcessLookupError):
+                proc.send_signal(signal.SIGTERM)
+
+
+def _die_with_parent() -> None:
+    """Linux: the command gets SIGTERM if the worker running it dies (no orphans after Ctrl-C)."""
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass  # not Linux: no such guarantee, the worker's own shutdown still ends its tasks
+
+
+def _worker_address() -> str | None:
+    try:
+        from distributed import get_worker
+
+        return get_worker().address
+    except (ImportError, ValueError):
+        return None
+
+
+def _gpu(job: Job) -> str | None:
+    if not job.gpu:
+        return None
+    return os.environ.get("CUDA_VISIBLE_DEVICES", "GPU") or "GPU"

@@ -1,0 +1,96 @@
+"""``mlv.lock``: what each stage last ran with and produced, committed beside ``mlv.yaml``.
+
+Per stage: fingerprint, run id, the digest of every dep, the params it used, and the
+digest (size, file count) of every out and metrics file. Keys are written in a fixed
+order and paths sorted, so diffs stay small; the file is replaced atomically.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from mlv.storage import atomic
+from mlv.storage.digest import Digest, parse
+from mlv.storage.errors import ConfigError
+
+NAME = "mlv.lock"
+SCHEMA = 1
+HEADER = "# Written by `mlv run`: the inputs and outputs of each stage's last run. Commit it with mlv.yaml.\n"
+
+
+@dataclass(frozen=True, slots=True)
+class Output:
+    digest: Digest
+    size: int
+    nfiles: int | None = None  # directories only
+
+    def to_dict(self) -> dict:
+        d: dict = {"digest": str(self.digest), "size": self.size}
+        if self.nfiles is not None:
+            d["nfiles"] = self.nfiles
+        return d
+
+
+@dataclass(frozen=True, slots=True)
+class LockEntry:
+    fingerprint: Digest
+    run_id: str
+    deps: dict[str, Digest] = field(default_factory=dict)
+    params: dict = field(default_factory=dict)
+    outs: dict[str, Output] = field(default_factory=dict)  # outs and metrics alike
+
+    def to_dict(self) -> dict:
+        return {
+            "fingerprint": str(self.fingerprint),
+            "run_id": self.run_id,
+            "deps": {p: str(d) for p, d in sorted(self.deps.items())},
+            "params": self.params,
+            "outs": {p: o.to_dict() for p, o in sorted(self.outs.items())},
+        }
+
+
+def load(root: Path) -> dict[str, LockEntry]:
+    path = root / NAME
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(
+            f"{NAME}: not valid YAML ({exc}). Restore it with `git checkout -- {NAME}` or delete it and re-run `mlv run`.",
+            path=str(path),
+        ) from exc
+    if data is None:
+        return {}
+    if not isinstance(data, dict) or not isinstance(data.get("stages", {}), dict):
+        raise ConfigError(f"{NAME}: expected a mapping with 'schema' and 'stages'", path=str(path))
+    if data.get("schema", SCHEMA) != SCHEMA:
+        raise ConfigError(f"{NAME}: schema {data.get('schema')!r} is not supported by this mlv (expects {SCHEMA})")
+    entries = {}
+    for name, raw in (data.get("stages") or {}).items():
+        where = f"{NAME}: stage '{name}'"
+        try:
+            entries[name] = LockEntry(
+                fingerprint=parse(raw["fingerprint"], where=f"{where}: 'fingerprint'"),
+                run_id=str(raw["run_id"]),
+                deps={p: parse(d, where=f"{where}: dep '{p}'") for p, d in (raw.get("deps") or {}).items()},
+                params=dict(raw.get("params") or {}),
+                outs={
+                    p: Output(parse(o["digest"], where=f"{where}: out '{p}'"), int(o["size"]), o.get("nfiles"))
+                    for p, o in (raw.get("outs") or {}).items()
+                },
+            )
+        except (KeyError, TypeError, AttributeError, ValueError) as exc:
+            raise ConfigError(
+                f"{where} is malformed ({exc!r}); restore {NAME} from git or delete the entry and re-run `mlv run`",
+                path=str(path),
+            ) from exc
+    return entries
+
+
+def dump(root: Path, entries: dict[str, LockEntry]) -> None:
+    data = {"schema": SCHEMA, "stages": {name: entries[name].to_dict() for name in sorted(entries)}}
+    atomic.write_text(root / NAME, HEADER + yaml.safe_dump(data, sort_keys=False, default_flow_style=False))

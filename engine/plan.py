@@ -1,0 +1,125 @@
+"""Planning a run: for each stage, is it up to date, restorable from the run cache, or to run — and why.
+
+``mlv run --dry-run``, ``mlv status`` and ``mlv run`` itself share this logic. A
+stage's fingerprint needs the digests of its deps, so it can only be computed once
+every upstream stage is settled; a stage downstream of one that will run is planned as
+``run`` with the reason "upstream 'x' will run".
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from mlv.engine import lockfile
+from mlv.engine.dag import StageSpec
+from mlv.engine.fingerprint import fingerprint
+from mlv.engine.lockfile import LockEntry, Output
+from mlv.engine.records import RunIndex
+from mlv.storage import snapshot
+from mlv.storage.digest import Digest, parse
+from mlv.storage.tracking import in_cache
+from mlv.storage.workspace import Workspace
+
+UP_TO_DATE, CACHED, RUN = "up-to-date", "cached", "run"
+
+
+@dataclass(slots=True)
+class Decision:
+    stage: str
+    action: str  # up-to-date | cached | run
+    reasons: list[str] = field(default_factory=list)
+    fingerprint: Digest | None = None
+    deps: dict[str, Digest] = field(default_factory=dict)
+    source: tuple[str, dict[str, Output]] | None = None  # (run id, outs) to restore, for "cached"
+
+    def to_dict(self) -> dict:
+        return {"stage": self.stage, "action": self.action, "reasons": self.reasons,
+                "fingerprint": str(self.fingerprint) if self.fingerprint else None}
+
+
+def identify(ws: Workspace, path: str) -> Digest | None:
+    """The current digest of a workspace path, or None if it does not exist."""
+    target = ws.root / path
+    if not target.exists():
+        return None
+    return snapshot.identify(ws, snapshot.scan(ws, target)).digest
+
+
+def decide(ws: Workspace, spec: StageSpec, lock: dict[str, LockEntry], index: RunIndex, *, force: bool) -> Decision:
+    """Plan one stage whose upstream is settled (its deps are final)."""
+    deps = {}
+    missing = []
+    for path in spec.deps:
+        d = identify(ws, path)
+        if d is None:
+            missing.append(path)
+        else:
+            deps[path] = d
+    decision = Decision(spec.name, RUN, deps=deps)
+    if missing:
+        decision.reasons.append(f"dep '{missing[0]}' does not exist")
+        return decision
+    fp = fingerprint(spec, deps)
+    decision.fingerprint = fp
+    entry = lock.get(spec.name)
+    if force:
+        decision.reasons.append("--force")
+        return decision
+    if entry is not None and entry.fingerprint == fp:
+        changed = [p for p, out in entry.outs.items() if identify(ws, p) != out.digest]
+        if not changed:
+            decision.action = UP_TO_DATE
+            return decision
+        if _restorable(ws, entry.outs):
+            decision.action, decision.source = CACHED, (entry.run_id, entry.outs)
+            decision.reasons.append(f"output '{changed[0]}' is missing or modified; restoring it from the cache")
+            return decision
+    for record in index.by_fingerprint(str(fp)):
+        outs = {p: Output(parse(o["digest"]), o["size"], o.get("nfiles"))
+                for p, o in record.outs.items()}
+        if set(outs) == set(spec.outs) | set(spec.metrics) and _restorable(ws, outs):
+            decision.action, decision.source = CACHED, (record.run_id, outs)
+            decision.reasons.append(f"ran before as {record.run_id}")
+            return decision
+    decision.reasons.extend(why_stale(spec, entry, deps, fp))
+    return decision
+
+
+def why_stale(spec: StageSpec, entry: LockEntry | None, deps: dict[str, Digest], fp: Digest) -> list[str]:
+    if entry is None:
+        return ["never ran (no entry in mlv.lock)"]
+    reasons = []
+    for path, d in deps.items():
+        old = entry.deps.get(path)
+        if old is None:
+            reasons.append(f"new dep '{path}'")
+        elif old != d:
+            reasons.append(f"dep '{path}' changed: {old.short} → {d.short}")
+    for path in set(entry.deps) - set(deps):
+        reasons.append(f"dep '{path}' removed")
+    for name in sorted(set(spec.params) | set(entry.params)):
+        if spec.params.get(name) != entry.params.get(name):
+            reasons.append(f"param '{name}' changed: {entry.params.get(name)!r} → {spec.params.get(name)!r}")
+    if not reasons and entry.fingerprint != fp:
+        reasons.append("stage definition changed (cmd, call, outs or settings)")
+    if not reasons:
+        reasons.append("outputs are missing or modified and not in the cache")
+    return reasons
+
+
+def _restorable(ws: Workspace, outs: dict[str, Output]) -> bool:
+    return all(in_cache(ws, o.digest, o.nfiles is not None) for o in outs.values())
+
+
+def plan(ws: Workspace, specs: list[StageSpec], upstream: dict[str, set[str]], *, force: bool) -> list[Decision]:
+    """Decide every stage in ``specs`` (topological order) without running or restoring anything."""
+    lock = lockfile.load(ws.root)
+    index = RunIndex(ws)
+    decided: dict[str, Decision] = {}
+    for spec in specs:
+        waiting = sorted(u for u in upstream.get(spec.name, ()) if u in decided and decided[u].action == RUN)
+        if waiting:
+            decided[spec.name] = Decision(spec.name, RUN, [f"upstream '{waiting[0]}' will run"])
+        else:
+            decided[spec.name] = decide(ws, spec, lock, index, force=force)
+    return list(decided.values())

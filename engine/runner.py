@@ -1,0 +1,294 @@
+"""``mlv run``: settle stages in DAG order, running on Dask only what no cache can supply.
+
+The loop keeps every stage in one of: waiting (upstream not settled), decided
+(up-to-date / cached, settled on the spot), running (a Dask future), or finished.
+A stage is planned the moment its upstream settles — fingerprinted on the client —
+and submitted at once (no waiting for whole levels). After each stage the client
+stores its outputs, writes its run record, then replaces ``mlv.lock`` atomically, so
+an interrupt leaves every finished stage committed and nothing half-written.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mlv.engine import execute, lockfile
+from mlv.engine.cluster import Cluster, ClusterConfig
+from mlv.engine.dag import Graph, StageSpec
+from mlv.engine.lockfile import LockEntry, Output
+from mlv.engine.plan import CACHED, RUN, UP_TO_DATE, Decision, decide, plan
+from mlv.engine.records import RunIndex, RunRecord, environment, git_state, host, new_run_id
+from mlv.storage import snapshot
+from mlv.storage.errors import LockedError, UsageError
+from mlv.storage.tracking import ignore_in_git
+from mlv.storage.workspace import Workspace
+
+LOG_TAIL = 15
+
+
+@dataclass(frozen=True, slots=True)
+class RunOptions:
+    force: bool = False
+    jobs: int | None = None
+    fail_fast: bool = False
+
+
+@dataclass(slots=True)
+class StageResult:
+    stage: str
+    state: str  # up-to-date | cached | done | failed | skipped | cancelled
+    reasons: list[str] = field(default_factory=list)
+    run_id: str | None = None
+    elapsed: float = 0.0
+    exit_code: int | None = None
+    log_tail: str = ""
+
+    def to_dict(self) -> dict:
+        return {"stage": self.stage, "state": self.state, "reasons": self.reasons, "run_id": self.run_id,
+                "elapsed": round(self.elapsed, 3), "exit_code": self.exit_code}
+
+
+Listener = Callable[[str, str, str], None]  # (stage, state, detail)
+
+
+class RunLock:
+    """``.mlv/run.lock``: one ``mlv run`` per repo. flock dies with its process, so a killed run frees it."""
+
+    def __init__(self, ws: Workspace) -> None:
+        self.path = ws.dot / "run.lock"
+
+    def __enter__(self) -> RunLock:
+        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            owner = os.pread(self.fd, 64, 0).decode(errors="replace").strip() or "unknown"
+            os.close(self.fd)
+            raise LockedError(
+                f"another `mlv run` (pid {owner}) is running in this repo; wait for it to finish "
+                "(its lock is released the moment it exits, even if it is killed)"
+            ) from None
+        os.ftruncate(self.fd, 0)
+        os.pwrite(self.fd, str(os.getpid()).encode(), 0)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        os.close(self.fd)
+
+
+class Runner:
+    def __init__(self, ws: Workspace, graph: Graph, cluster: ClusterConfig, options: RunOptions, *,
+                 pipeline_stages: frozenset[str], listener: Listener | None = None) -> None:
+        """``graph``: the stages to settle; ``pipeline_stages``: every stage in mlv.yaml (whose lock entries stay)."""
+        self.ws, self.graph, self.options = ws, graph, options
+        self.pipeline_stages = pipeline_stages
+        self.cluster_config = cluster
+        self.notify = listener or (lambda stage, state, detail: None)
+        self.lock = lockfile.load(ws.root)
+        self.index = RunIndex(ws)
+        self.results: dict[str, StageResult] = {}
+        self.cluster: Cluster | None = None
+
+    # -- entry point ----------------------------------------------------------------
+    def run(self) -> list[StageResult]:
+        order = self.graph.topological_order()
+        specs = {name: self.graph.stage(name) for name in order}
+        upstream = {n: set(self.graph.upstream_of([n])) - {n} for n in order}
+        planned = plan(self.ws, list(specs.values()), upstream, force=self.options.force)
+        to_run = [d.stage for d in planned if d.action == RUN]
+        self._preflight([specs[n] for n in to_run])
+        self.cluster = Cluster(self.cluster_config, jobs=self.options.jobs, gpu=False,
+                               python_calls=any(specs[n].call or specs[n].kind for n in to_run))
+        try:
+            if any(specs[n].resources.gpu for n in to_run):
+                self.cluster.require_gpu([n for n in to_run if specs[n].resources.gpu])
+            self._loop(order, specs, upstream)
+        except KeyboardInterrupt:
+            execute.kill_children()
+            for name in order:
+                self.results.setdefault(name, StageResult(name, "cancelled"))
+            raise
+        finally:
+            self.cluster.close()
+        return [self.results[n] for n in order]
+
+    def _preflight(self, specs: list[StageSpec]) -> None:
+        kinds = sorted({s.kind for s in specs if s.kind})
+        if kinds:
+            raise UsageError(
+                f"stage kind '{kinds[0]}' has no runner in this version of mlv yet; "
+                "write the stage with `cmd:` or `call: package.module:function` for now"
+            )
+
+    # -- the loop -------------------------------------------------------------------
+    def _loop(self, order: list[str], specs: dict[str, StageSpec], upstream: dict[str, set[str]]) -> None:
+        from_futures: dict = {}
+        waiting = list(order)
+        limit = self.options.jobs or 1 << 30
+        stop = False
+        while waiting or from_futures:
+            progressed = False
+            for name in list(waiting):
+                ups = upstream[name]
+                if any(u not in self.results for u in ups):
+                    continue
+                if len(from_futures) >= limit:
+                    break
+                waiting.remove(name)
+                progressed = True
+                bad = sorted(u for u in ups if self.results[u].state in ("failed", "skipped", "cancelled"))
+                if bad or stop:
+                    why = f"upstream '{bad[0]}' failed" if bad else "stopped by --fail-fast"
+                    self.results[name] = StageResult(name, "skipped", [why])
+                    self.notify(name, "skipped", why)
+                    continue
+                decision = decide(self.ws, specs[name], self.lock, self.index, force=self.options.force)
+                if decision.action == RUN:
+                    future, job = self._submit(specs[name], decision)
+                    from_futures[future] = (specs[name], decision, job)
+                else:
+                    self._settle(specs[name], decision)
+            if progressed and waiting and not from_futures:
+                continue
+            if not from_futures:
+                if waiting and not progressed:
+                    raise RuntimeError(f"scheduler stalled with {waiting}")  # a bug: the DAG is acyclic
+                continue
+            future = self._next_done(from_futures)
+            spec, decision, job = from_futures.pop(future)
+            result = self._finish(spec, decision, job, future)
+            if result.state == "failed" and self.options.fail_fast:
+                stop = True
+                for other in list(from_futures):
+                    other.cancel()
+                execute.kill_children()
+
+    def _next_done(self, futures: dict):
+        from distributed import wait
+
+        done, _ = wait(list(futures), return_when="FIRST_COMPLETED")
+        return next(iter(done))
+
+    # -- one stage --------------------------------------------------------------------
+    def _settle(self, spec: StageSpec, decision: Decision) -> None:
+        if decision.action == UP_TO_DATE:
+            entry = self.lock.get(spec.name)
+            self.results[spec.name] = StageResult(spec.name, UP_TO_DATE, run_id=entry.run_id if entry else None)
+            self.notify(spec.name, UP_TO_DATE, "")
+            return
+        from mlv.storage.checkout import Version, restore  # loads fsspec: only when restoring
+
+        run_id, outs = decision.source
+        restore(self.ws, [Version(self.ws.root / p, o.digest, o.nfiles is not None) for p, o in outs.items()],
+                force=True)
+        self._ignore(spec)
+        self._commit_lock(spec, decision, run_id, outs)
+        self.results[spec.name] = StageResult(spec.name, CACHED, decision.reasons, run_id=run_id)
+        self.notify(spec.name, CACHED, decision.reasons[0] if decision.reasons else "")
+
+    def _submit(self, spec: StageSpec, decision: Decision):
+        root = self.ws.root
+        run_id = new_run_id()
+        for out in (*spec.outs, *spec.metrics):  # a stage starts from a clean slate
+            _remove(root / out)
+            (root / out).parent.mkdir(parents=True, exist_ok=True)
+        logs = self.ws.dot / "tmp" / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        job = execute.Job(
+            run_id=run_id, stage=spec.name, root=str(root), wdir=str(root / spec.wdir), cmd=spec.cmd,
+            call=spec.call, deps=tuple(str(root / d) for d in spec.deps), outs=tuple(str(root / o) for o in spec.outs),
+            params=_nested(spec.params), log=str(logs / f"{run_id}.log"), gpu=spec.resources.gpu,
+        )
+        client = self.cluster.client()
+        resources = {"GPU": spec.resources.gpu} if spec.resources.gpu else None
+        future = client.submit(execute.run_job, job, key=f"mlv-{spec.name}-{run_id}", resources=resources, pure=False)
+        self.notify(spec.name, "running", self.cluster.dashboard or "")
+        return future, job
+
+    def _finish(self, spec: StageSpec, decision: Decision, job: execute.Job, future) -> StageResult:
+        try:
+            outcome: execute.Outcome = future.result()
+        except Exception as exc:  # the worker died or the task was cancelled: the stage failed, others go on
+            outcome = execute.Outcome(-1, time.time(), time.time(), host(), None, None)
+            Path(job.log).write_text(f"mlv: the Dask task for stage '{spec.name}' failed: {exc!r}\n")
+        store = self.ws.store
+        log_digest = store.put_file(job.log)[0] if os.path.exists(job.log) else None
+        tail = _tail(job.log)
+        outs: dict[str, Output] = {}
+        state = "done" if outcome.exit_code == 0 else "failed"
+        reasons = list(decision.reasons)
+        if state == "done":
+            absent = [p for p in (*spec.outs, *spec.metrics) if not (self.ws.root / p).exists()]
+            if absent:
+                state = "failed"
+                reasons = [f"declared output '{absent[0]}' was not produced"]
+            else:
+                for p in (*spec.outs, *spec.metrics):
+                    snap = snapshot.store(self.ws, snapshot.scan(self.ws, self.ws.root / p))
+                    outs[p] = Output(snap.digest, snap.size, snap.nfiles)
+        record = RunRecord(
+            run_id=job.run_id, stage=spec.name, fingerprint=str(decision.fingerprint), definition=spec.definition(),
+            params=dict(spec.params), deps={p: str(d) for p, d in decision.deps.items()},
+            outs={p: o.to_dict() for p, o in outs.items()}, status="succeeded" if state == "done" else "failed",
+            exit_code=outcome.exit_code, started=outcome.started, ended=outcome.ended, host=outcome.host,
+            worker=outcome.worker, gpu=outcome.gpu, log=str(log_digest) if log_digest else None,
+            git=git_state(self.ws.root), environment=environment(),
+        )
+        self.index.write(record)
+        if state == "done":
+            self._ignore(spec)
+            self._commit_lock(spec, decision, job.run_id, outs)
+        result = StageResult(spec.name, state, reasons, job.run_id, outcome.ended - outcome.started,
+                             outcome.exit_code, tail if state == "failed" else "")
+        self.results[spec.name] = result
+        self.notify(spec.name, state, f"exit {outcome.exit_code}" if state == "failed" else "")
+        return result
+
+    def _commit_lock(self, spec: StageSpec, decision: Decision, run_id: str, outs: dict[str, Output]) -> None:
+        self.lock[spec.name] = LockEntry(decision.fingerprint, run_id, dict(decision.deps), dict(spec.params), outs)
+        lockfile.dump(self.ws.root, {n: e for n, e in self.lock.items() if n in self.pipeline_stages})
+
+    def _ignore(self, spec: StageSpec) -> None:
+        if self.ws.in_git:
+            for out in spec.outs:  # metrics stay visible to git, so they can be committed and diffed
+                ignore_in_git(self.ws.root / out)
+
+
+def _remove(path: Path) -> None:
+    import shutil
+
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    elif path.exists() or path.is_symlink():
+        path.unlink()
+
+
+def _nested(flat: dict) -> dict:
+    """``{"model.depth": 8}`` → ``{"model": {"depth": 8}}`` for ``call`` stages.
+
+    >>> _nested({"a.b": 1, "c": 2})
+    {'a': {'b': 1}, 'c': 2}
+    """
+    out: dict = {}
+    for key, value in flat.items():
+        node = out
+        *parents, last = key.split(".")
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[last] = value
+    return out
+
+
+def _tail(path: str, lines: int = LOG_TAIL) -> str:
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            f.seek(max(0, f.tell() - 8192))
+            return "\n".join(f.read().decode(errors="replace").splitlines()[-lines:])
+    except FileNotFoundError:
+        return ""

@@ -1,0 +1,82 @@
+"""A repo's pipeline: ``mlv.yaml`` loaded, its DAG built, and runs, status and checkout driven from it.
+
+This is where the layers meet: ``schema`` turns YAML into ``StageSpec`` values, the
+engine builds the DAG, plans and runs it. The CLI calls these functions and renders.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from mlv.engine import lockfile
+from mlv.engine.cluster import FILE as CLUSTER_FILE
+from mlv.engine.cluster import load_config
+from mlv.engine.dag import Graph, build_graph
+from mlv.engine.plan import Decision, plan
+from mlv.engine.runner import Listener, RunLock, Runner, RunOptions, StageResult
+from mlv.pipelines.schema import Pipeline, load_pipeline
+from mlv.storage.errors import UsageError
+from mlv.storage.workspace import Workspace
+
+PIPELINE_FILE = "mlv.yaml"
+
+
+@dataclass(frozen=True, slots=True)
+class Selection:
+    targets: tuple[str, ...] = ()
+    downstream: bool = False
+
+
+def has_pipeline(ws: Workspace) -> bool:
+    return (ws.root / PIPELINE_FILE).exists()
+
+
+def load(ws: Workspace, *, check_deps: bool = True) -> tuple[Pipeline, Graph]:
+    pipeline = load_pipeline(ws.root / PIPELINE_FILE, root=ws.root)
+    exists = None if check_deps else (lambda path: True)
+    return pipeline, build_graph(pipeline.stages.values(), root=ws.root, exists=exists, source=PIPELINE_FILE)
+
+
+def select(graph: Graph, selection: Selection) -> Graph:
+    if not selection.targets:
+        return graph
+    return graph.select(graph.resolve(selection.targets), downstream=selection.downstream)
+
+
+def run(ws: Workspace, selection: Selection, options: RunOptions, *, cluster_file: Path | None = None,
+        listener: Listener | None = None) -> list[StageResult]:
+    pipeline, graph = load(ws)
+    config = load_config(cluster_file or ws.root / CLUSTER_FILE)
+    if cluster_file is not None and not cluster_file.exists():
+        raise UsageError(f"'{cluster_file}' does not exist; point --cluster at a dask-cluster.yaml")
+    with RunLock(ws):
+        runner = Runner(ws, select(graph, selection), config, options,
+                        pipeline_stages=frozenset(pipeline.stages), listener=listener)
+        return runner.run()
+
+
+def dry_run(ws: Workspace, selection: Selection, *, force: bool = False) -> list[Decision]:
+    _, graph = load(ws)
+    chosen = select(graph, selection)
+    order = chosen.topological_order()
+    upstream = {n: set(chosen.upstream_of([n])) - {n} for n in order}
+    return plan(ws, [chosen.stage(n) for n in order], upstream, force=force)
+
+
+def stale(ws: Workspace) -> list[Decision]:
+    """Every stage that is not up to date, with why (for ``mlv status``)."""
+    if not has_pipeline(ws):
+        return []
+    return [d for d in dry_run(ws, Selection()) if d.action != "up-to-date"]
+
+
+def locked_outputs(ws: Workspace) -> list:
+    """The stage outputs ``mlv.lock`` names, as ``storage.checkout.Version`` values for ``mlv checkout``."""
+    from mlv.storage.checkout import Version
+
+    return [
+        Version(ws.root / path, out.digest, out.nfiles is not None)
+        for entry in lockfile.load(ws.root).values()
+        for path, out in entry.outs.items()
+    ]
