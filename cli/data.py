@@ -36,9 +36,7 @@ def add(
     from mlv.storage import tracking
 
     ws = _workspace()
-    total = sum(p.stat().st_size for p in map(Path, paths) if p.is_file())
-    with progress(total, "adding") as tick:
-        results = tracking.add(ws, paths, progress=tick)
+    results = tracking.add(ws, paths, progress=progress)
     if json_:
         emit_json([{"path": ws.rel(r.pointer.target), "pointer": ws.rel(r.pointer.file), "digest": str(r.pointer.digest),
                     "size": r.pointer.size, "nfiles": r.pointer.nfiles, "stored": r.stored, "hashed": r.hashed}

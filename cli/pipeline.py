@@ -19,23 +19,65 @@ def _workspace():
 
 
 class _Progress:
-    """Per-stage lines (and a live rich table on a terminal): queued, running, cached, done, failed."""
+    """Per-stage state (queued, running, cached, done, failed) with elapsed time.
 
-    def __init__(self, quiet: bool) -> None:
+    On a terminal: a live rich table on stderr. Otherwise: one line per state change.
+    """
+
+    STYLES = {"running": "cyan", "done": "green", "cached": "blue", "up-to-date": "dim", "failed": "bold red",
+              "skipped": "yellow", "queued": "dim"}
+
+    def __init__(self, stages: list[str], *, quiet: bool) -> None:
         self.quiet = quiet
+        self.state = {s: ("queued", "") for s in stages}
         self.started: dict[str, float] = {}
-        self.t0 = time.monotonic()
+        self.ended: dict[str, float] = {}
+        self.live = None
+        if not quiet and err.is_terminal and stages:
+            from rich.console import Console
+            from rich.live import Live
+
+            self.live = Live(get_renderable=self._table, console=Console(stderr=True), refresh_per_second=4,
+                             transient=False)
+
+    def __enter__(self) -> _Progress:
+        if self.live is not None:
+            self.live.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.live is not None:
+            self.live.stop()
+
+    def _elapsed(self, stage: str) -> str:
+        if stage not in self.started:
+            return ""
+        return f"{self.ended.get(stage, time.monotonic()) - self.started[stage]:.1f}s"
+
+    def _table(self):
+        from rich.table import Table
+
+        table = Table(box=None, show_header=False, pad_edge=False)
+        for stage, (state, detail) in self.state.items():
+            style = self.STYLES.get(state, "")
+            table.add_row(f"[{style}]{state}[/]", stage, self._elapsed(stage), detail)
+        return table
 
     def __call__(self, stage: str, state: str, detail: str) -> None:
-        if self.quiet:
-            return
         now = time.monotonic()
         if state == "running":
             self.started[stage] = now
-            err.print(f"  running     {stage}" + (f"   (dashboard: {detail})" if detail else ""))
+        elif stage in self.started:
+            self.ended[stage] = now
+        self.state[stage] = (state, detail)
+        if self.quiet or self.live is not None:
             return
-        elapsed = f"{now - self.started[stage]:.1f}s" if stage in self.started else ""
-        err.print(f"  {state:<11} {stage}  {elapsed}" + (f"  — {detail}" if detail else ""))
+        line = f"  {state:<11} {stage}"
+        if state == "running":
+            line += f"   (dashboard: {detail})" if detail else ""
+        else:
+            line += f"  {self._elapsed(stage)}" + (f"  — {detail}" if detail else "")
+        err.print(line.rstrip())
 
 
 @command("run")
@@ -62,8 +104,10 @@ def run(
         for d in decisions if not json_ else ():
             out.print(f"{d.action:>11}  {d.stage}" + (f"  — {'; '.join(d.reasons)}" if d.reasons else ""))
         return
-    results = project.run(ws, selection, RunOptions(force=force, jobs=jobs, fail_fast=fail_fast),
-                          cluster_file=cluster, listener=_Progress(quiet=json_))
+    loaded = project.load(ws)
+    with _Progress(project.select(loaded[1], selection).topological_order(), quiet=json_) as progress:
+        results = project.run(ws, selection, RunOptions(force=force, jobs=jobs, fail_fast=fail_fast),
+                              cluster_file=cluster, listener=progress, loaded=loaded)
     failed = [r for r in results if r.state == "failed"]
     if json_:
         emit_json([r.to_dict() for r in results])

@@ -45,8 +45,9 @@ def select(graph: Graph, selection: Selection) -> Graph:
 
 
 def run(ws: Workspace, selection: Selection, options: RunOptions, *, cluster_file: Path | None = None,
-        listener: Listener | None = None) -> list[StageResult]:
-    pipeline, graph = load(ws)
+        listener: Listener | None = None, loaded: tuple[Pipeline, Graph] | None = None) -> list[StageResult]:
+    """Run the selected stages; ``loaded`` reuses an already loaded pipeline."""
+    pipeline, graph = loaded or load(ws)
     config = load_config(cluster_file or ws.root / CLUSTER_FILE)
     if cluster_file is not None and not cluster_file.exists():
         raise UsageError(f"'{cluster_file}' does not exist; point --cluster at a dask-cluster.yaml")

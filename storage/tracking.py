@@ -8,14 +8,19 @@ and unreferenced objects, and re-running it completes the job.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mlv.storage import hashing, pointers, snapshot
+from mlv.storage import pointers, snapshot
 from mlv.storage.digest import Digest
 from mlv.storage.errors import StorageError, UsageError
 from mlv.storage.pointers import Pointer
 from mlv.storage.workspace import Workspace
+
+
+ProgressFactory = Callable[[int, str], AbstractContextManager]
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,13 +48,18 @@ def _validate_targets(ws: Workspace, paths: list[str]) -> list[Path]:
     return targets
 
 
-def add(ws: Workspace, paths: list[str], *, progress: hashing.Progress | None = None) -> list[Added]:
-    """Store each path's content and write its pointer; only changed files are read."""
+def add(ws: Workspace, paths: list[str], *, progress: ProgressFactory | None = None) -> list[Added]:
+    """Store each path's content and write its pointer; only changed files are read.
+
+    ``progress(total_bytes, description)`` may return a context manager yielding a
+    per-bytes callback (the CLI draws a bar with it).
+    """
     scans = [snapshot.scan(ws, t) for t in _validate_targets(ws, paths)]  # all errors before any write
     results = []
     with ws.lock():
         for s in scans:
-            snap = snapshot.store(ws, s, present=_previously_present(ws, s.target), progress=progress)
+            with progress(s.size, f"adding {s.rel}") if progress else nullcontext() as tick:
+                snap = snapshot.store(ws, s, present=_previously_present(ws, s.target), progress=tick)
             pointer = Pointer(pointers.pointer_path(s.target), snap.digest, snap.size, snap.nfiles)
             pointers.dump(pointer)
             if ws.in_git:
