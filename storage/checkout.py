@@ -91,6 +91,7 @@ def restore(ws: Workspace, versions: Iterable[Version | Pointer], *, force: bool
         )
     report = CheckoutReport()
     linker = Linker(store, ws.config.link, verify=ws.config.verify)
+    linker.probe(ws.root)
     with ws.lock():
         for plan in plans:
             _apply(ws, plan, linker, report)

@@ -34,6 +34,20 @@ class Linker:
         self.verify = verify
         self._reflink_ok = mode in ("auto", "reflink")
 
+    def probe(self, workspace: Path) -> None:
+        """With ``link: reflink``, fail before touching the workspace if the filesystem can't clone."""
+        if self.mode != "reflink":
+            return
+        src = Path(self.store._tmp())
+        src.write_bytes(b"mlv reflink probe")
+        dst = workspace / f".mlv-reflink-probe-{uuid.uuid4().hex[:8]}"
+        try:
+            self._reflink(str(src), dst)
+        finally:
+            for p in (src, dst):
+                if p.exists():
+                    p.unlink()
+
     def materialize(self, digest: Digest, dest: Path, *, executable: bool = False) -> None:
         dest.parent.mkdir(parents=True, exist_ok=True)
         tmp = dest.with_name(f".{dest.name}.mlv-{uuid.uuid4().hex[:8]}")

@@ -13,6 +13,8 @@ a file written in the same timestamp tick as its hashing is then never trusted.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,6 +25,9 @@ from mlv.storage.errors import UsageError
 from mlv.storage.statcache import RACY_NS
 from mlv.storage.walk import FileStat, fingerprint, stat_file, walk
 from mlv.storage.workspace import Workspace
+
+
+ProgressFactory = Callable[[int, str], AbstractContextManager]
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,8 +86,14 @@ def identify(ws: Workspace, s: Scan, *, per_file: bool = False) -> Snapshot:
     return Snapshot(top, s.size, len(s.files), current, hashed=len(misses))
 
 
-def store(ws: Workspace, s: Scan, *, present: frozenset[bytes] = frozenset(), progress=None) -> Snapshot:
-    """Put the bytes of ``s`` the store lacks; ``present``: digests known to be stored already."""
+def store(
+    ws: Workspace, s: Scan, *, present: frozenset[bytes] = frozenset(), progress: ProgressFactory | None = None
+) -> Snapshot:
+    """Put the bytes of ``s`` the store lacks; ``present``: digests known to be stored already.
+
+    ``progress(bytes_to_read, description)`` may return a context manager that yields a
+    per-bytes callback (the CLI draws a bar with it).
+    """
     store_ = ws.store
     hits, misses = hashing.cached(s.files, ws.state, s.rel)
     for f in s.files:  # a cached digest still needs its bytes if the object left the store
@@ -91,8 +102,9 @@ def store(ws: Workspace, s: Scan, *, present: frozenset[bytes] = frozenset(), pr
             del hits[f.rel]
             misses.append(f)
     found: dict[str, Digest] = {}
-    with store_.writer() as w:
-        for f, data in hashing.read_all(misses, progress=progress):
+    bar = progress(sum(f.size for f in misses), f"adding {s.rel}") if progress and misses else nullcontext()
+    with bar as tick, store_.writer() as w:
+        for f, data in hashing.read_all(misses, progress=tick):
             found[f.rel] = w.put_bytes(data) if data is not None else w.put_file(f.path)[0]
         current = {**hits, **found}
         if s.is_dir:

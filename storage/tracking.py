@@ -8,8 +8,6 @@ and unreferenced objects, and re-running it completes the job.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,9 +16,6 @@ from mlv.storage.digest import Digest
 from mlv.storage.errors import StorageError, UsageError
 from mlv.storage.pointers import Pointer
 from mlv.storage.workspace import Workspace
-
-
-ProgressFactory = Callable[[int, str], AbstractContextManager]
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,7 +43,7 @@ def _validate_targets(ws: Workspace, paths: list[str]) -> list[Path]:
     return targets
 
 
-def add(ws: Workspace, paths: list[str], *, progress: ProgressFactory | None = None) -> list[Added]:
+def add(ws: Workspace, paths: list[str], *, progress: snapshot.ProgressFactory | None = None) -> list[Added]:
     """Store each path's content and write its pointer; only changed files are read.
 
     ``progress(total_bytes, description)`` may return a context manager yielding a
@@ -58,8 +53,7 @@ def add(ws: Workspace, paths: list[str], *, progress: ProgressFactory | None = N
     results = []
     with ws.lock():
         for s in scans:
-            with progress(s.size, f"adding {s.rel}") if progress else nullcontext() as tick:
-                snap = snapshot.store(ws, s, present=_previously_present(ws, s.target), progress=tick)
+            snap = snapshot.store(ws, s, present=_previously_present(ws, s.target), progress=progress)
             pointer = Pointer(pointers.pointer_path(s.target), snap.digest, snap.size, snap.nfiles)
             pointers.dump(pointer)
             if ws.in_git:
