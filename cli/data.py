@@ -57,7 +57,7 @@ def status(
     json_: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
     exit_code: Annotated[bool, typer.Option("--exit-code", help="Exit 1 if anything is not unchanged.")] = False,
 ) -> None:
-    """Compare tracked paths with their pointers: unchanged, modified, missing, not-in-cache."""
+    """Compare tracked data with its pointers (unchanged, modified, missing, not-in-cache) and list stale stages."""
     from mlv.storage import tracking
 
     ws = _workspace()
@@ -68,10 +68,6 @@ def status(
     else:
         if not results and not stages:
             out.print("nothing tracked; add data with `mlv add PATH`")
-        for s in stages:
-            out.print(f"{s['state']:>13}  stage {s['stage']}" + (f" ({s['action']})" if s["state"] != "unchanged" else ""))
-            for reason in s["reasons"]:
-                out.print(f"{'':>15}{reason}")
         for r in results:
             out.print(f"{r.state:>13}  {r.path}" + ("" if r.in_cache else "  (not in cache)"))
             for label, names in (("added", r.added), ("changed", r.changed), ("deleted", r.deleted)):
@@ -79,6 +75,10 @@ def status(
                     out.print(f"{'':>15}{label}: {name}")
                 if len(names) > 20:
                     out.print(f"{'':>15}… {len(names) - 20} more {label}")
+        for s in stages:
+            out.print(f"{s['state']:>13}  stage {s['stage']}" + (f" ({s['action']})" if s["state"] != "unchanged" else ""))
+            for reason in s["reasons"]:
+                out.print(f"{'':>15}{reason}")
     if exit_code and (any(r.state != "unchanged" for r in results) or any(s["state"] != "unchanged" for s in stages)):
         raise typer.Exit(1)
 

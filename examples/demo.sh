@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The quick-start job: version the example data with mlv, change it, and bring the old version back.
+# The quick-start job: version the example data, run the example pipeline end to end on Dask,
+# change a param and rerun only what it affects, then bring an old data version back.
 # Runs in a throwaway copy of examples/churn so this checkout stays clean.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -13,7 +14,16 @@ step() { printf '\n\033[1m$ %s\033[0m\n' "$*"; "$@"; }
 git init -q && git config user.email demo@mlv.local && git config user.name "mlv demo"
 step mlv init
 step mlv add data/raw
-git add -A && git commit -qm "raw data v1" && echo "(committed data/raw.mlv as v1)"
+step mlv dag
+step mlv run
+step cat metrics/eval.json
+git add -A && git commit -qm "raw data v1, pipeline run" && echo "(committed data/raw.mlv, mlv.yaml, mlv.lock)"
+
+sed -i 's/max_depth: 6/max_depth: 8/' mlv.yaml
+step mlv status
+step mlv run
+step mlv show evaluate
+git add -A && git commit -qm "deeper model" -q
 
 original=$(cat data/raw/customers-2026-01.csv | cksum)
 echo "C2026019999,north,3,99.5,4,1" >> data/raw/customers-2026-01.csv
@@ -23,7 +33,7 @@ step mlv add data/raw
 git add -A && git commit -qm "raw data v2" && echo "(committed data/raw.mlv as v2)"
 
 step git checkout -q HEAD~1 -- data/raw.mlv
-step mlv checkout
+step mlv checkout data/raw
 step mlv status
 step mlv fsck
 [ "$(cat data/raw/customers-2026-01.csv | cksum)" = "$original" ] && [ ! -e data/raw/customers-2026-04.csv ] \

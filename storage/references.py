@@ -1,7 +1,7 @@
 """What the repo still needs: the digests that pointers and ``mlv.lock`` reference.
 
-Roots come from the workspace's pointer files and ``mlv.lock`` (any ``xxh3-128:``
-digest in them), and with ``all_commits`` from those files in every git commit.
+Roots come from the workspace's pointer files, the outs named in ``mlv.lock``, and the
+logs named by run records; with ``all_commits``, from pointers and locks in every git commit.
 Manifests are expanded to their members, so the result is closed: everything a
 checkout of any kept version would read.
 """
@@ -12,13 +12,16 @@ import re
 import subprocess
 from pathlib import Path
 
+import yaml
+
 from mlv.storage import manifest, pointers
-from mlv.storage.digest import Digest
-from mlv.storage.errors import StorageError, UsageError
+from mlv.storage.digest import Digest, parse
+from mlv.storage.errors import ConfigError, StorageError, UsageError
 from mlv.storage.objects import ObjectStore
 from mlv.storage.workspace import Workspace
 
 DIGEST_RE = re.compile(rb"xxh3-128:([0-9a-f]{32})")
+_LOG_RE = re.compile(rb'"log": "xxh3-128:([0-9a-f]{32})"')
 LOCK_FILE = "mlv.lock"
 _ARROW_STREAM = b"\xff\xff\xff\xff"
 
@@ -30,12 +33,40 @@ def roots(ws: Workspace, *, all_commits: bool = False) -> dict[Digest, str]:
         found.setdefault(pointers.load(file).digest, ws.rel(file))
     lock = ws.root / LOCK_FILE
     if lock.exists():
-        for d in _digests_in(lock.read_bytes()):
+        for d in lock_outputs(lock.read_bytes()):
             found.setdefault(d, LOCK_FILE)
+    for d in _run_logs(ws):
+        found.setdefault(d, "run record")
     if all_commits:
         for where, blob in _git_blobs(ws.root):
-            for d in _digests_in(blob):
+            digests = lock_outputs(blob) if where.endswith(LOCK_FILE) else _digests_in(blob)
+            for d in digests:
                 found.setdefault(d, where)
+    return found
+
+
+def lock_outputs(data: bytes) -> list[Digest]:
+    """The out digests ``mlv.lock`` names (``stages.<name>.outs.<path>.digest``).
+
+    Dep digests and fingerprints are not objects mlv stores, so they are not references.
+    A malformed lock names nothing here; ``mlv run`` and ``mlv status`` report it.
+    """
+    try:
+        doc = yaml.safe_load(data) or {}
+        stages = doc.get("stages") or {}
+        return [parse(out["digest"]) for entry in stages.values() for out in (entry.get("outs") or {}).values()]
+    except (yaml.YAMLError, AttributeError, TypeError, KeyError, ConfigError):
+        return []
+
+
+def _run_logs(ws: Workspace) -> list[Digest]:
+    """Captured stage output named by run records, kept so `mlv show` can print it."""
+    runs = ws.dot / "runs"
+    found = []
+    for path in runs.glob("*.json") if runs.is_dir() else ():
+        m = _LOG_RE.search(path.read_bytes())
+        if m:
+            found.append(Digest.from_hex(m.group(1).decode()))
     return found
 
 
