@@ -141,7 +141,7 @@ def fsck(json_: Annotated[bool, typer.Option("--json", help="Machine-readable ou
 def gc(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would be removed; remove nothing.")] = False,
     all_commits: Annotated[bool, typer.Option("--all-commits", help="Keep what any git commit references.")] = False,
-    grace: Annotated[Optional[int], typer.Option(help="Spare unreferenced objects younger than this (seconds).")] = None,
+    grace: Annotated[Optional[int], typer.Option(min=0, help="Spare unreferenced objects younger than this (seconds).")] = None,
     json_: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
     """Remove cached objects that nothing references (workspace pointers and mlv.lock)."""

@@ -41,6 +41,7 @@ class Plan:
     writes: list[tuple[str, Digest, bool]] = field(default_factory=list)  # (rel inside target, digest, exec)
     deletes: list[str] = field(default_factory=list)  # rel inside target ('' = the target itself)
     unsaved: list[str] = field(default_factory=list)
+    make_dir: bool = False  # a directory version (possibly empty) where no directory is
 
 
 @dataclass(slots=True)
@@ -119,6 +120,12 @@ def _plan(ws: Workspace, ptr: Version | Pointer) -> Plan:
             raise ObjectMissing(
                 f"'{rel}': its version {ptr.digest} is not in the store; fetch it with `mlv pull`", digest=ptr.digest
             ) from None
+        except StorageError as exc:
+            raise ObjectCorrupt(
+                f"'{rel}': the manifest of its version {ptr.digest} is damaged ({exc}); nothing was changed. "
+                "Run `mlv fsck`, then re-add the data or `mlv pull` it",
+                digest=ptr.digest,
+            ) from exc
         wanted = {e.path: e for e in m}
     else:
         wanted = None
@@ -143,6 +150,7 @@ def _plan(ws: Workspace, ptr: Version | Pointer) -> Plan:
             if current_files.get(path) != e.digest or exec_of.get(path) != e.executable:
                 plan.writes.append((path, e.digest, e.executable))
         plan.deletes += [p for p in current_files if p not in wanted]
+        plan.make_dir = not target.is_dir() or target.is_symlink()
     overwritten = {w[0] for w in plan.writes} | set(plan.deletes)
     plan.unsaved = sorted(p for p in overwritten if p in current and current[p] not in store)
     return plan
@@ -150,7 +158,7 @@ def _plan(ws: Workspace, ptr: Version | Pointer) -> Plan:
 
 def _apply(ws: Workspace, plan: Plan, linker: Linker, report: CheckoutReport) -> None:
     target = plan.version.target
-    if not plan.writes and not plan.deletes:
+    if not plan.writes and not plan.deletes and not plan.make_dir:
         report.unchanged.append(plan.rel)
         return
     for rel in plan.deletes:
@@ -162,6 +170,8 @@ def _apply(ws: Workspace, plan: Plan, linker: Linker, report: CheckoutReport) ->
         report.removed.append(f"{plan.rel}/{rel}" if rel else plan.rel)
     if target.is_dir():
         _prune_empty(target)
+    if plan.make_dir:
+        target.mkdir(parents=True, exist_ok=True)
     for rel, digest, executable in plan.writes:
         path = target / rel if rel else target
         if path.is_dir() and not path.is_symlink():
@@ -169,9 +179,11 @@ def _apply(ws: Workspace, plan: Plan, linker: Linker, report: CheckoutReport) ->
         try:
             linker.materialize(digest, path, executable=executable)
         except StorageError:
+            entry = ws.store.packed(digest)
+            ws.state.mark_damaged(str(digest), entry.pack if entry else None)
             report.damaged.append(f"{plan.rel}/{rel}" if rel else plan.rel)
             continue
-    if plan.writes:
+    if plan.writes or plan.make_dir:
         report.restored.append(plan.rel)
 
 

@@ -63,6 +63,8 @@ def load(path: Path) -> Config:
                     raise ConfigError(
                         f"{path}: unknown key '{section}.{key}'; valid: {', '.join(sorted(keys))}", path=str(path)
                     )
+    if not isinstance(data.get("remotes") or {}, dict):
+        raise ConfigError(f"{path}: 'remotes' must be a mapping of name -> settings", path=str(path))
     cache = data.get("cache") or {}
     gc = data.get("gc") or {}
     config = Config(

@@ -18,7 +18,7 @@ from mlv.storage.errors import ConfigError
 
 ALGORITHM = "xxh3-128"
 CHUNK = 1 << 20  # 1 MiB: large enough for throughput, small enough to keep memory flat
-_HEX = re.compile(r"^[0-9a-f]{32}$")
+_HEX = re.compile(r"[0-9a-f]{32}")
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -61,7 +61,7 @@ def parse(text: object, *, where: str = "digest") -> Digest:
     """
     if isinstance(text, str) and ":" in text:
         algorithm, _, hexdigest = text.partition(":")
-        if algorithm == ALGORITHM and _HEX.match(hexdigest):
+        if algorithm == ALGORITHM and _HEX.fullmatch(hexdigest):
             return Digest(algorithm, hexdigest)
     raise ConfigError(
         f"{where}: {text!r} is not a valid digest; expected '{ALGORITHM}:' followed by 32 lowercase hex characters"

@@ -1,5 +1,8 @@
 """``mlv fsck``: re-hash every object, pack and manifest; say which pointers break.
 
+fsck only reads the store. It remembers damaged objects in the stat cache's
+``damaged`` table, so the next ``mlv add`` of the same bytes replaces the bad copy.
+
 Temp files and index-less packs left by a killed process are not objects (nothing can
 reference them) and are not reported as damage; ``gc`` removes them.
 """
@@ -53,26 +56,28 @@ def fsck(ws: Workspace) -> FsckReport:
         report.bytes += size
         if actual != digest:
             bad[digest] = Problem(str(digest), "corrupt", path, f"bytes hash to {actual}")
-    for name in _pack_names(ws, report):
-        _check_pack(ws, name, report, bad)
+    packed_bad: dict[Digest, str] = {}
+    for name in _pack_names(ws):
+        _check_pack(ws, name, report, bad, packed_bad)
     roots = references.roots(ws)
-    for digest, where in roots.items():
-        if digest not in store and digest not in bad:
-            bad[digest] = Problem(str(digest), "missing", where)
-    live = references.closure(store, {d: w for d, w in roots.items() if d not in bad})
+    live = references.closure(store, roots)  # damaged manifests are not expanded: their members are unknown
     for digest, where in live.items():
-        if digest not in store and digest not in bad:
-            bad[digest] = Problem(str(digest), "missing", where, "member of a directory manifest")
+        if digest not in bad and digest not in store:
+            detail = "" if digest in roots else "member of a directory manifest"
+            bad[digest] = Problem(str(digest), "missing", where, detail)
     for digest, problem in bad.items():
         if digest in live:
             problem.breaks.append(live[digest])
+        if problem.kind == "corrupt":  # remembered, so that re-adding the same bytes repairs it
+            ws.state.mark_damaged(str(digest), packed_bad.get(digest))
+            problem.detail += "; re-add the data or `mlv pull` it to repair"
     report.problems = sorted(bad.values(), key=lambda p: (p.kind, p.digest))
     if report.problems:
         ws.state.forget_complete()
     return report
 
 
-def _pack_names(ws: Workspace, report: FsckReport) -> list[str]:
+def _pack_names(ws: Workspace) -> list[str]:
     store, fs = ws.store, ws.store.fs
     names = []
     try:
@@ -86,25 +91,28 @@ def _pack_names(ws: Workspace, report: FsckReport) -> list[str]:
     return names
 
 
-def _check_pack(ws: Workspace, name: str, report: FsckReport, bad: dict[Digest, Problem]) -> None:
-    """Stream the pack once: its own digest, then every object in offset order."""
+def _check_pack(ws: Workspace, name: str, report: FsckReport, bad: dict[Digest, Problem],
+                packed_bad: dict[Digest, str]) -> None:
+    """Stream the pack once, checking every object in offset order (objects set aside before are skipped)."""
     store, fs = ws.store, ws.store.fs
     try:
         index = decode_index(fs.cat_file(store.pack_path(name, ".idx")), name)
     except StorageError as exc:
         bad[Digest.from_hex(name)] = Problem(name, "unreadable", store.pack_path(name, ".idx"), str(exc))
         return
-    whole = digests.hasher()
+    damaged = store.damaged()
     try:
         f = fs.open(store.pack_path(name), "rb")
     except FileNotFoundError:
         for raw in index:
-            bad[Digest.from_raw(raw)] = Problem(Digest.from_raw(raw).__str__(), "missing", store.pack_path(name))
+            bad[Digest.from_raw(raw)] = Problem(str(Digest.from_raw(raw)), "missing", store.pack_path(name))
         return
     with f:
         pos = 0
         for raw, entry in sorted(index.items(), key=lambda kv: kv[1].offset):
             digest = Digest.from_raw(raw)
+            if (name, raw) in damaged:
+                continue
             if entry.offset != pos:
                 f.seek(entry.offset)
                 pos = entry.offset
@@ -115,7 +123,6 @@ def _check_pack(ws: Workspace, name: str, report: FsckReport, bad: dict[Digest, 
                 if not chunk:
                     break
                 h.update(chunk)
-                whole.update(chunk)
                 left -= len(chunk)
             pos += entry.length - left
             report.objects += 1
@@ -123,5 +130,4 @@ def _check_pack(ws: Workspace, name: str, report: FsckReport, bad: dict[Digest, 
             if left or h.hexdigest() != digest.hexdigest:
                 detail = "truncated" if left else f"bytes hash to {h.hexdigest()}"
                 bad[digest] = Problem(str(digest), "corrupt", f"{store.pack_path(name)}@{entry.offset}", detail)
-    if whole.hexdigest() != name and not any(p.where.startswith(store.pack_path(name)) for p in bad.values()):
-        bad[Digest.from_hex(name)] = Problem(name, "corrupt", store.pack_path(name), "pack bytes changed outside objects")
+                packed_bad[digest] = name

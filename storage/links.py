@@ -73,7 +73,7 @@ class Linker:
         if self.verify and (actual := digests.of_file(path)[0]) != digest:
             raise ObjectCorrupt(
                 f"object {digest} is damaged (its bytes hash to {actual.hexdigest[:12]}…); "
-                "restore it from a remote (`mlv pull`) or re-add the data",
+                "run `mlv fsck` to set it aside, then re-add the data or `mlv pull` it",
                 digest=digest,
                 actual=actual,
             )

@@ -29,6 +29,7 @@ from mlv.storage.packs import PackEntry, decode_index, encode_index
 
 FORMAT = "mlv-store 1\n"
 PACK_THRESHOLD = 512 * 1024  # objects smaller than this are packed
+DAMAGED = "damaged"  # packs/damaged: digests fsck found damaged inside packs
 PACK_SIZE = 64 * 1024 * 1024  # a pack is sealed once it holds this many bytes
 WRITE_BUFFER = 4 * 1024 * 1024
 
@@ -43,6 +44,8 @@ class ObjectStore:
         self._index: dict[bytes, PackEntry] = {}
         self._loaded_packs: set[str] = set()
         self._loaded = False
+        self._created = False
+        self.unreadable: dict[str, str] = {}  # pack name -> why its index could not be read
 
     @classmethod
     def local(cls, root: str | os.PathLike[str], **options: int) -> ObjectStore:
@@ -59,11 +62,17 @@ class ObjectStore:
         return self._path("packs", name + suffix)
 
     def create(self) -> None:
-        """Lay out an empty store (idempotent) and record the format version."""
+        """Lay out an empty store (idempotent) and record the format version.
+
+        Called by ``mlv init`` and before the first write, so a fresh clone needs no init.
+        """
+        if self._created:
+            return
         for sub in ("packs", "tmp"):
             self.fs.makedirs(self._path(sub), exist_ok=True)
         if not self.fs.exists(self._path("FORMAT")):
             self.fs.pipe_file(self._path("FORMAT"), FORMAT.encode())
+        self._created = True
 
     def check_format(self) -> None:
         try:
@@ -84,11 +93,46 @@ class ObjectStore:
             names = self.fs.ls(self._path("packs"), detail=False)
         except FileNotFoundError:
             return
+        damaged = self.damaged()
         for path in names:
             base = path.rsplit("/", 1)[-1]
-            if base.endswith(".idx") and (name := base[:-4]) not in self._loaded_packs:
-                self._index.update(decode_index(self.fs.cat_file(path), name))
+            if base.endswith(".idx") and (name := base[:-4]) not in self._loaded_packs | set(self.unreadable):
+                try:
+                    entries = decode_index(self.fs.cat_file(path), name)
+                except StorageError as exc:  # its objects read as missing; fsck names the index
+                    self.unreadable[name] = str(exc)
+                    continue
+                for raw, entry in entries.items():
+                    if (name, raw) not in damaged:
+                        self._index.setdefault(raw, entry)
                 self._loaded_packs.add(name)
+
+    def damaged(self) -> set[tuple[str, bytes]]:
+        """(pack, digest) pairs ``fsck`` found damaged: read as absent, so a re-add or pull stores them anew."""
+        try:
+            text = self.fs.cat_file(self._path("packs", DAMAGED)).decode()
+        except FileNotFoundError:
+            return set()
+        pairs = (line.split() for line in text.splitlines())
+        return {(p[0], bytes.fromhex(p[1])) for p in pairs if len(p) == 2 and len(p[1]) == 32}
+
+    def quarantine(self, digest: Digest, *, pack: str | None = None) -> None:
+        """Set a damaged object aside: a loose file moves to ``quarantine/``; a packed one is listed
+        (with its pack) in ``packs/damaged`` and dropped from the index. Either way it reads as
+        missing from now on, and storing the same bytes again repairs it."""
+        entry = self.packed(digest)
+        if pack is not None:
+            entry = PackEntry(pack, 0, 0)
+        if entry is None:
+            self.fs.makedirs(self._path("quarantine"), exist_ok=True)
+            self.fs.mv(self.loose_path(digest), self._path("quarantine", digest.hexdigest))
+            return
+        listed = sorted({*(f"{pack} {raw.hex()}" for pack, raw in self.damaged()), f"{entry.pack} {digest.hexdigest}"})
+        tmp = self._tmp()
+        self.fs.pipe_file(tmp, ("\n".join(listed) + "\n").encode())
+        self.fs.mv(tmp, self._path("packs", DAMAGED))
+        if (current := self._index.get(digest.raw)) is not None and current.pack == entry.pack:
+            del self._index[digest.raw]
 
     def index(self) -> dict[bytes, PackEntry]:
         """Packed objects known so far (loaded on first use; ``refresh`` picks up new packs)."""
@@ -124,7 +168,11 @@ class ObjectStore:
 
     def iter_loose(self) -> Iterator[tuple[Digest, str]]:
         """Every loose object as (digest, path); names that aren't digests are skipped."""
-        for top in self.fs.ls(self.root, detail=False):
+        try:
+            tops = self.fs.ls(self.root, detail=False)
+        except FileNotFoundError:
+            return
+        for top in tops:
             prefix = top.rsplit("/", 1)[-1]
             if len(prefix) != 2 or not self.fs.isdir(top):
                 continue
@@ -151,8 +199,10 @@ class ObjectStore:
                 f = self.fs.open(self.loose_path(digest), "rb")
                 length = None
         except FileNotFoundError:
+            hint = f" (the index of pack(s) {', '.join(sorted(self.unreadable))} is damaged: run `mlv fsck`)" \
+                if self.unreadable else ""
             raise ObjectMissing(
-                f"object {digest} is not in the store at '{self.root}'; "
+                f"object {digest} is not in the store at '{self.root}'{hint}; "
                 "fetch it from a remote (`mlv pull`) or re-add the data",
                 digest=digest,
             ) from None
@@ -192,6 +242,7 @@ class Writer:
 
     def __init__(self, store: ObjectStore) -> None:
         self.store = store
+        store.create()
         self._pack: BinaryIO | None = None
         self._pack_tmp = ""
         self._pack_hash = digests.hasher()
@@ -200,6 +251,7 @@ class Writer:
         self._buf = bytearray()
         self.written = 0  # objects newly stored, for reporting
         self.repack = False  # gc: pack objects even though an older pack holds them
+        self.replace: set[bytes] = set()  # loose objects known damaged: overwrite them with verified bytes
 
     def put_bytes(self, data: bytes | memoryview, digest: Digest | None = None) -> Digest:
         digest = digest or digests.of_bytes(data)
@@ -260,7 +312,7 @@ class Writer:
             if expected is not None and digest != expected:
                 raise ObjectCorrupt(f"bytes for {expected} hash to {digest}", digest=expected, actual=digest)
             final = self.store.loose_path(digest)
-            if fs.exists(final):
+            if fs.exists(final) and digest.raw not in self.replace:
                 fs.rm_file(tmp)
             else:
                 fs.makedirs(final.rsplit("/", 1)[0], exist_ok=True)
@@ -335,7 +387,7 @@ class _Reader(io.RawIOBase):
             if actual != self.digest:
                 raise ObjectCorrupt(
                     f"object {self.digest} is damaged (its bytes hash to {actual.hexdigest[:12]}…); "
-                    "restore it from a remote (`mlv pull`) or re-add the data",
+                    "run `mlv fsck` to set it aside, then re-add the data or `mlv pull` it",
                     digest=self.digest,
                     actual=actual,
                 )

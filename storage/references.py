@@ -33,30 +33,36 @@ def roots(ws: Workspace, *, all_commits: bool = False) -> dict[Digest, str]:
         found.setdefault(pointers.load(file).digest, ws.rel(file))
     lock = ws.root / LOCK_FILE
     if lock.exists():
-        for d in lock_outputs(lock.read_bytes()):
+        outputs = lock_outputs(lock.read_bytes())
+        if outputs is None:
+            raise ConfigError(
+                f"{LOCK_FILE} cannot be read (malformed YAML or layout, e.g. merge-conflict markers), so what it "
+                f"references is unknown; fix it (`git checkout -- {LOCK_FILE}` or resolve the conflict) and retry",
+                path=str(lock),
+            )
+        for d in outputs:
             found.setdefault(d, LOCK_FILE)
     for d in _run_logs(ws):
         found.setdefault(d, "run record")
     if all_commits:
         for where, blob in _git_blobs(ws.root):
-            digests = lock_outputs(blob) if where.endswith(LOCK_FILE) else _digests_in(blob)
-            for d in digests:
+            digests = lock_outputs(blob) if where.endswith(LOCK_FILE) else None
+            for d in digests if digests is not None else _digests_in(blob):  # unparsable: keep all it names
                 found.setdefault(d, where)
     return found
 
 
-def lock_outputs(data: bytes) -> list[Digest]:
-    """The out digests ``mlv.lock`` names (``stages.<name>.outs.<path>.digest``).
+def lock_outputs(data: bytes) -> list[Digest] | None:
+    """The out digests ``mlv.lock`` names (``stages.<name>.outs.<path>.digest``); None if unreadable.
 
     Dep digests and fingerprints are not objects mlv stores, so they are not references.
-    A malformed lock names nothing here; ``mlv run`` and ``mlv status`` report it.
     """
     try:
         doc = yaml.safe_load(data) or {}
         stages = doc.get("stages") or {}
         return [parse(out["digest"]) for entry in stages.values() for out in (entry.get("outs") or {}).values()]
     except (yaml.YAMLError, AttributeError, TypeError, KeyError, ConfigError):
-        return []
+        return None
 
 
 def _run_logs(ws: Workspace) -> list[Digest]:

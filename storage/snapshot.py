@@ -95,17 +95,29 @@ def store(
     per-bytes callback (the CLI draws a bar with it).
     """
     store_ = ws.store
+    damaged = ws.state.damaged()
     hits, misses = hashing.cached(s.files, ws.state, s.rel)
-    for f in s.files:  # a cached digest still needs its bytes if the object left the store
+    for f in s.files:  # a cached digest still needs its bytes if the object left the store or is damaged
         d = hits.get(f.rel)
-        if d is not None and d.raw not in present and d not in store_:
+        if d is not None and (str(d) in damaged or (d.raw not in present and d not in store_)):
             del hits[f.rel]
             misses.append(f)
     found: dict[str, Digest] = {}
     bar = progress(sum(f.size for f in misses), f"adding {s.rel}") if progress and misses else nullcontext()
     with bar as tick, store_.writer() as w:
+        w.replace = {digests.parse(d).raw for d, pack in damaged.items() if pack is None}  # damaged loose copies
         for f, data in hashing.read_all(misses, progress=tick):
-            found[f.rel] = w.put_bytes(data) if data is not None else w.put_file(f.path)[0]
+            if data is None:
+                d = w.put_file(f.path)[0]
+            else:
+                d = digests.of_bytes(data)
+                if damaged.get(str(d)) is not None:  # good bytes for a damaged packed copy: set it aside
+                    ws.store.quarantine(d, pack=damaged[str(d)])
+                w.put_bytes(data, d)
+            found[f.rel] = d
+            if str(d) in damaged:
+                del damaged[str(d)]
+                ws.state.clear_damaged(str(d))
         current = {**hits, **found}
         if s.is_dir:
             from mlv.storage import manifest

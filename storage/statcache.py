@@ -10,6 +10,8 @@ Tables:
   after one ``scandir`` walk, without loading its manifest.
 - ``complete``: digests whose object, and for manifests every member, is known to be in
   the local store. Only ``gc`` deletes objects, and it clears this table.
+- ``damaged``: objects ``fsck`` or ``checkout`` found damaged (and the pack holding the
+  bad copy). The next ``add`` of the same bytes sets the bad copy aside and stores them anew.
 
 Everything here is a cache: deleting ``state.db`` loses nothing but time.
 """
@@ -27,6 +29,7 @@ CREATE TABLE IF NOT EXISTS files (path TEXT PRIMARY KEY, inode INTEGER, mtime_ns
                                   size INTEGER, digest TEXT, checked_ns INTEGER);
 CREATE TABLE IF NOT EXISTS dirs (path TEXT PRIMARY KEY, walk TEXT, digest TEXT);
 CREATE TABLE IF NOT EXISTS complete (digest TEXT PRIMARY KEY);
+CREATE TABLE IF NOT EXISTS damaged (digest TEXT PRIMARY KEY, pack TEXT);
 """
 
 
@@ -77,3 +80,14 @@ class StatCache:
 
     def forget_complete(self) -> None:
         self.db.execute("DELETE FROM complete")
+
+    # -- damaged ------------------------------------------------------------------
+    def mark_damaged(self, digest: str, pack: str | None) -> None:
+        self.db.execute("INSERT OR REPLACE INTO damaged VALUES (?, ?)", (digest, pack))
+        self.forget_complete()
+
+    def damaged(self) -> dict[str, str | None]:
+        return dict(self.db.execute("SELECT digest, pack FROM damaged"))
+
+    def clear_damaged(self, digest: str) -> None:
+        self.db.execute("DELETE FROM damaged WHERE digest = ?", (digest,))

@@ -33,6 +33,12 @@ def _validate_targets(ws: Workspace, paths: list[str]) -> list[Path]:
             raise UsageError("cannot add the repo root itself; add the data directories inside it")
         if t.name.endswith(pointers.SUFFIX):
             raise UsageError(f"'{ws.rel(t)}' is a pointer file; add the data it describes instead")
+        inner = sorted(p for p in tracked if t in p.parents and _is_pointer(pointers.pointer_path(p)))
+        if inner:
+            raise UsageError(
+                f"'{ws.rel(t)}' contains the tracked path '{ws.rel(inner[0])}'; a path can be tracked only once. "
+                f"Add other paths inside '{ws.rel(t)}' one by one, or remove '{ws.rel(inner[0])}.mlv' first"
+            )
         for parent in t.parents:
             if parent in tracked:
                 raise UsageError(
@@ -62,6 +68,15 @@ def add(ws: Workspace, paths: list[str], *, progress: snapshot.ProgressFactory |
     return results
 
 
+def _is_pointer(file: Path) -> bool:
+    """A file that parses as a pointer (data may contain files that merely end in '.mlv')."""
+    try:
+        pointers.load(file)
+        return True
+    except UsageError:
+        return False
+
+
 def _previously_present(ws: Workspace, target: Path) -> frozenset[bytes]:
     """Digests of the last version of ``target`` when the store is known to hold all of it."""
     file = pointers.pointer_path(target)
@@ -75,7 +90,10 @@ def _previously_present(ws: Workspace, target: Path) -> frozenset[bytes]:
         return frozenset()
     from mlv.storage import manifest
 
-    return frozenset(manifest.load(ws.store.read_bytes(old.digest)).raw_digests)
+    try:
+        return frozenset(manifest.load(ws.store.read_bytes(old.digest)).raw_digests)
+    except StorageError:  # the old version is gone or damaged: check every object instead
+        return frozenset()
 
 
 def ignore_in_git(target: Path) -> None:
@@ -164,8 +182,11 @@ def _diff_dir(ws: Workspace, ptr: Pointer, scan: snapshot.Scan, result: PathStat
 
 
 def in_cache(ws: Workspace, digest: Digest, is_dir: bool) -> bool:
+    """Whether the store holds ``digest`` (and every member, for a manifest)."""
     if ws.state.is_complete(str(digest)):
-        return True
+        if (ws.cache_dir / "FORMAT").exists():  # a wiped cache invalidates what we knew (no fsspec needed here)
+            return True
+        ws.state.forget_complete()
     store = ws.store
     if digest not in store:
         return False

@@ -50,8 +50,10 @@ class Workspace:
                     f"'{root}' is inside the mlv repo at '{d}'; nested repos are not supported. "
                     f"Run mlv commands from '{d}' instead."
                 )
+        if root.exists() and not root.is_dir():
+            raise UsageError(f"'{root}' is a file; `mlv init` needs a directory")
         created = not (root / DOT).is_dir()
-        (root / DOT).mkdir(exist_ok=True)
+        (root / DOT).mkdir(parents=True, exist_ok=True)
         if not (root / DOT / "config.yaml").exists():
             configs.write_template(root / DOT / "config.yaml")
         ws = cls(root)

@@ -1,0 +1,428 @@
+"""mlv.yaml loading: the DESIGN.md example, interpolation, shell quoting, fan-out, and every error."""
+
+from __future__ import annotations
+
+import doctest
+import json
+import re
+import subprocess
+import textwrap
+from pathlib import Path
+
+import pytest
+
+import mlv.pipelines.interpolate
+from mlv.engine.dag import Resources, StageSpec
+from mlv.pipelines.schema import Pipeline, PipelineError, load_pipeline
+from mlv.storage.errors import UsageError
+
+DESIGN_EXAMPLE = """\
+params:
+  split: 0.2
+  model: {n_estimators: 200, max_depth: 8}
+
+stages:
+  prepare:
+    cmd: python src/prepare.py --split ${params.split}
+    deps: [data/raw, src/prepare.py]
+    outs: [data/prepared]
+  train:
+    kind: train                       # built-in kind; or `cmd:` for any command,
+    estimator: sklearn.ensemble.RandomForestClassifier   # or `call: pkg.mod:func`
+    params: ${params.model}
+    data: data/prepared/train.parquet
+    target: label
+    outs: [models/rf]
+    metrics: [metrics/train.json]
+    resources: {gpu: 1}               # scheduled on a Dask worker that has a GPU
+"""
+
+
+def load(tmp_path: Path, text: str) -> Pipeline:
+    (tmp_path / "mlv.yaml").write_text(textwrap.dedent(text))
+    return load_pipeline(tmp_path / "mlv.yaml", root=tmp_path)
+
+
+def fails(tmp_path: Path, text: str, message: str) -> PipelineError:
+    """Load ``text`` and expect a PipelineError whose message starts with ``message``."""
+    with pytest.raises(PipelineError, match="^" + re.escape(message)) as caught:
+        load(tmp_path, text)
+    return caught.value
+
+
+# -- the contract example -----------------------------------------------------
+
+
+def test_design_example_parses_to_golden_specs(tmp_path):
+    pipeline = load(tmp_path, DESIGN_EXAMPLE)
+
+    assert pipeline.params == {"split": 0.2, "model": {"n_estimators": 200, "max_depth": 8}}
+    assert list(pipeline.stages) == ["prepare", "train"]
+    assert pipeline.stages["prepare"] == StageSpec(
+        name="prepare",
+        cmd=("python src/prepare.py --split 0.2",),
+        deps=("data/raw", "src/prepare.py"),
+        outs=("data/prepared",),
+        params={"split": 0.2},
+        line=6,
+    )
+    assert pipeline.stages["train"] == StageSpec(
+        name="train",
+        kind="train",
+        settings={
+            "estimator": "sklearn.ensemble.RandomForestClassifier",
+            "data": "data/prepared/train.parquet",
+            "target": "label",
+            "params": {"n_estimators": 200, "max_depth": 8},
+        },
+        deps=("data/prepared/train.parquet",),  # a kind's input setting is a dep
+        outs=("models/rf",),
+        metrics=("metrics/train.json",),
+        params={"model.max_depth": 8, "model.n_estimators": 200},
+        resources=Resources(gpu=1),
+        line=10,
+    )
+
+
+def test_specs_round_trip_through_plain_data(tmp_path):
+    pipeline = load(tmp_path, DESIGN_EXAMPLE)
+    for spec in pipeline.stages.values():
+        data = json.loads(json.dumps(spec.to_dict()))
+        assert StageSpec.from_dict(data) == spec
+        assert "name" not in spec.definition() and "line" not in spec.definition()
+    assert json.loads(json.dumps(pipeline.to_dict()))["stages"]["train"]["resources"]["gpu"] == 1
+
+
+# -- interpolation -----------------------------------------------------------
+
+
+def test_interpolation_nested_whole_value_and_paths(tmp_path):
+    pipeline = load(tmp_path, """\
+        params:
+          name: churn
+          gpus: 2
+          lrs: [0.1, 0.01]
+          model: {depth: {max: 8}, kind: rf}
+        stages:
+          fit:
+            cmd: python fit.py --depth ${params.model.depth.max} --lr ${ params.lrs.1 } --home \\${HOME}
+            deps: ["data/${params.name}.csv"]
+            outs:
+              - models/${params.name}/${params.model.kind}
+            resources: {gpu: "${params.gpus}", memory: 4GiB}
+            desc: fits ${params.name} on ${params.gpus} GPUs
+        """)
+    fit = pipeline.stages["fit"]
+    assert fit.cmd == ("python fit.py --depth 8 --lr 0.01 --home ${HOME}",)
+    assert fit.deps == ("data/churn.csv",)
+    assert fit.outs == ("models/churn/rf",)
+    assert fit.resources == Resources(gpu=2, memory=4 * 2**30)
+    assert fit.desc == "fits churn on 2 GPUs"
+    # desc and resources say how to describe and where to run the stage, not what it computes
+    assert fit.params == {"lrs.1": 0.01, "model.depth.max": 8, "model.kind": "rf", "name": "churn"}
+
+
+def test_stage_params_hold_only_what_the_stage_uses(tmp_path):
+    pipeline = load(tmp_path, """\
+        params:
+          split: 0.2
+          seed: 1
+          model: {n_estimators: 200, max_depth: 8}
+        stages:
+          prepare:
+            cmd: python prepare.py --split ${params.split}
+            params: [model.max_depth]
+          report:
+            cmd: python report.py
+          evaluate:
+            call: mypkg.evaluate:main
+            params: ${params.model}
+        """)
+    assert pipeline.stages["prepare"].params == {"model.max_depth": 8, "split": 0.2}
+    assert pipeline.stages["report"].params == {}
+    assert pipeline.stages["evaluate"].params == {"model.max_depth": 8, "model.n_estimators": 200}
+    assert pipeline.stages["evaluate"].settings == {"params": {"n_estimators": 200, "max_depth": 8}}
+
+
+def test_list_cmd_wdir_and_path_normalisation(tmp_path):
+    pipeline = load(tmp_path, """\
+        stages:
+          build:
+            wdir: src/
+            cmd: [make clean, make all]
+            deps: [./main.c, ../data//raw/]
+            outs: [build/out]
+        """)
+    build = pipeline.stages["build"]
+    assert build.cmd == ("make clean", "make all")
+    assert build.wdir == "src"
+    assert build.deps == ("src/main.c", "data/raw")
+    assert build.outs == ("src/build/out",)
+
+
+def test_yaml_merge_keys_and_dates_stay_plain(tmp_path):
+    pipeline = load(tmp_path, """\
+        params:
+          base: &base {lr: 0.1, depth: 3}
+          tuned: {<<: *base, depth: 5}
+          since: 2024-01-31
+        stages:
+          a: {cmd: "echo ${params.tuned.lr} ${params.tuned.depth} ${params.since}"}
+        """)
+    assert pipeline.params["tuned"] == {"depth": 5, "lr": 0.1}
+    assert pipeline.stages["a"].cmd == ("echo 0.1 5 2024-01-31",)
+
+
+# -- shell quoting -----------------------------------------------------------
+
+HOSTILE = [
+    "0.2; touch injected",
+    "$(touch injected)",
+    "`touch injected`",
+    "x' ; touch injected ; echo '",
+    'x" ; touch injected ; echo "',
+    "a\nb && touch injected",
+    "\\'; touch injected; echo \\'",
+]
+
+
+@pytest.mark.parametrize("value", HOSTILE)
+@pytest.mark.parametrize(
+    "template",
+    ["printf '%s\\n' ${params.split}", "printf '%s\\n' \"${params.split}\"", "printf '%s\\n' '${params.split}'",
+     "printf '%s\\n' \"$(printf '%s' ${params.split})\"", "printf '%s\\n' ${params.split} # note ${params.split}"],
+    ids=["bare", "double", "single", "subst", "comment"],
+)
+@pytest.mark.parametrize("shell", [s for s in ("/bin/sh", "/bin/bash") if Path(s).exists()])
+def test_interpolated_values_cannot_inject_commands(tmp_path, value, template, shell):
+    (tmp_path / "mlv.yaml").write_text(json.dumps({"params": {"split": value}, "stages": {"a": {"cmd": template}}}))
+    try:
+        pipeline = load_pipeline(tmp_path / "mlv.yaml", root=tmp_path)
+    except PipelineError as exc:  # refusing is safe too, but only for a line break inside a comment
+        assert "comment" in str(exc) and "\n" in value
+        return
+    (cmd,) = pipeline.stages["a"].cmd
+    result = subprocess.run(cmd, shell=True, executable=shell, cwd=tmp_path, capture_output=True, text=True, check=True)
+    assert not (tmp_path / "injected").exists()
+    assert result.stdout == value + "\n"  # and the value arrives intact, as one argument
+
+
+def test_unquotable_contexts_and_non_scalars_are_refused(tmp_path):
+    params = "params:\n  v: x\n  model: {a: 1}\nstages:\n"
+    fails(tmp_path, params + "  a:\n    cmd: echo `cat ${params.v}`\n",
+          "mlv.yaml:6:20: '${params.v}' inside `…` backticks cannot be quoted safely; use $(…)")
+    fails(tmp_path, params + "  a:\n    cmd: echo $'${params.v}'\n",
+          "mlv.yaml:6:17: '${params.v}' inside $'…' (bash-only quoting) cannot be quoted safely")
+    fails(tmp_path, params + "  a:\n    cmd: |\n      cat <<EOF\n      ${params.v}\n      EOF\n",
+          "mlv.yaml:8:7: '${params.v}' inside a here-document cannot be quoted safely")
+    fails(tmp_path, params + "  a:\n    cmd: python x.py --m ${params.model}\n",
+          "mlv.yaml:6:26: '${params.model}' is a mapping, which cannot be written into text; "
+          "interpolate a single value such as '${params.model.a}'")
+
+
+# -- foreach / matrix --------------------------------------------------------
+
+
+def test_foreach_over_a_list_of_scalars_and_of_mappings(tmp_path):
+    pipeline = load(tmp_path, """\
+        stages:
+          build:
+            foreach: [us, eu]
+            do:
+              cmd: make ${item} --key ${key}
+              outs: ["out/${item}"]
+          fit:
+            foreach: [{lr: 0.1}, {lr: 0.01}]
+            cmd: fit --lr ${item.lr}
+        """)
+    assert list(pipeline.stages) == ["build@us", "build@eu", "fit@0", "fit@1"]
+    assert pipeline.stages["build@eu"].cmd == ("make eu --key eu",)
+    assert pipeline.stages["build@eu"].outs == ("out/eu",)
+    assert pipeline.stages["fit@1"].cmd == ("fit --lr 0.01",)
+    assert pipeline.stages["fit@1"].line == 7
+
+
+def test_foreach_over_a_params_mapping_records_only_its_own_entry(tmp_path):
+    pipeline = load(tmp_path, """\
+        params:
+          models: {rf: {depth: 8}, gb: {depth: 3}}
+        stages:
+          train:
+            foreach: ${params.models}
+            do:
+              cmd: train --name ${key} --depth ${item.depth}
+        """)
+    assert pipeline.stages["train@gb"].cmd == ("train --name gb --depth 3",)
+    assert pipeline.stages["train@rf"].params == {"models.rf.depth": 8}
+    assert pipeline.stages["train@gb"].params == {"models.gb.depth": 3}
+
+
+def test_matrix_generates_the_product_named_by_values(tmp_path):
+    pipeline = load(tmp_path, """\
+        stages:
+          sweep:
+            matrix:
+              lr: [0.1, 0.01]
+              model: [rf, {name: gb}]
+            cmd: fit --lr ${item.lr} --m ${key}
+            outs: ["models/${key}"]
+        """)
+    assert list(pipeline.stages) == ["sweep@0.1-rf", "sweep@0.1-model1", "sweep@0.01-rf", "sweep@0.01-model1"]
+    assert pipeline.stages["sweep@0.01-rf"].cmd == ("fit --lr 0.01 --m 0.01-rf",)
+    assert pipeline.stages["sweep@0.1-model1"].outs == ("models/0.1-model1",)
+
+
+# -- errors ------------------------------------------------------------------
+
+
+def test_errors_carry_file_line_column_and_stage(tmp_path):
+    error = fails(tmp_path, "stages:\n  train:\n    cmd: x\n    dpes: [a]\n",
+                  "mlv.yaml:4:5: unknown key 'dpes' in stage 'train'. Did you mean 'deps'?")
+    assert (error.path, error.line, error.column, error.stage) == ("mlv.yaml", 4, 5, "train")
+    assert isinstance(error, UsageError) and error.exit_code == 2
+    assert "Valid keys: cmd, call, kind, deps, outs" in str(error)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("", "mlv.yaml:1:1: the file is empty; add a 'stages:' section"),
+        ("# only a comment\n", "mlv.yaml:1:1: the file is empty"),
+        ("stages: [a\n", "mlv.yaml:2:1: invalid YAML: expected ',' or ']'"),
+        ("stages:\n  a: {deps: [${params.x}]}\n", "mlv.yaml:2:15: invalid YAML: "),
+        ("- a\n", "mlv.yaml:1:1: expected a mapping with 'stages:' and 'params:', got a list"),
+        ("stage: {}\n", "mlv.yaml:1:1: unknown top-level key 'stage'. Did you mean 'stages'?"),
+        ("vars: {}\nstages: {}\n", "mlv.yaml:1:1: unknown top-level key 'vars' (mlv reads params from the 'params:'"),
+        ("params: {}\n", "mlv.yaml:1:1: no 'stages:' section; add one"),
+        ("params: {a.b: 1}\nstages: {}\n", "mlv.yaml:1:10: param name 'a.b' contains '.'"),
+        ("params: {a: 1, a: 2}\nstages: {}\n", "mlv.yaml:1:16: duplicate key 'a' (first defined at line 1)"),
+        ("stages:\n  a: {cmd: x}\n  a: {cmd: y}\n",
+         "mlv.yaml:3:3: duplicate stage 'a' (first defined at line 2); rename"),
+        ("stages:\n  a:\n    cmd: x\n    cmd: y\n", "mlv.yaml:4:5: duplicate key 'cmd' (first defined at line 3)"),
+        ("stages:\n  a b: {cmd: x}\n", "mlv.yaml:2:3: stage name 'a b' may use only letters, digits"),
+        ("stages:\n  a: echo hi\n", "mlv.yaml:2:6: stage 'a' must be a mapping (cmd:, deps:, outs:, …), got text"),
+        ("stages:\n  a: {deps: [x]}\n", "mlv.yaml:2:3: stage 'a' has no 'cmd', 'call' or 'kind'; add one"),
+        ("stages:\n  a: {cmd: x, kind: train}\n", "mlv.yaml:2:15: stage 'a' has both 'cmd' and 'kind'; keep one"),
+        ("stages:\n  a: {call: pkg.mod.func}\n",
+         "mlv.yaml:2:13: 'call' must name a function as 'package.module:function'"),
+        ("stages:\n  a: {kind: trian}\n", "mlv.yaml:2:13: unknown stage kind 'trian'. Did you mean 'train'?"),
+        ("stages:\n  a: {kind: train, out: [m]}\n",
+         "mlv.yaml:2:20: unknown key 'out' in stage 'a'. Did you mean 'outs'?"),
+        ("stages:\n  a: {kind: train, dpes: [m]}\n",
+         "mlv.yaml:2:20: unknown key 'dpes' in stage 'a'. Did you mean 'deps'?"),
+        ("stages:\n  a: {cmd: x, outs: m}\n",
+         "mlv.yaml:2:21: 'outs' must be a list of paths, got text; write outs: [m]"),
+        ("stages:\n  a: {cmd: [x, 3]}\n", "mlv.yaml:2:16: each command must be non-empty text, got an integer"),
+        ("stages:\n  a: {cmd: '  '}\n", "mlv.yaml:2:12: each command must be non-empty text"),
+        ("stages:\n  a: {cmd: x, desc: 3}\n", "mlv.yaml:2:21: 'desc' must be text, got an integer"),
+        ("stages:\n  a: {cmd: x, resources: {gpus: 1}}\n",
+         "mlv.yaml:2:33: unknown resource 'gpus'. Did you mean 'gpu'?"),
+        ("stages:\n  a: {cmd: x, resources: {gpu: -1}}\n", "mlv.yaml:2:32: resource 'gpu' must be a whole number ≥ 0"),
+        ("stages:\n  a: {cmd: x, resources: {cpus: true}}\n", "mlv.yaml:2:33: resource 'cpus' must be a whole number"),
+        ("stages:\n  a: {cmd: x, resources: {memory: 4 parsecs}}\n", "mlv.yaml:2:35: memory '4 parsecs' is not a size"),
+        ("stages:\n  a: {cmd: x, resources: 2}\n", "mlv.yaml:2:26: 'resources' must be a mapping"),
+    ],
+)
+def test_malformed_files_are_refused_with_where_and_how(tmp_path, text, message):
+    fails(tmp_path, text, message)
+
+
+def test_flow_list_with_interpolation_gets_a_quoting_hint(tmp_path):
+    fails(tmp_path, "stages:\n  a: {cmd: x, deps: [${params.x}]}\n", "mlv.yaml:2:")
+    with pytest.raises(PipelineError, match=re.escape('quote values with \'${…}\': ["${params.a}"]')):
+        load(tmp_path, "stages:\n  a: {cmd: x, deps: [${params.x}]}\n")
+
+
+def test_missing_and_unreadable_files(tmp_path):
+    with pytest.raises(PipelineError, match=r"^mlv\.yaml: no such file; create it") as caught:
+        load_pipeline(tmp_path / "mlv.yaml", root=tmp_path)
+    assert caught.value.line is None
+    (tmp_path / "mlv.yaml").write_bytes(b"stages: {a: {cmd: \xff}}\n")
+    with pytest.raises(PipelineError, match=r"^mlv\.yaml: cannot read the pipeline file"):
+        load_pipeline(tmp_path / "mlv.yaml", root=tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("path", "message"),
+    [
+        ("/etc/passwd", "mlv.yaml:3:16: out '/etc/passwd' is absolute; write it relative to the repository root"),
+        ("../elsewhere", "mlv.yaml:3:16: out '../elsewhere' leads outside the repository"),
+        ("a/../..", "mlv.yaml:3:16: out 'a/../..' leads outside the repository"),
+        (".", "mlv.yaml:3:16: out '.' is the repository root itself"),
+        (".mlv/cache", "mlv.yaml:3:16: '.mlv/cache' is inside .mlv/, which mlv and git manage"),
+    ],
+)
+def test_outputs_must_stay_inside_the_repository(tmp_path, path, message):
+    fails(tmp_path, f"stages:\n  a:\n    outs: [ok, {path}]\n    cmd: x\n", message)
+
+
+def test_paths_escaping_through_wdir_are_refused(tmp_path):
+    fails(tmp_path, "stages:\n  a: {cmd: x, wdir: src, deps: [../../x]}\n",
+          "mlv.yaml:2:33: dep '../../x' (from wdir 'src') leads outside the repository")
+    fails(tmp_path, "stages:\n  a: {cmd: x, wdir: ../up}\n", "mlv.yaml:2:21: wdir '../up' leads outside")
+    fails(tmp_path, "stages:\n  a: {cmd: x, outs: [m], metrics: [m]}\n",
+          "mlv.yaml:2:35: 'm' is in both 'outs' and 'metrics'; keep it in one")
+    fails(tmp_path, "stages:\n  a: {cmd: x, outs: [m, ./m]}\n", "mlv.yaml:2:25: './m' is listed twice in 'outs'")
+
+
+def test_undefined_interpolation_points_at_the_expression_and_lists_neighbours(tmp_path):
+    head = "params:\n  split: 0.2\n  model: {n_estimators: 200, max_depth: 8}\nstages:\n"
+    error = fails(tmp_path, head + "  a:\n    cmd: python t.py --depth ${params.model.max_deph}\n",
+                  "mlv.yaml:6:30: 'params.model' has no key 'max_deph'. Did you mean 'params.model.max_depth'? "
+                  "Keys of 'params.model': max_depth, n_estimators")
+    assert error.stage == "a"
+    fails(tmp_path, head + "  a:\n    cmd: >-\n      python t.py\n      --split ${split}\n",
+          "mlv.yaml:8:15: unknown name 'split'; names defined here: params. Did you mean '${params.split}'?")
+    fails(tmp_path, head + "  a: {cmd: 'echo ${item}'}\n",
+          "mlv.yaml:5:18: '${item}' is only defined in a stage with 'foreach:' or 'matrix:'")
+    fails(tmp_path, head + "  a: {cmd: x, outs: ['m/${params.split.x}']}\n",
+          "mlv.yaml:5:25: 'params.split' is a number, so it has no key 'x'")
+    fails(tmp_path, head + "  a: {cmd: 'echo ${params.split'}\n", "mlv.yaml:5:18: unterminated or nested '${'")
+    fails(tmp_path, head + "  a: {cmd: x, params: [model.depth]}\n",
+          "mlv.yaml:5:24: param 'model.depth' is not defined: 'params.model' has no key 'depth'.")
+    fails(tmp_path, head + "  a: {cmd: x, params: [params.split]}\n",
+          "mlv.yaml:5:24: param 'params.split' is not defined: write 'split', as names here are relative")
+    fails(tmp_path, head + "  a: {cmd: x, params: '${params.split}'}\n",
+          "mlv.yaml:5:23: 'params' must be a list of param names, e.g. params: [model.max_depth]")
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ("foreach: []\n    cmd: x", "mlv.yaml:3:14: 'foreach' needs a non-empty list or mapping, got a list"),
+        ("foreach: 3\n    cmd: x", "mlv.yaml:3:14: 'foreach' needs a non-empty list or mapping, got an integer"),
+        ("foreach: [1]\n    matrix: {a: [1]}\n    cmd: x", "mlv.yaml:4:5: stage 'a' has both 'foreach' and 'matrix'"),
+        ("matrix: {lr: 0.1}\n    cmd: x", "mlv.yaml:3:18: matrix axis 'lr' must be a non-empty list, got a number"),
+        ("foreach: [1, '1']\n    cmd: x", "mlv.yaml:2:3: stage 'a@1' is generated twice"),
+        ("foreach: [1]\n    cmd: x\n    do: {cmd: y}", "mlv.yaml:4:5: with 'do:', put 'cmd' inside 'do:'"),
+        ("cmd: x\n    do: {cmd: y}", "mlv.yaml:4:5: 'do' cannot be used here ('do' goes with 'foreach')"),
+    ],
+)
+def test_foreach_and_matrix_errors(tmp_path, body, message):
+    fails(tmp_path, f"stages:\n  a:\n    {body}\n", message)
+
+
+def test_unsafe_yaml_tags_are_refused_without_running_anything(tmp_path):
+    text = "stages:\n  a: {cmd: !!python/object/apply:os.system ['touch pwned']}\n"
+    fails(tmp_path, text, "mlv.yaml:2:12: unsupported YAML tag 'tag:yaml.org,2002:python/object/apply:os.system'")
+    assert not (tmp_path / "pwned").exists()
+
+
+def test_kind_settings_and_custom_kinds(tmp_path):
+    (tmp_path / "mlv.yaml").write_text("stages:\n  s: {kind: rank, data: [a.parquet, b], top: 5}\n")
+    pipeline = load_pipeline(tmp_path / "mlv.yaml", root=tmp_path, kinds={"rank": ("data",)})
+    assert pipeline.stages["s"].settings == {"data": ["a.parquet", "b"], "top": 5}
+    assert pipeline.stages["s"].deps == ("a.parquet", "b")
+    fails(tmp_path, "stages:\n  s: {kind: train, data: 3}\n", "mlv.yaml:2:26: 'data' must be a list of paths")
+
+
+def test_pure_helpers_doctests():
+    assert doctest.testmod(mlv.pipelines.interpolate).failed == 0
+
+
+def test_design_example_builds_a_dag_through_the_kind_input(tmp_path):
+    from mlv.engine.dag import build_graph
+
+    pipeline = load(tmp_path, DESIGN_EXAMPLE)
+    dag = build_graph(pipeline.stages.values(), exists=lambda path: path in {"data/raw", "src/prepare.py"})
+    assert dag.edges() == [("prepare", "train")]
