@@ -115,7 +115,7 @@ class Cluster:
         self._local = LocalCluster(
             n_workers=workers, threads_per_worker=threads, processes=processes,
             memory_limit=self.config.memory_limit, resources=resources,
-            dashboard_address=":0" if _has_bokeh() else None,
+            **({"dashboard_address": ":0"} if _has_bokeh() else {"scheduler_kwargs": {"dashboard": False}}),
         )
         return Client(self._local)
 

@@ -81,12 +81,10 @@ def _run_commands(job: Job, log) -> int:
 
 def _run_call(job: Job, log) -> int:
     module_name, _, func_name = (job.call or "").partition(":")
-    if job.root not in sys.path:
-        sys.path.insert(0, job.root)
     text = open(log.fileno(), "w", closefd=False, buffering=1)
     with contextlib.redirect_stdout(text), contextlib.redirect_stderr(text), _cwd(job.wdir):
         try:
-            func = getattr(importlib.import_module(module_name), func_name)
+            func = getattr(_fresh_import(job.root, module_name), func_name)
             func(deps=list(job.deps), outs=list(job.outs), params=dict(job.params))
             return 0
         except SystemExit as exc:
@@ -96,6 +94,33 @@ def _run_call(job: Job, log) -> int:
             return 1
         finally:
             text.flush()
+
+
+def _fresh_import(root: str, module_name: str):
+    """Import ``module_name`` from the repo at ``root`` as it is now.
+
+    A long-lived worker keeps modules in ``sys.modules``: a stage whose code changed (a
+    new fingerprint) must not run the old version, and two repos with a ``src`` package
+    must not share one. So every module loaded from a repo directory is dropped first,
+    and this repo's root goes first on ``sys.path``.
+    """
+    global _repo_root
+    prefixes = {p for p in (_repo_root, root) if p}
+    for name, module in list(sys.modules.items()):
+        file = getattr(module, "__file__", None) or ""
+        if any(file.startswith(p.rstrip("/") + "/") for p in prefixes):
+            del sys.modules[name]
+    if _repo_root and _repo_root != root and _repo_root in sys.path:
+        sys.path.remove(_repo_root)
+    if root in sys.path:
+        sys.path.remove(root)
+    sys.path.insert(0, root)
+    _repo_root = root
+    importlib.invalidate_caches()
+    return importlib.import_module(module_name)
+
+
+_repo_root: str | None = None
 
 
 @contextlib.contextmanager

@@ -45,12 +45,17 @@ def identify(ws: Workspace, path: str) -> Digest | None:
     return snapshot.identify(ws, snapshot.scan(ws, target)).digest
 
 
-def decide(ws: Workspace, spec: StageSpec, lock: dict[str, LockEntry], index: RunIndex, *, force: bool) -> Decision:
-    """Plan one stage whose upstream is settled (its deps are final)."""
+def decide(ws: Workspace, spec: StageSpec, lock: dict[str, LockEntry], index: RunIndex, *, force: bool,
+           known: dict[str, Digest] | None = None) -> Decision:
+    """Plan one stage whose upstream is settled (its deps are final).
+
+    ``known``: digests of deps that are not in the workspace yet but will be (outputs an
+    upstream stage restores from the cache), so a dry run predicts what a run does.
+    """
     deps = {}
     missing = []
     for path in spec.deps:
-        d = identify(ws, path)
+        d = (known or {}).get(path) or identify(ws, path)
         if d is None:
             missing.append(path)
         else:
@@ -116,10 +121,22 @@ def plan(ws: Workspace, specs: list[StageSpec], upstream: dict[str, set[str]], *
     lock = lockfile.load(ws.root)
     index = RunIndex(ws)
     decided: dict[str, Decision] = {}
+    restored: dict[str, Digest] = {}  # outputs that cached upstream stages will bring back
     for spec in specs:
-        waiting = sorted(u for u in upstream.get(spec.name, ()) if u in decided and decided[u].action == RUN)
-        if waiting:
-            decided[spec.name] = Decision(spec.name, RUN, [f"upstream '{waiting[0]}' will run"])
-        else:
-            decided[spec.name] = decide(ws, spec, lock, index, force=force)
+        ups = [u for u in sorted(upstream.get(spec.name, ())) if u in decided]
+        waiting = [u for u in ups if decided[u].action == RUN]
+        unknown = [u for u in ups if decided[u].action == CACHED and not _resolvable(spec.deps, restored)]
+        if waiting or unknown:
+            why = f"upstream '{waiting[0]}' will run" if waiting else f"upstream '{unknown[0]}' is restored first"
+            decided[spec.name] = Decision(spec.name, RUN, [why])
+            continue
+        decided[spec.name] = decision = decide(ws, spec, lock, index, force=force, known=restored)
+        if decision.action == CACHED:
+            restored.update({p: o.digest for p, o in decision.source[1].items()})
     return list(decided.values())
+
+
+def _resolvable(deps: tuple[str, ...], restored: dict[str, Digest]) -> bool:
+    """Whether every dep touching a restored output is exactly that output (so its digest is known)."""
+    return all(dep in restored or not any(dep.startswith(o + "/") or o.startswith(dep + "/") for o in restored)
+               for dep in deps)

@@ -164,8 +164,11 @@ class Runner:
             result = self._finish(spec, decision, job, future)
             if result.state == "failed" and self.options.fail_fast:
                 stop = True
-                for other in list(from_futures):
+                for other, (other_spec, _, _) in from_futures.items():
                     other.cancel()
+                    self.results[other_spec.name] = StageResult(other_spec.name, "cancelled", ["stopped by --fail-fast"])
+                    self.notify(other_spec.name, "cancelled", "stopped by --fail-fast")
+                from_futures.clear()
                 execute.kill_children()
 
     def _next_done(self, futures: dict):

@@ -1,0 +1,174 @@
+"""`mlv run` on a real Dask cluster: a `dask scheduler` and two `dask worker` processes on loopback.
+
+One worker offers the resource ``GPU=1`` (no device needed: Dask resources are labels);
+stages with ``resources: {gpu: 1}`` must land on it. The workers share this machine's
+filesystem and venv, as workers of a real cluster share the repo and the environment.
+Also: a GPU stage with no GPU worker fails before anything runs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from conftest import on_disk, ran, read_lock, record, states, wait_for, write_pipeline
+from helpers import make_tree
+
+DASK = Path(sys.executable).with_name("dask")
+
+
+@dataclass(frozen=True)
+class DaskCluster:
+    scheduler: str
+    gpu_worker: str
+    cpu_worker: str
+
+
+def _start(args: list[str], cwd: Path) -> subprocess.Popen:
+    # own session, so teardown can end the nanny and the worker process it spawned together
+    return subprocess.Popen([os.fspath(DASK), *args], cwd=cwd, stdout=subprocess.DEVNULL,
+                            stderr=open(cwd / f"{args[0]}-{len(os.listdir(cwd))}.log", "wb"), start_new_session=True)
+
+
+@pytest.fixture(scope="module")
+def dask_cluster(tmp_path_factory) -> DaskCluster:
+    from distributed import Client
+
+    home = tmp_path_factory.mktemp("dask")
+    scheduler_file = home / "scheduler.json"
+    procs = [_start(["scheduler", "--host", "127.0.0.1", "--port", "0", "--no-dashboard",
+                     "--scheduler-file", os.fspath(scheduler_file)], home)]
+    try:
+        wait_for(lambda: scheduler_file.exists() and scheduler_file.stat().st_size > 0, 30, "the scheduler file")
+        address = json.loads(scheduler_file.read_text())["address"]
+        for name, extra in (("gpu", ["--resources", "GPU=1"]), ("cpu", [])):
+            procs.append(_start(["worker", address, "--nthreads", "1", "--no-dashboard", "--name", name,
+                                 "--local-directory", os.fspath(home / name), *extra], home))
+        with Client(address, timeout="10s") as client:
+            client.wait_for_workers(2, timeout=30)
+            workers = client.scheduler_info()["workers"]
+        by_name = {w["name"]: addr for addr, w in workers.items()}
+        assert workers[by_name["gpu"]]["resources"] == {"GPU": 1}
+        yield DaskCluster(address, by_name["gpu"], by_name["cpu"])
+    finally:
+        for proc in reversed(procs):
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+        for proc in procs:
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+
+
+GPU_PIPELINE = """\
+stages:
+  prepare:
+    cmd: echo x >> .runs/prepare && cp data/raw.txt prepared.txt
+    deps: [data/raw.txt]
+    outs: [prepared.txt]
+  train:
+    cmd: echo x >> .runs/train && cat prepared.txt > model.txt && echo "gpu=$CUDA_VISIBLE_DEVICES" >> model.txt
+    deps: [prepared.txt]
+    outs: [model.txt]
+    resources: {gpu: 1}
+"""
+
+
+@pytest.fixture
+def gpu_repo(repo: Path) -> Path:
+    make_tree(repo, {"data/raw.txt": "raw\n"})
+    (repo / ".runs").mkdir()
+    write_pipeline(repo, GPU_PIPELINE)
+    return repo
+
+
+def test_a_gpu_stage_runs_on_the_gpu_worker_of_the_configured_scheduler(gpu_repo, cli, dask_cluster):
+    (gpu_repo / "dask-cluster.yaml").write_text(f"scheduler: {dask_cluster.scheduler}\n")
+    results = {r["stage"]: r for r in cli.json("run")}
+    assert states(results.values()) == {"prepare": "done", "train": "done"}
+    train = record(gpu_repo, results["train"]["run_id"])
+    assert train["worker"] == dask_cluster.gpu_worker
+    assert train["gpu"]  # the record says a GPU was used
+    prepare = record(gpu_repo, results["prepare"]["run_id"])
+    assert prepare["worker"] in (dask_cluster.gpu_worker, dask_cluster.cpu_worker)  # not a local cluster
+    assert set(read_lock(gpu_repo)) == {"prepare", "train"}
+    assert (gpu_repo / "model.txt").read_text().startswith("raw\n")
+
+
+def test_cluster_option_names_a_cluster_file_anywhere(gpu_repo, cli, dask_cluster, tmp_path):
+    config = tmp_path / "elsewhere" / "team-cluster.yaml"
+    config.parent.mkdir()
+    config.write_text(f"# the team's cluster\nscheduler: {dask_cluster.scheduler}\n")
+    results = {r["stage"]: r for r in cli.json("run", "--cluster", config)}
+    assert states(results.values()) == {"prepare": "done", "train": "done"}
+    assert record(gpu_repo, results["train"]["run_id"])["worker"] == dask_cluster.gpu_worker
+    assert not (gpu_repo / "dask-cluster.yaml").exists()
+    assert "does not exist" in cli("run", "--force", "--cluster", tmp_path / "nope.yaml", code=2).stderr
+
+
+def test_outputs_of_a_gpu_stage_come_back_from_the_cache_without_a_gpu_worker(gpu_repo, cli, dask_cluster):
+    """A teammate without a GPU: everything is cached, so nothing needs a GPU worker."""
+    (gpu_repo / "dask-cluster.yaml").write_text(f"scheduler: {dask_cluster.scheduler}\n")
+    cli("run")
+    model = (gpu_repo / "model.txt").read_bytes()
+    (gpu_repo / "dask-cluster.yaml").unlink()  # back to the local cluster, which has no GPU worker
+    (gpu_repo / "prepared.txt").unlink()
+    (gpu_repo / "model.txt").unlink()
+    assert states(cli.json("run")) == {"prepare": "cached", "train": "cached"}
+    assert (gpu_repo / "model.txt").read_bytes() == model
+    assert ran(gpu_repo) == {"prepare": 1, "train": 1}
+
+
+STEP_V1 = '''\
+def write(deps, outs, params):
+    with open(outs[0], "w") as f:
+        f.write("v1\\n")
+'''
+
+
+def test_a_call_stage_on_a_long_lived_worker_runs_the_edited_function(repo, cli, dask_cluster):
+    """Workers outlive runs: after the module is edited, the stage must run the new code, not the imported one."""
+    (repo / "dask-cluster.yaml").write_text(f"scheduler: {dask_cluster.scheduler}\n")
+    make_tree(repo, {"edited_step.py": STEP_V1})
+    write_pipeline(repo, """\
+        stages:
+          write:
+            call: edited_step:write
+            deps: [edited_step.py]
+            outs: [out.txt]
+            resources: {gpu: 1}   # pinned to one worker, so the second run meets the module imported by the first
+    """)
+    results = cli.json("run")
+    assert states(results) == {"write": "done"}
+    assert record(repo, results[0]["run_id"])["worker"] == dask_cluster.gpu_worker
+    assert (repo / "out.txt").read_text() == "v1\n"
+
+    (repo / "edited_step.py").write_text(STEP_V1.replace("v1", "v2"))
+    assert states(cli.json("run")) == {"write": "done"}
+    assert (repo / "out.txt").read_text() == "v2\n"
+
+
+def test_a_gpu_stage_without_a_gpu_worker_fails_before_anything_runs(gpu_repo, cli):
+    """Default local cluster (no dask-cluster.yaml): it has no GPU worker."""
+    write_pipeline(gpu_repo, GPU_PIPELINE.split("  train:")[0])  # prepare alone first, so there is a lock to keep
+    cli("run")
+    write_pipeline(gpu_repo, GPU_PIPELINE)
+    (gpu_repo / "data/raw.txt").write_text("raw, edited\n")  # prepare must run again too
+    before = on_disk(gpu_repo)
+
+    result = cli("run", code=2)
+    message = result.stderr
+    assert "'train'" in message and "need a GPU" in message
+    assert "dask worker <scheduler-address> --resources GPU=1" in message  # how to start one
+    assert "dask-cluster.yaml" in message
+    assert ran(gpu_repo) == {"prepare": 1}  # nothing ran, not even the CPU stage upstream
+    assert on_disk(gpu_repo) == before  # mlv.lock, outputs and store unchanged
