@@ -107,7 +107,7 @@ def checkout(
     from mlv.storage.checkout import checkout as run_checkout
 
     ws = _workspace()
-    report = run_checkout(ws, paths, force=force, extra=project.locked_outputs(ws))
+    report = run_checkout(ws, paths, force=force, extra=project.locked_outputs(ws), progress=progress)
     if json_:
         emit_json(report.to_dict())
         return
@@ -124,7 +124,7 @@ def fsck(json_: Annotated[bool, typer.Option("--json", help="Machine-readable ou
     """Re-hash every object and manifest; report damage and the pointers it breaks (exit 1)."""
     from mlv.storage.fsck import fsck as run_fsck
 
-    report = run_fsck(_workspace())
+    report = run_fsck(_workspace(), progress=progress)
     if json_:
         emit_json(report.to_dict())
     else:

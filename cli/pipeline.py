@@ -64,6 +64,10 @@ class _Progress:
         return table
 
     def __call__(self, stage: str, state: str, detail: str) -> None:
+        if state == "cluster":
+            if detail and not self.quiet:
+                (self.live.console.print if self.live else err.print)(f"Dask dashboard: {detail}")
+            return
         now = time.monotonic()
         if state == "running":
             self.started[stage] = now
@@ -73,9 +77,7 @@ class _Progress:
         if self.quiet or self.live is not None:
             return
         line = f"  {state:<11} {stage}"
-        if state == "running":
-            line += f"   (dashboard: {detail})" if detail else ""
-        else:
+        if state != "running":
             line += f"  {self._elapsed(stage)}" + (f"  — {detail}" if detail else "")
         err.print(line.rstrip())
 

@@ -140,7 +140,7 @@ class Cluster:
         if self._client is None:
             return None
         try:
-            return self._client.dashboard_link if _has_bokeh() else None
+            return self._client.dashboard_link if self.config.scheduler or _has_bokeh() else None
         except (KeyError, AttributeError):
             return None
 

@@ -53,7 +53,7 @@ class StageResult:
                 "elapsed": round(self.elapsed, 3), "exit_code": self.exit_code}
 
 
-Listener = Callable[[str, str, str], None]  # (stage, state, detail)
+Listener = Callable[[str, str, str], None]  # (stage, state, detail); ("", "cluster", dashboard) once Dask starts
 
 
 class RunLock:
@@ -187,7 +187,7 @@ class Runner:
         from mlv.storage.checkout import Version, restore  # loads fsspec: only when restoring
 
         run_id, outs = decision.source
-        restore(self.ws, [Version(self.ws.root / p, o.digest, o.nfiles is not None) for p, o in outs.items()],
+        restore(self.ws, [Version(self.ws.root / p, o.digest, o.nfiles is not None, o.size) for p, o in outs.items()],
                 force=True)
         self._ignore(spec)
         self._commit_lock(spec, decision, run_id, outs)
@@ -207,10 +207,13 @@ class Runner:
             call=spec.call, deps=tuple(str(root / d) for d in spec.deps), outs=tuple(str(root / o) for o in spec.outs),
             params=_nested(spec.params), log=str(logs / f"{run_id}.log"), gpu=spec.resources.gpu,
         )
+        first = not self.cluster.started
         client = self.cluster.client()
+        if first:
+            self.notify("", "cluster", self.cluster.dashboard or "")
         resources = {"GPU": spec.resources.gpu} if spec.resources.gpu else None
         future = client.submit(execute.run_job, job, key=f"mlv-{spec.name}-{run_id}", resources=resources, pure=False)
-        self.notify(spec.name, "running", self.cluster.dashboard or "")
+        self.notify(spec.name, "running", "")
         return future, job
 
     def _finish(self, spec: StageSpec, decision: Decision, job: execute.Job, future) -> StageResult:

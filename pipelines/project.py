@@ -77,7 +77,7 @@ def locked_outputs(ws: Workspace) -> list:
     from mlv.storage.checkout import Version
 
     return [
-        Version(ws.root / path, out.digest, out.nfiles is not None)
+        Version(ws.root / path, out.digest, out.nfiles is not None, out.size)
         for entry in lockfile.load(ws.root).values()
         for path, out in entry.outs.items()
     ]

@@ -13,10 +13,12 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Iterable
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from mlv.storage import snapshot
+from mlv.storage.snapshot import ProgressFactory
 from mlv.storage.digest import Digest
 from mlv.storage.errors import ObjectCorrupt, ObjectMissing, StorageError, UnsavedChangesError
 from mlv.storage.links import Linker
@@ -32,13 +34,14 @@ class Version:
     target: Path
     digest: Digest
     is_dir: bool
+    size: int = 0
 
 
 @dataclass(slots=True)
 class Plan:
     version: Version | Pointer
     rel: str
-    writes: list[tuple[str, Digest, bool]] = field(default_factory=list)  # (rel inside target, digest, exec)
+    writes: list[tuple[str, Digest, bool, int]] = field(default_factory=list)  # (rel in target, digest, exec, size)
     deletes: list[str] = field(default_factory=list)  # rel inside target ('' = the target itself)
     unsaved: list[str] = field(default_factory=list)
     make_dir: bool = False  # a directory version (possibly empty) where no directory is
@@ -56,11 +59,12 @@ class CheckoutReport:
 
 
 def checkout(
-    ws: Workspace, paths: list[str] | None = None, *, force: bool = False, extra: Iterable[Version] = ()
+    ws: Workspace, paths: list[str] | None = None, *, force: bool = False, extra: Iterable[Version] = (),
+    progress: ProgressFactory | None = None,
 ) -> CheckoutReport:
     """Restore the pointers' versions plus ``extra`` ones (stage outputs), all or those of ``paths``."""
     if not paths:
-        return restore(ws, [*load_pointers(ws), *extra], force=force)
+        return restore(ws, [*load_pointers(ws), *extra], force=force, progress=progress)
     by_target = {v.target: v for v in extra}
     chosen: list[Version | Pointer] = []
     pointer_paths = []
@@ -70,10 +74,12 @@ def checkout(
             chosen.append(by_target[target])
         else:
             pointer_paths.append(p)
-    return restore(ws, [*load_pointers(ws, pointer_paths), *chosen] if pointer_paths else chosen, force=force)
+    chosen += load_pointers(ws, pointer_paths) if pointer_paths else []
+    return restore(ws, chosen, force=force, progress=progress)
 
 
-def restore(ws: Workspace, versions: Iterable[Version | Pointer], *, force: bool = False) -> CheckoutReport:
+def restore(ws: Workspace, versions: Iterable[Version | Pointer], *, force: bool = False,
+            progress: ProgressFactory | None = None) -> CheckoutReport:
     """Make each target hold its version; plan everything before touching anything."""
     plans = [_plan(ws, v) for v in versions]
     unsaved = [f"{p.rel}/{u}" if u else p.rel for p in plans for u in p.unsaved]
@@ -84,7 +90,7 @@ def restore(ws: Workspace, versions: Iterable[Version | Pointer], *, force: bool
             "Save them with `mlv add`, or discard them with `mlv checkout --force`."
         )
     store = ws.store
-    missing = sorted({str(d) for p in plans for _, d, _ in p.writes if d not in store})
+    missing = sorted({str(w[1]) for p in plans for w in p.writes if w[1] not in store})
     if missing:
         raise ObjectMissing(
             f"{len(missing)} object(s) needed for checkout are not in the store (first: {missing[0]}); "
@@ -93,9 +99,10 @@ def restore(ws: Workspace, versions: Iterable[Version | Pointer], *, force: bool
     report = CheckoutReport()
     linker = Linker(store, ws.config.link, verify=ws.config.verify)
     linker.probe(ws.root)
-    with ws.lock():
+    total = sum(w[3] for p in plans for w in p.writes)
+    with ws.lock(), (progress(total, "checking out") if progress else nullcontext()) as tick:
         for plan in plans:
-            _apply(ws, plan, linker, report)
+            _apply(ws, plan, linker, report, tick)
     if report.damaged:
         raise ObjectCorrupt(
             "checkout skipped damaged objects; these paths were not written:\n  "
@@ -139,7 +146,7 @@ def _plan(ws: Workspace, ptr: Version | Pointer) -> Plan:
         if "" in current and current[""] == ptr.digest:
             return plan
         plan.deletes = [p for p in current if p != ""]  # a directory where the file belongs
-        plan.writes = [("", ptr.digest, False)]
+        plan.writes = [("", ptr.digest, False, ptr.size)]
     else:
         if "" in current:  # a file where the directory belongs
             plan.deletes.append("")
@@ -148,7 +155,7 @@ def _plan(ws: Workspace, ptr: Version | Pointer) -> Plan:
             current_files = current
         for path, e in wanted.items():
             if current_files.get(path) != e.digest or exec_of.get(path) != e.executable:
-                plan.writes.append((path, e.digest, e.executable))
+                plan.writes.append((path, e.digest, e.executable, e.size))
         plan.deletes += [p for p in current_files if p not in wanted]
         plan.make_dir = not target.is_dir() or target.is_symlink()
     overwritten = {w[0] for w in plan.writes} | set(plan.deletes)
@@ -156,7 +163,7 @@ def _plan(ws: Workspace, ptr: Version | Pointer) -> Plan:
     return plan
 
 
-def _apply(ws: Workspace, plan: Plan, linker: Linker, report: CheckoutReport) -> None:
+def _apply(ws: Workspace, plan: Plan, linker: Linker, report: CheckoutReport, tick) -> None:
     target = plan.version.target
     if not plan.writes and not plan.deletes and not plan.make_dir:
         report.unchanged.append(plan.rel)
@@ -172,7 +179,7 @@ def _apply(ws: Workspace, plan: Plan, linker: Linker, report: CheckoutReport) ->
         _prune_empty(target)
     if plan.make_dir:
         target.mkdir(parents=True, exist_ok=True)
-    for rel, digest, executable in plan.writes:
+    for rel, digest, executable, size in plan.writes:
         path = target / rel if rel else target
         if path.is_dir() and not path.is_symlink():
             shutil.rmtree(path)
@@ -183,6 +190,8 @@ def _apply(ws: Workspace, plan: Plan, linker: Linker, report: CheckoutReport) ->
             ws.state.mark_damaged(str(digest), entry.pack if entry else None)
             report.damaged.append(f"{plan.rel}/{rel}" if rel else plan.rel)
             continue
+        if tick:
+            tick(size)
     if plan.writes or plan.make_dir:
         report.restored.append(plan.rel)
 

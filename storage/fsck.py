@@ -9,6 +9,7 @@ reference them) and are not reported as damage; ``gc`` removes them.
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 
 from mlv.storage import digest as digests
@@ -16,6 +17,7 @@ from mlv.storage import references
 from mlv.storage.digest import CHUNK, Digest
 from mlv.storage.errors import StorageError
 from mlv.storage.packs import decode_index
+from mlv.storage.snapshot import ProgressFactory
 from mlv.storage.workspace import Workspace
 
 
@@ -46,19 +48,30 @@ class FsckReport:
                 "problems": [p.to_dict() for p in self.problems]}
 
 
-def fsck(ws: Workspace) -> FsckReport:
+def fsck(ws: Workspace, *, progress: ProgressFactory | None = None) -> FsckReport:
     store, fs = ws.store, ws.store.fs
     report = FsckReport()
     bad: dict[Digest, Problem] = {}
-    for digest, path in store.iter_loose():
-        actual, size = digests.of_stream(fs.open(path, "rb"))
-        report.objects += 1
-        report.bytes += size
-        if actual != digest:
-            bad[digest] = Problem(str(digest), "corrupt", path, f"bytes hash to {actual}")
-    packed_bad: dict[Digest, str] = {}
-    for name in _pack_names(ws):
-        _check_pack(ws, name, report, bad, packed_bad)
+    loose = list(store.iter_loose())
+    names = _pack_names(ws)
+    total = sum(fs.size(p) for _, p in loose) + sum(fs.size(store.pack_path(n)) for n in names
+                                                     if fs.exists(store.pack_path(n)))
+    with progress(total, "checking") if progress else nullcontext() as tick:
+        for digest, path in loose:
+            with fs.open(path, "rb") as f:
+                actual, size = digests.of_stream(f)
+            report.objects += 1
+            report.bytes += size
+            if tick:
+                tick(size)
+            if actual != digest:
+                bad[digest] = Problem(str(digest), "corrupt", path, f"bytes hash to {actual}")
+        packed_bad: dict[Digest, str] = {}
+        for name in names:
+            before = report.bytes
+            _check_pack(ws, name, report, bad, packed_bad)
+            if tick:
+                tick(report.bytes - before)
     roots = references.roots(ws)
     live = references.closure(store, roots)  # damaged manifests are not expanded: their members are unknown
     for digest, where in live.items():

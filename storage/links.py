@@ -18,8 +18,8 @@ from pathlib import Path
 
 from mlv.storage import digest as digests
 from mlv.storage.digest import CHUNK, Digest
-from mlv.storage.errors import ObjectCorrupt, UsageError
-from mlv.storage.objects import ObjectStore
+from mlv.storage.errors import UsageError
+from mlv.storage.objects import ObjectStore, damaged_error
 
 FICLONE = 0x40049409  # linux/fs.h
 _NO_REFLINK = {errno.EOPNOTSUPP, errno.EXDEV, errno.EINVAL, errno.ENOTTY, errno.ENOSYS}
@@ -71,12 +71,7 @@ class Linker:
 
     def _check(self, digest: Digest, path: str) -> None:
         if self.verify and (actual := digests.of_file(path)[0]) != digest:
-            raise ObjectCorrupt(
-                f"object {digest} is damaged (its bytes hash to {actual.hexdigest[:12]}…); "
-                "run `mlv fsck` to set it aside, then re-add the data or `mlv pull` it",
-                digest=digest,
-                actual=actual,
-            )
+            raise damaged_error(digest, actual)
 
     def _reflink(self, src: str, dst: Path) -> bool:
         with open(src, "rb") as s, open(dst, "wb") as d:
@@ -96,6 +91,11 @@ class Linker:
         return False
 
     def _copy(self, digest: Digest, dst: Path) -> None:
+        if self.store.packed(digest) is not None:  # small: one read from an open pack, one write
+            data = self.store.read_bytes(digest, verify=self.verify)
+            with open(dst, "wb") as out:
+                out.write(data)
+            return
         buf = bytearray(CHUNK)
         view = memoryview(buf)
         with self.store.open(digest, verify=self.verify) as src, open(dst, "wb") as out:

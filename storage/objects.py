@@ -34,6 +34,16 @@ PACK_SIZE = 64 * 1024 * 1024  # a pack is sealed once it holds this many bytes
 WRITE_BUFFER = 4 * 1024 * 1024
 
 
+def damaged_error(digest: Digest, actual: Digest) -> ObjectCorrupt:
+    """The error for an object whose bytes no longer match its digest."""
+    return ObjectCorrupt(
+        f"object {digest} is damaged (its bytes hash to {actual.hexdigest[:12]}…); re-add the data "
+        "(or `mlv pull` it) to replace the bad copy; `mlv fsck` lists every damaged object",
+        digest=digest,
+        actual=actual,
+    )
+
+
 class ObjectStore:
     """Write-once blobs named by digest on any fsspec filesystem; never overwrites."""
 
@@ -46,6 +56,7 @@ class ObjectStore:
         self._loaded = False
         self._created = False
         self.unreadable: dict[str, str] = {}  # pack name -> why its index could not be read
+        self._pack_handles: dict[str, BinaryIO] = {}  # a few open packs, for many small reads in a row
 
     @classmethod
     def local(cls, root: str | os.PathLike[str], **options: int) -> ObjectStore:
@@ -208,9 +219,24 @@ class ObjectStore:
             ) from None
         return _Reader(f, digest, length, verify=verify)
 
-    def read_bytes(self, digest: Digest) -> bytes:
-        with self.open(digest) as f:
-            return f.read()
+    def read_bytes(self, digest: Digest, *, verify: bool = True) -> bytes:
+        """The whole object in memory (for small objects); packed ones reuse an open pack handle."""
+        entry = self.packed(digest)
+        if entry is None:
+            with self.open(digest, verify=verify) as f:
+                return f.read()
+        f = self._pack_handles.get(entry.pack)
+        if f is None:
+            if len(self._pack_handles) >= 8:
+                self._pack_handles.pop(next(iter(self._pack_handles))).close()
+            f = self._pack_handles[entry.pack] = self.fs.open(self.pack_path(entry.pack), "rb")
+        f.seek(entry.offset)
+        data = f.read(entry.length)
+        if len(data) != entry.length:
+            raise ObjectCorrupt(f"object {digest} is truncated ({entry.length - len(data)} bytes short)", digest=digest)
+        if verify and (actual := digests.of_bytes(data)) != digest:
+            raise damaged_error(digest, actual)
+        return data
 
     # -- writing ------------------------------------------------------------------
     @contextmanager
@@ -385,12 +411,7 @@ class _Reader(io.RawIOBase):
             self._done = True
             actual = Digest(digests.ALGORITHM, self._hash.hexdigest())
             if actual != self.digest:
-                raise ObjectCorrupt(
-                    f"object {self.digest} is damaged (its bytes hash to {actual.hexdigest[:12]}…); "
-                    "run `mlv fsck` to set it aside, then re-add the data or `mlv pull` it",
-                    digest=self.digest,
-                    actual=actual,
-                )
+                raise damaged_error(self.digest, actual)
         return 0
 
     def close(self) -> None:
