@@ -85,10 +85,10 @@ def status(
 
 def _stage_status(ws) -> list[dict]:
     """Every stage of mlv.yaml, ``unchanged`` or ``stale`` with why (empty without a pipeline)."""
+    if not (ws.root / "mlv.yaml").exists():  # checked before importing the engine (networkx) for nothing
+        return []
     from mlv.pipelines import project
 
-    if not project.has_pipeline(ws):
-        return []
     return [
         {"stage": d.stage, "path": project.PIPELINE_FILE, "state": "unchanged" if d.action == "up-to-date" else "stale",
          "action": d.action, "reasons": d.reasons}

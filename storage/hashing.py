@@ -77,18 +77,24 @@ def key(prefix: str, rel: str) -> str:
     return f"{prefix}/{rel}" if rel else prefix
 
 
-def cached(files: Sequence[FileStat], state: StatCache, prefix: str) -> tuple[dict[str, Digest], list[FileStat]]:
-    """Split ``files`` into those the stat cache already knows (``{rel: digest}``) and the rest."""
+def cached(
+    files: Sequence[FileStat], state: StatCache, prefix: str
+) -> tuple[dict[str, Digest], list[FileStat], set[str]]:
+    """Split ``files`` into those the stat cache knows (``{rel: digest}``) and the rest;
+    also the hits whose object the store is known to hold."""
     known = state.lookup_under(prefix) if files else {}
     hits: dict[str, Digest] = {}
     misses: list[FileStat] = []
+    stored: set[str] = set()
     for f in files:
         k = known.get(key(prefix, f.rel))
         if k is not None and k[0] == f.inode and k[1] == f.mtime_ns and k[2] == f.size:
             hits[f.rel] = Digest(digests.ALGORITHM, k[3].partition(":")[2])
+            if k[4]:
+                stored.add(f.rel)
         else:
             misses.append(f)
-    return hits, misses
+    return hits, misses, stored
 
 
 def read_all(files: Sequence[FileStat], *, progress: Progress | None = None) -> Iterator[tuple[FileStat, bytes | None]]:

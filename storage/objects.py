@@ -83,6 +83,8 @@ class ObjectStore:
             self.fs.makedirs(self._path(sub), exist_ok=True)
         if not self.fs.exists(self._path("FORMAT")):
             self.fs.pipe_file(self._path("FORMAT"), FORMAT.encode())
+        if not self.fs.exists(self._path("ID")):  # who this store is: caches of what it holds check it
+            self.fs.pipe_file(self._path("ID"), uuid.uuid4().hex.encode())
         self._created = True
 
     def check_format(self) -> None:

@@ -73,7 +73,7 @@ def identify(ws: Workspace, s: Scan, *, per_file: bool = False) -> Snapshot:
     walked = fingerprint(s.files) if s.is_dir else ""
     if s.is_dir and not per_file and (known := ws.state.dir_digest(s.rel, walked)) is not None:
         return Snapshot(digests.parse(known), s.size, len(s.files))
-    hits, misses = hashing.cached(s.files, ws.state, s.rel)
+    hits, misses, _ = hashing.cached(s.files, ws.state, s.rel)
     found = hashing.digest_all(misses)
     ws.state.record(hashing.stat_rows(misses, found, s.rel), s.started_ns)
     current = {**hits, **found}
@@ -86,22 +86,25 @@ def identify(ws: Workspace, s: Scan, *, per_file: bool = False) -> Snapshot:
     return Snapshot(top, s.size, len(s.files), current, hashed=len(misses))
 
 
-def store(
-    ws: Workspace, s: Scan, *, present: frozenset[bytes] = frozenset(), progress: ProgressFactory | None = None
-) -> Snapshot:
-    """Put the bytes of ``s`` the store lacks; ``present``: digests known to be stored already.
+def store(ws: Workspace, s: Scan, *, progress: ProgressFactory | None = None) -> Snapshot:
+    """Put the bytes of ``s`` the store lacks (the stat cache says which it already holds).
 
     ``progress(bytes_to_read, description)`` may return a context manager that yields a
     per-bytes callback (the CLI draws a bar with it).
     """
     store_ = ws.store
     damaged = ws.state.damaged()
-    hits, misses = hashing.cached(s.files, ws.state, s.rel)
+    hits, misses, stored = hashing.cached(s.files, ws.state, s.rel)
+    verified = []
     for f in s.files:  # a cached digest still needs its bytes if the object left the store or is damaged
         d = hits.get(f.rel)
-        if d is not None and (str(d) in damaged or (d.raw not in present and d not in store_)):
+        if d is None or (f.rel in stored and str(d) not in damaged):
+            continue
+        if str(d) in damaged or d not in store_:
             del hits[f.rel]
             misses.append(f)
+        else:
+            verified.append(f)
     found: dict[str, Digest] = {}
     bar = progress(sum(f.size for f in misses), f"adding {s.rel}") if progress and misses else nullcontext()
     with bar as tick, store_.writer() as w:
@@ -125,7 +128,7 @@ def store(
             top = w.put_bytes(manifest.dump(_entries(s, current)))
         else:
             top = current[""]
-    ws.state.record(hashing.stat_rows(misses, found, s.rel), s.started_ns)
+    ws.state.record(hashing.stat_rows([*misses, *verified], {**found, **hits}, s.rel), s.started_ns, stored=True)
     ws.state.mark_complete(str(top))
     if s.is_dir:
         _remember_dir(ws, s, fingerprint(s.files), top)

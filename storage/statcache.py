@@ -1,8 +1,9 @@
 """The stat cache (``.mlv/state.db``): what we already know without reading bytes again.
 
 Tables:
-- ``files``: repo-relative path + (inode, mtime_ns, size) → digest. A hit means the file
-  is unchanged since it was hashed, so it is never re-hashed. An entry hashed less than
+- ``files``: repo-relative path + (inode, mtime_ns, size) → digest, and whether the
+  store holds that object. A hit means the file is unchanged since it was hashed, so it
+  is never re-hashed (and, when stored, ``add`` need not even look in the store). An entry hashed less than
   ``RACY_NS`` after the file's mtime is not trusted: a write inside the same timestamp
   tick would leave (inode, mtime, size) unchanged ("racy git").
 - ``dirs``: a tracked directory's walk fingerprint (hash of every entry's stat) → the
@@ -24,12 +25,14 @@ from pathlib import Path
 
 RACY_NS = 1_000_000_000
 
+VERSION = 2  # bump when a table changes: the cache is rebuilt, never migrated
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS files (path TEXT PRIMARY KEY, inode INTEGER, mtime_ns INTEGER,
-                                  size INTEGER, digest TEXT, checked_ns INTEGER);
+                                  size INTEGER, digest TEXT, checked_ns INTEGER, stored INTEGER);
 CREATE TABLE IF NOT EXISTS dirs (path TEXT PRIMARY KEY, walk TEXT, digest TEXT);
 CREATE TABLE IF NOT EXISTS complete (digest TEXT PRIMARY KEY);
 CREATE TABLE IF NOT EXISTS damaged (digest TEXT PRIMARY KEY, pack TEXT);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
 """
 
 
@@ -40,26 +43,42 @@ class StatCache:
         self.db = sqlite3.connect(path, timeout=30, isolation_level=None)
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")
+        if self.db.execute("PRAGMA user_version").fetchone()[0] != VERSION:
+            self.db.executescript(
+                "DROP TABLE IF EXISTS files; DROP TABLE IF EXISTS dirs; DROP TABLE IF EXISTS complete;"
+                f"DROP TABLE IF EXISTS damaged; DROP TABLE IF EXISTS meta; PRAGMA user_version = {VERSION};"
+            )
         self.db.executescript(_SCHEMA)
 
     def close(self) -> None:
         self.db.close()
 
+    def bind(self, store_id: str | None) -> None:
+        """What this cache knows about stored objects holds only for the store with ``store_id``."""
+        row = self.db.execute("SELECT value FROM meta WHERE key = 'store'").fetchone()
+        if store_id is None or row is None or row[0] != store_id:
+            self.forget_complete()
+            if store_id is not None:
+                self.db.execute("INSERT OR REPLACE INTO meta VALUES ('store', ?)", (store_id,))
+
     # -- files --------------------------------------------------------------------
-    def lookup_under(self, prefix: str) -> dict[str, tuple[int, int, int, str]]:
-        """``{path: (inode, mtime_ns, size, digest)}`` for trusted entries at or under ``prefix``."""
+    def lookup_under(self, prefix: str) -> dict[str, tuple[int, int, int, str, int]]:
+        """``{path: (inode, mtime_ns, size, digest, stored)}`` for trusted entries at or under ``prefix``."""
         rows = self.db.execute(
-            "SELECT path, inode, mtime_ns, size, digest, checked_ns FROM files "
+            "SELECT path, inode, mtime_ns, size, digest, checked_ns, stored FROM files "
             "WHERE path = ? OR (path >= ? AND path < ?)",
             (prefix, prefix + "/", prefix + "0"),  # '0' sorts right after '/'
         )
-        return {p: (ino, mt, sz, dg) for p, ino, mt, sz, dg, chk in rows if chk - mt >= RACY_NS}
+        return {p: (ino, mt, sz, dg, st) for p, ino, mt, sz, dg, chk, st in rows if chk - mt >= RACY_NS}
 
-    def record(self, rows: Iterable[tuple[str, int, int, int, str]], checked_ns: int) -> None:
-        """Store (path, inode, mtime_ns, size, digest) rows whose stat was taken at ``checked_ns``."""
+    def record(self, rows: Iterable[tuple[str, int, int, int, str]], checked_ns: int, *, stored: bool = False) -> None:
+        """Store (path, inode, mtime_ns, size, digest) rows whose stat was taken at ``checked_ns``.
+
+        ``stored``: the local store is known to hold each row's object (so ``add`` need not look).
+        """
         self.db.execute("BEGIN")
         self.db.executemany(
-            "INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?, ?, ?)", ((*r, checked_ns) for r in rows)
+            "INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?, ?, ?, ?)", ((*r, checked_ns, int(stored)) for r in rows)
         )
         self.db.execute("COMMIT")
 
@@ -79,7 +98,9 @@ class StatCache:
         self.db.execute("INSERT OR IGNORE INTO complete VALUES (?)", (digest,))
 
     def forget_complete(self) -> None:
+        """Objects may have left the store (gc, damage, a wiped cache): forget what we knew was there."""
         self.db.execute("DELETE FROM complete")
+        self.db.execute("UPDATE files SET stored = 0 WHERE stored = 1")
 
     # -- damaged ------------------------------------------------------------------
     def mark_damaged(self, digest: str, pack: str | None) -> None:

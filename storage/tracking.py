@@ -59,7 +59,7 @@ def add(ws: Workspace, paths: list[str], *, progress: snapshot.ProgressFactory |
     results = []
     with ws.lock():
         for s in scans:
-            snap = snapshot.store(ws, s, present=_previously_present(ws, s.target), progress=progress)
+            snap = snapshot.store(ws, s, progress=progress)
             pointer = Pointer(pointers.pointer_path(s.target), snap.digest, snap.size, snap.nfiles)
             pointers.dump(pointer)
             if ws.in_git:
@@ -75,25 +75,6 @@ def _is_pointer(file: Path) -> bool:
         return True
     except UsageError:
         return False
-
-
-def _previously_present(ws: Workspace, target: Path) -> frozenset[bytes]:
-    """Digests of the last version of ``target`` when the store is known to hold all of it."""
-    file = pointers.pointer_path(target)
-    if not target.is_dir() or not file.exists():
-        return frozenset()
-    try:
-        old = pointers.load(file)
-    except UsageError:
-        return frozenset()
-    if not old.is_dir or not ws.state.is_complete(str(old.digest)):
-        return frozenset()
-    from mlv.storage import manifest
-
-    try:
-        return frozenset(manifest.load(ws.store.read_bytes(old.digest)).raw_digests)
-    except StorageError:  # the old version is gone or damaged: check every object instead
-        return frozenset()
 
 
 def ignore_in_git(target: Path) -> None:
@@ -184,9 +165,7 @@ def _diff_dir(ws: Workspace, ptr: Pointer, scan: snapshot.Scan, result: PathStat
 def in_cache(ws: Workspace, digest: Digest, is_dir: bool) -> bool:
     """Whether the store holds ``digest`` (and every member, for a manifest)."""
     if ws.state.is_complete(str(digest)):
-        if (ws.cache_dir / "FORMAT").exists():  # a wiped cache invalidates what we knew (no fsspec needed here)
-            return True
-        ws.state.forget_complete()
+        return True
     store = ws.store
     if digest not in store:
         return False

@@ -81,7 +81,13 @@ class Workspace:
     def state(self):  # -> StatCache
         from mlv.storage.statcache import StatCache
 
-        return StatCache(self.dot / "state.db")
+        state = StatCache(self.dot / "state.db")
+        try:
+            store_id = (self.cache_dir / "ID").read_text().strip()
+        except FileNotFoundError:
+            store_id = None
+        state.bind(store_id)  # a wiped or swapped cache voids what the state knew was stored
+        return state
 
     @cached_property
     def in_git(self) -> bool:

@@ -34,16 +34,16 @@ def test_hashing_doctests():
 def test_recorded_rows_are_found_under_their_prefix(state):
     state.record([("data/raw/a.csv", 1, OLD, 10, D1), ("data/raw/sub/b.csv", 2, OLD, 20, D2)], NOW)
     assert state.lookup_under("data/raw") == {
-        "data/raw/a.csv": (1, OLD, 10, D1),
-        "data/raw/sub/b.csv": (2, OLD, 20, D2),
+        "data/raw/a.csv": (1, OLD, 10, D1, 0),
+        "data/raw/sub/b.csv": (2, OLD, 20, D2, 0),
     }
-    assert state.lookup_under("data/raw/sub") == {"data/raw/sub/b.csv": (2, OLD, 20, D2)}
+    assert state.lookup_under("data/raw/sub") == {"data/raw/sub/b.csv": (2, OLD, 20, D2, 0)}
 
 
 @pytest.mark.parametrize("neighbour", ["data/raw2/a", "data/raw-x/a", "data/raw.csv", "data/raw0", "data/ra", "data"])
 def test_prefix_does_not_match_neighbours(state, neighbour):
     state.record([(neighbour, 1, OLD, 1, D1), ("data/raw", 2, OLD, 2, D2)], NOW)
-    assert state.lookup_under("data/raw") == {"data/raw": (2, OLD, 2, D2)}
+    assert state.lookup_under("data/raw") == {"data/raw": (2, OLD, 2, D2, 0)}
 
 
 def test_racy_entries_are_not_trusted(state):
@@ -56,7 +56,7 @@ def test_racy_entries_are_not_trusted(state):
 def test_record_replaces(state):
     state.record([("a", 1, OLD, 1, D1)], NOW)
     state.record([("a", 1, OLD + 5, 2, D2)], NOW)
-    assert state.lookup_under("a") == {"a": (1, OLD + 5, 2, D2)}
+    assert state.lookup_under("a") == {"a": (1, OLD + 5, 2, D2, 0)}
 
 
 def test_survives_reopening(tmp_path):
@@ -66,7 +66,7 @@ def test_survives_reopening(tmp_path):
     first.mark_complete(D1)
     first.close()
     second = StatCache(tmp_path / "state.db")
-    assert second.lookup_under("a") == {"a": (1, OLD, 1, D1)}
+    assert second.lookup_under("a") == {"a": (1, OLD, 1, D1, 0)}
     assert second.dir_digest("d", "walk-1") == D2
     assert second.is_complete(D1)
     second.close()
@@ -79,6 +79,14 @@ def test_dirs_match_only_the_same_walk(state):
     assert state.dir_digest("data/other", "walk-1") is None
     state.record_dir("data/raw", "walk-2", D2)
     assert state.dir_digest("data/raw", "walk-1") is None
+
+
+def test_stored_flag_is_kept_until_objects_may_have_left(state):
+    state.record([("a", 1, OLD, 1, D1)], NOW, stored=True)
+    state.record([("b", 2, OLD, 1, D2)], NOW)
+    assert state.lookup_under("a")["a"][4] == 1 and state.lookup_under("b")["b"][4] == 0
+    state.forget_complete()  # gc, fsck damage or a wiped cache
+    assert state.lookup_under("a")["a"][4] == 0
 
 
 def test_complete_set(state):
@@ -98,14 +106,14 @@ def test_cached_hits_only_files_whose_stat_is_unchanged(tmp_path, state):
     assert found == {f.rel: digests.of_bytes(f.rel[0].encode() + b"\n") for f in files}
     state.record(hashing.stat_rows(files, found, "d"), time.time_ns())
 
-    hits, misses = hashing.cached(walk(tmp_path / "d", repo_root=tmp_path), state, "d")
+    hits, misses, _ = hashing.cached(walk(tmp_path / "d", repo_root=tmp_path), state, "d")
     assert hits == found and misses == []
 
     (tmp_path / "d/a.csv").write_text("A\n")  # same size, new mtime
     os.utime(tmp_path / "d/b.csv", ns=(OLD, OLD + 1))  # only the mtime moves
     (tmp_path / "d/c.csv").unlink()
     (tmp_path / "d/c.csv").write_text("c\n")  # same bytes, new inode
-    hits, misses = hashing.cached(walk(tmp_path / "d", repo_root=tmp_path), state, "d")
+    hits, misses, _ = hashing.cached(walk(tmp_path / "d", repo_root=tmp_path), state, "d")
     assert hits == {}
     assert sorted(f.rel for f in misses) == ["a.csv", "b.csv", "c.csv"]
 
