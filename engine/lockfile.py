@@ -17,6 +17,9 @@ from mlv.storage.digest import Digest, parse
 from mlv.storage.errors import ConfigError
 
 NAME = "mlv.lock"
+# libyaml's safe loader and dumper when present: a 50-stage lock parses several times faster
+_SafeLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_SafeDumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 SCHEMA = 1
 HEADER = "# Written by `mlv run`: the inputs and outputs of each stage's last run. Commit it with mlv.yaml.\n"
 
@@ -55,7 +58,7 @@ class LockEntry:
 def load(root: Path) -> dict[str, LockEntry]:
     path = root / NAME
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_SafeLoader)
     except FileNotFoundError:
         return {}
     except yaml.YAMLError as exc:
@@ -93,4 +96,5 @@ def load(root: Path) -> dict[str, LockEntry]:
 
 def dump(root: Path, entries: dict[str, LockEntry]) -> None:
     data = {"schema": SCHEMA, "stages": {name: entries[name].to_dict() for name in sorted(entries)}}
-    atomic.write_text(root / NAME, HEADER + yaml.safe_dump(data, sort_keys=False, default_flow_style=False))
+    text = yaml.dump(data, Dumper=_SafeDumper, sort_keys=False, default_flow_style=False)
+    atomic.write_text(root / NAME, HEADER + text)
