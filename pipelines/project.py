@@ -51,7 +51,9 @@ def run(ws: Workspace, selection: Selection, options: RunOptions, *, cluster_fil
     config = load_config(cluster_file or ws.root / CLUSTER_FILE)
     if cluster_file is not None and not cluster_file.exists():
         raise UsageError(f"'{cluster_file}' does not exist; point --cluster at a dask-cluster.yaml")
-    with RunLock(ws):
+    # the run lock keeps other runs out; the shared repo lock keeps `mlv gc` from deleting an
+    # object a stage's output was just deduplicated against before mlv.lock names it
+    with RunLock(ws), ws.lock():
         runner = Runner(ws, select(graph, selection), config, options,
                         pipeline_stages=frozenset(pipeline.stages), listener=listener)
         return runner.run()
