@@ -24,6 +24,7 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(PY) bench/bench_store.py
 	$(PY) bench/bench_pipeline.py
+	$(PY) bench/bench_trace.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis bench/.work

@@ -121,19 +121,29 @@ def checkout(
 
 @command("fsck")
 def fsck(json_: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False) -> None:
-    """Re-hash every object and manifest; report damage and the pointers it breaks (exit 1)."""
+    """Re-hash every object, manifest and run record; report damage and the pointers it breaks (exit 1)."""
     from mlv.storage.fsck import fsck as run_fsck
 
-    report = run_fsck(_workspace(), progress=progress)
+    ws = _workspace()
+    report = run_fsck(ws, progress=progress)
+    records = []
+    if (ws.dot / "runs").is_dir():  # run records are the engine's: checked only where runs happened
+        from mlv.engine.provenance import check_records
+
+        records = check_records(ws)
     if json_:
-        emit_json(report.to_dict())
+        emit_json({**report.to_dict(), "ok": report.ok and not records, "records": [r.to_dict() for r in records]})
     else:
         for p in report.problems:
             breaks = f"; breaks {', '.join(p.breaks)}" if p.breaks else ""
             out.print(f"{p.kind:>10}  {p.digest}  {p.where}  {p.detail}{breaks}")
-        out.print(f"checked {report.objects} objects ({report.bytes} bytes): "
-                  + ("ok" if report.ok else f"{len(report.problems)} problem(s)"))
-    if not report.ok:
+        for r in records:
+            out.print(f"{r.kind:>10}  {r.run_id}  {r.path}  {r.detail}")
+        problems = len(report.problems) + len(records)
+        out.print(f"checked {report.objects} objects ({report.bytes} bytes)"
+                  + (" and the run records" if (ws.dot / "runs").is_dir() else "")
+                  + (": ok" if not problems else f": {problems} problem(s)"))
+    if not report.ok or records:
         raise typer.Exit(1)
 
 

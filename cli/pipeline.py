@@ -155,13 +155,25 @@ def show(
 
     ws = _workspace()
     index = RunIndex(ws)
-    record = index.latest(target) or (index.read(target) if (index.dir / f"{target}.json").exists() else None)
+    record = index.latest(target) or (index.read(target) if "/" not in target and index.exists(target) else None)
+    if record is None and "/" not in target:
+        from mlv.engine.provenance import ProvenanceIndex
+
+        matches = ProvenanceIndex(ws).match_run(target)  # a unique prefix of a run id
+        if len(matches) > 1:
+            raise UsageError(f"'{target}' is the start of {len(matches)} run ids: {', '.join(matches[:8])}; "
+                             "give more characters")
+        record = index.read(matches[0]) if matches else None
     if record is None:
         raise UsageError(f"no run of stage '{target}' and no run id '{target}' is recorded; run it with `mlv run`")
-    log = ws.store.read_bytes(parse(record.log)).decode(errors="replace") if record.log else ""
+    source = record  # a reuse event ran nothing: the output is the original run's
+    if record.reused_from and index.exists(record.reused_from):
+        source = index.read(record.reused_from)
+    log = ws.store.read_bytes(parse(source.log)).decode(errors="replace") if source.log else ""
     if json_:
         emit_json({**record.to_dict(), "output": log})
         return
     out.print(json.dumps({k: v for k, v in record.to_dict().items() if k != "definition"}, indent=2))
-    out.print("--- output ---")
+    out.print("--- output ---" if source is record else
+              f"--- output of run {source.run_id} (restored from the run cache; nothing ran) ---")
     out.print(log.rstrip())

@@ -17,12 +17,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mlv.engine import execute, lockfile
+from mlv.engine import execute, lockfile, provenance
 from mlv.engine.cluster import Cluster, ClusterConfig
 from mlv.engine.dag import Graph, StageSpec
 from mlv.engine.lockfile import LockEntry, Output
 from mlv.engine.plan import CACHED, RUN, UP_TO_DATE, Decision, decide, plan
-from mlv.engine.records import RunIndex, RunRecord, environment, git_state, host, new_run_id
+from mlv.engine.records import RunIndex, RunRecord, environment, git_state, host, new_run_id, reuse_event
 from mlv.storage import snapshot
 from mlv.storage.errors import LockedError, UsageError
 from mlv.storage.tracking import ignore_in_git
@@ -191,6 +191,10 @@ class Runner:
                 force=True)
         self._ignore(spec)
         self._commit_lock(spec, decision, run_id, outs)
+        self.index.write(reuse_event(  # the lock keeps naming the original run; this notes that it was reused
+            run_id, stage=spec.name, fingerprint=str(decision.fingerprint), definition=spec.definition(),
+            params=dict(spec.params), deps={p: str(d) for p, d in decision.deps.items()},
+            outs={p: o.to_dict() for p, o in outs.items()}, root=self.ws.root))
         self.results[spec.name] = StageResult(spec.name, CACHED, decision.reasons, run_id=run_id)
         self.notify(spec.name, CACHED, decision.reasons[0] if decision.reasons else "")
 
@@ -244,6 +248,7 @@ class Runner:
             exit_code=outcome.exit_code, started=outcome.started, ended=outcome.ended, host=outcome.host,
             worker=outcome.worker, gpu=outcome.gpu, log=str(log_digest) if log_digest else None,
             git=git_state(self.ws.root), environment=environment(),
+            producers=provenance.input_producers(self.ws, decision.deps, self.lock),
         )
         self.index.write(record)
         if state == "done":

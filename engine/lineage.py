@@ -1,0 +1,343 @@
+"""``mlv trace``: the lineage graph of an artifact or run, upstream to raw data or downstream from it.
+
+A lineage is plain data: artifact nodes (a path at a digest), run nodes (a run
+record), and edges in the direction data flowed — ``input`` (artifact → run),
+``output`` (run → artifact), ``member`` (directory → a file inside it, which a run
+read), ``part`` (a file → the directory version holding it, when tracing downstream
+from one file). The walk is breadth-first and asks the provenance index a fixed number
+of batched queries per hop; ``verify`` then re-hashes every artifact's object and
+re-reads every run record, naming the hop that is broken.
+
+Invariants: a node's ``id`` is stable (``artifact:<path>@<digest>``, ``run:<run id>``);
+a run that the lineage needs but whose record is missing or damaged appears as a node
+with a ``problem``, never silently left out.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from mlv.engine.history import Tree, Version, resolve_rev, version_of
+from mlv.engine.provenance import InputRow, ProvenanceIndex
+from mlv.storage import pointers
+from mlv.storage.digest import Digest, parse
+from mlv.storage.errors import MlvError, ObjectCorrupt, ObjectMissing, StorageError, UsageError
+from mlv.storage.workspace import Workspace
+
+UPSTREAM, DOWNSTREAM = "upstream", "downstream"
+
+
+@dataclass(frozen=True, slots=True)
+class Start:
+    """What to trace from: an artifact version, or a run."""
+
+    version: Version | None = None
+    run_id: str | None = None
+    rev: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Lineage:
+    root: str
+    direction: str
+    nodes: tuple[dict, ...]
+    edges: tuple[dict, ...]
+    problems: tuple[str, ...] = ()  # records the walk could not read; with verify, broken hops
+    verified: bool = False
+
+    def to_dict(self) -> dict:
+        return {"root": self.root, "direction": self.direction, "verified": self.verified,
+                "problems": list(self.problems), "nodes": list(self.nodes), "edges": list(self.edges)}
+
+
+def resolve(ws: Workspace, index: ProvenanceIndex, target: str, *, rev: str | None = None) -> Start:
+    """A path (now or at ``rev``), a run id or its prefix, an object digest or its hex prefix."""
+    if rev is not None:
+        commit = resolve_rev(ws, rev)
+        rel = ws.rel(ws.resolve(target, must_exist=False))
+        version = version_of(Tree(ws, commit), rel)
+        if version is None:
+            raise UsageError(f"'{rel}' is neither a stage output in mlv.lock nor data added with `mlv add` at "
+                             f"'{rev}'; `mlv log {rel}` lists the commits where it has a version")
+        return Start(version=version, rev=commit)
+    row = index.runs([target]).get(target)
+    if row is not None or ("/" not in target and index.runs_index.exists(target)):
+        return Start(run_id=row.reused_from if row and row.reused_from else target)  # a reuse ran nothing itself
+    try:
+        rel = ws.rel(ws.resolve(target, must_exist=False))
+    except UsageError:
+        rel = None  # outside the repo: may still be a digest
+    if rel:
+        version = version_of(Tree(ws), rel)
+        if version is not None:
+            return Start(version=version)
+    hexpart = target.removeprefix("xxh3-128:").lower()
+    if len(hexpart) >= 4 and all(c in "0123456789abcdef" for c in hexpart):
+        matches = index.match_digest("xxh3-128:" + hexpart)
+        if len(matches) == 1:
+            (d, path), = matches.items()
+            source = _guess(path or "", index.made([d]).get(d, []), index.added_as([d]).get(d, []))
+            return Start(version=Version(path or "", parse(d), source))
+        if len(matches) > 1:
+            listed = ", ".join(f"{d[9:21]} ({p})" for d, p in sorted(matches.items())[:8])
+            raise UsageError(f"'{target}' is the start of {len(matches)} digests: {listed}; give more characters")
+    runs = index.match_run(target)
+    if len(runs) == 1:
+        return resolve(ws, index, runs[0])
+    if len(runs) > 1:
+        raise UsageError(f"'{target}' is the start of {len(runs)} run ids: {', '.join(runs[:8])}; give more characters")
+    raise UsageError(
+        f"'{target}' is not a tracked path, a known object digest or a run id. Trace a stage output named in "
+        "mlv.lock or data added with `mlv add` (`--rev REV` for an old version), a digest or its first hex "
+        "characters (`mlv log PATH` lists them), or a run id (`mlv show STAGE` prints one)"
+    )
+
+
+class _Builder:
+    def __init__(self) -> None:
+        self.nodes: dict[str, dict] = {}
+        self.edges: dict[tuple[str, str], dict] = {}
+        self.problems: list[str] = []
+
+    def artifact(self, path: str, digest: str, depth: int, **facts: object) -> tuple[str, bool]:
+        node_id = f"artifact:{path}@{digest}"
+        new = node_id not in self.nodes
+        if new:
+            self.nodes[node_id] = {"id": node_id, "type": "artifact", "path": path, "digest": digest,
+                                   "origin": "source", "hop": depth}
+        self.nodes[node_id].update({k: v for k, v in facts.items() if v is not None})
+        return node_id, new
+
+    def run(self, run_id: str, depth: int, row, broken: dict[str, str]) -> str:
+        node_id = f"run:{run_id}"
+        if node_id in self.nodes:
+            return node_id
+        node = {"id": node_id, "type": "run", "run_id": run_id, "stage": row.stage if row else None, "hop": depth}
+        if row is not None:
+            node.update({"status": row.status, "started": iso_time(row.started), "ended": iso_time(row.ended),
+                         "commit": row.commit, "dirty": row.dirty, "params": row.params,
+                         "fingerprint": row.fingerprint, "reused_from": row.reused_from})
+        else:
+            why = broken.get(run_id) or f"run record '.mlv/runs/{run_id}.json' is missing (`mlv pull` fetches records)"
+            node["problem"] = why
+            self.problems.append(f"hop {depth}: run {run_id}: {why}")
+        self.nodes[node_id] = node
+        return node_id
+
+    def edge(self, source: str, target: str, kind: str) -> None:
+        self.edges.setdefault((source, target), {"source": source, "target": target, "type": kind})
+
+
+def trace(ws: Workspace, index: ProvenanceIndex, start: Start, *, downstream: bool = False,
+          verify: bool = False) -> Lineage:
+    """The lineage of ``start`` (see the module docstring); ``verify`` also checks every hop's bytes."""
+    b = _Builder()
+    broken = index.broken()
+    if start.run_id is not None:
+        root = b.run(start.run_id, 0, index.runs([start.run_id]).get(start.run_id), broken)
+        frontier = [] if downstream else _run_inputs(b, index, {start.run_id: 0})
+        later = _run_outputs(b, index, [start.run_id], 1) if downstream else []
+    else:
+        v = start.version
+        source = v.source or {}
+        root, _ = b.artifact(v.path, str(v.digest), 0, origin="member" if source.get("within") else v.origin,
+                             nfiles=v.nfiles, pointer=source.get("added"), rev=start.rev)
+        frontier = [(root, v.path, str(v.digest), v.source)]
+        later = [(root, v.path, str(v.digest), True, v.source)]
+        if downstream and source.get("within"):  # what was built from the whole directory holding this file
+            container, _ = b.artifact(source["within"], source["digest"], 1, origin=_origin(source),
+                                      pointer=source.get("added"))
+            b.edge(root, container, "part")
+            outer = {k: source[k] for k in ("run", "added") if k in source}
+            later.append((container, source["within"], source["digest"], False, outer))  # not its other files
+    if downstream:
+        _walk_down(b, index, later, broken)
+    else:
+        _walk_up(b, index, frontier, broken)
+    if verify:
+        _verify(ws, index, b)
+    nodes = sorted(b.nodes.values(), key=lambda n: (n["hop"], n["id"]))
+    return Lineage(root, DOWNSTREAM if downstream else UPSTREAM, tuple(nodes), tuple(b.edges.values()),
+                   tuple(b.problems), verify)
+
+
+def _walk_up(b: _Builder, index: ProvenanceIndex, frontier: list, broken: dict) -> None:
+    """Artifacts → the runs (or ``mlv add``) that made them → those runs' inputs, hop by hop."""
+    seen_runs: set[str] = set()
+    while frontier:
+        lookup = [d for _, _, d, source in frontier if source is None]
+        made, added = (index.made(lookup), index.added_as(lookup)) if lookup else ({}, {})
+        runs: dict[str, int] = {}
+        for node_id, path, digest, source in frontier:
+            depth = b.nodes[node_id]["hop"]
+            if source is None:
+                source = _guess(path, made.get(digest, []), added.get(digest, []))
+            if source is None:
+                continue  # a source file (code, config): mlv did not make it and does not store it
+            if source.get("within"):  # a file inside a directory version: that directory is the next hop
+                container, new = b.artifact(source["within"], source["digest"], depth + 1, origin=_origin(source),
+                                            pointer=source.get("added"))
+                b.edge(container, node_id, "member")
+                b.nodes[node_id]["origin"] = "member"
+                node_id, depth = container, depth + 1
+                if not new:
+                    continue
+            if "added" in source:
+                b.nodes[node_id].update(origin="added", pointer=source["added"])
+                continue
+            b.nodes[node_id]["origin"] = "output"
+            run_id = source["run"]
+            b.edge(f"run:{run_id}", node_id, "output")
+            if run_id not in seen_runs:
+                seen_runs.add(run_id)
+                runs[run_id] = depth + 1
+        rows = index.runs(runs)
+        for run_id, depth in runs.items():
+            b.run(run_id, depth, rows.get(run_id), broken)
+        frontier = _run_inputs(b, index, runs)
+
+
+def _origin(source: dict) -> str:
+    return "output" if "run" in source else "added"
+
+
+def _run_inputs(b: _Builder, index: ProvenanceIndex, depths: dict[str, int]) -> list:
+    """The inputs of runs at ``{run id: hop}``, as the next frontier of an upstream walk."""
+    frontier = []
+    for run_id, inputs in index.inputs_of(depths).items():
+        hop = depths[run_id] + 1
+        for row in inputs:
+            node_id, new = b.artifact(row.path, row.digest, hop)
+            b.edge(node_id, f"run:{run_id}", "input")
+            if new:
+                frontier.append((node_id, row.path, row.digest, row.source))
+    return frontier
+
+
+def _guess(path: str, made: list, added: list[str]) -> dict | None:
+    """Where bytes with no recorded source came from: a run that wrote them at this path, or ``mlv add``."""
+    same = [row for row in made if row.path == path or not path]
+    if same:
+        return {"run": same[0].run_id}
+    mine = [p for p in added if p == path + pointers.SUFFIX or not path]
+    return {"added": mine[0]} if mine else None
+
+
+def _run_outputs(b: _Builder, index: ProvenanceIndex, run_ids: list[str], depth: int) -> list:
+    later = []
+    for run_id, outs in index.outputs_of(run_ids).items():
+        for row in outs:
+            node_id, new = b.artifact(row.path, row.digest, depth, origin="output", nfiles=row.nfiles)
+            b.edge(f"run:{run_id}", node_id, "output")
+            if new:
+                later.append((node_id, row.path, row.digest, True, {"run": run_id}))
+    return later
+
+
+def _walk_down(b: _Builder, index: ProvenanceIndex, frontier: list, broken: dict) -> None:
+    """Artifacts → runs that read them (or a file inside them) → those runs' outputs, hop by hop.
+
+    Frontier entries are ``(node id, path, digest, whole, source)``; a run counts as a
+    reader only if what it read came from the same place (``_same_source``), so a copy
+    of the same bytes elsewhere does not pass for this artifact.
+    """
+    seen_runs: set[str] = set()
+    while frontier:
+        readers = index.read_by(d for _, _, d, _, _ in frontier)
+        inside = index.read_by((d for _, _, d, whole, _ in frontier if whole), column="via")
+        runs: dict[str, int] = {}
+        for node_id, path, digest, whole, source in frontier:
+            depth = b.nodes[node_id]["hop"]
+            for row in readers.get(digest, []):
+                if _same_source(source, path, row):
+                    _reader(b, runs, seen_runs, node_id, row, depth)
+            for row in inside.get(digest, []) if whole else ():
+                if _same_source(source, None, row):
+                    member, _ = b.artifact(row.path, row.digest, depth + 1, origin="member")
+                    b.edge(node_id, member, "member")
+                    _reader(b, runs, seen_runs, member, row, depth + 1)
+        rows = index.runs(runs)
+        later = []
+        for run_id, depth in runs.items():
+            b.run(run_id, depth, rows.get(run_id), broken)
+            later += _run_outputs(b, index, [run_id], depth + 1)
+        frontier = later
+
+
+def _same_source(source: dict | None, path: str | None, row: InputRow) -> bool:
+    """Whether ``row`` read the artifact that came from ``source`` (at ``path``; None: any file inside it)."""
+    theirs = row.source or {}
+    if not source or not theirs:  # a source file, or a record that does not say: the same bytes at the same path
+        return not theirs and (path == "" or (path is not None and row.path == path))
+    if "run" in source:
+        return theirs.get("run") == source["run"]
+    return theirs.get("added") == source.get("added")
+
+
+def _reader(b: _Builder, runs: dict, seen: set, node_id: str, row: InputRow, depth: int) -> None:
+    b.edge(node_id, f"run:{row.run_id}", "input")
+    if row.run_id not in seen:
+        seen.add(row.run_id)
+        runs[row.run_id] = depth + 1
+
+
+def _verify(ws: Workspace, index: ProvenanceIndex, b: _Builder) -> None:
+    """Re-hash each artifact's object (a directory: its manifest and every file) and re-read each record."""
+    store = ws.store
+    for node in sorted(b.nodes.values(), key=lambda n: n["hop"]):
+        if node["type"] == "run":
+            node["verified"] = _check_record(index, node)
+        elif node["origin"] == "source" and parse(node["digest"]) not in store:
+            node["verified"] = "unstored"  # code and other source files live in git, not the store
+        else:
+            node["verified"] = _check_object(store, parse(node["digest"]))
+        if node["verified"] not in ("ok", "unstored"):
+            what = (f"run {node['run_id']} (stage '{node['stage']}')" if node["type"] == "run"
+                    else f"{node['path']}@{node['digest'][9:21]}")
+            b.problems.append(f"hop {node['hop']}: {what}: {node['verified']}")
+
+
+def _check_record(index: ProvenanceIndex, node: dict) -> str:
+    if node.get("problem"):
+        return node["problem"]
+    try:
+        index.runs_index.read(node["run_id"])
+    except FileNotFoundError:
+        return f"run record '.mlv/runs/{node['run_id']}.json' is missing"
+    except MlvError as exc:
+        return str(exc)
+    return "ok"
+
+
+def _check_object(store, digest: Digest) -> str:
+    from mlv.storage import manifest
+
+    try:
+        data = store.read_bytes(digest, verify=True) if store.size(digest) < 64 << 20 else None
+        if data is None:
+            with store.open(digest, verify=True) as f:
+                while f.read(1 << 20):
+                    pass
+            return "ok"
+        if data[:4] == b"\xff\xff\xff\xff":  # an Arrow stream: a directory manifest, check its files too
+            try:
+                members = manifest.load(data)
+            except StorageError:
+                return "ok"  # not a manifest after all, just bytes that start alike
+            for entry in members:
+                with store.open(entry.digest, verify=True) as f:
+                    while f.read(1 << 20):
+                        pass
+        return "ok"
+    except ObjectMissing as exc:
+        return f"missing from the store ({exc})"
+    except ObjectCorrupt as exc:
+        return f"damaged ({exc})"
+    except StorageError as exc:
+        return f"unreadable ({exc})"
+
+
+def iso_time(ts: float | None) -> str | None:
+    return None if ts is None else time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
+
