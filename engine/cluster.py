@@ -81,6 +81,11 @@ class Cluster:
         self._client = None
         self._local = None
 
+    def threads_suffice(self, *, python_calls: bool, gpu: bool) -> bool:
+        """Whether Dask's threaded scheduler in this process serves: local, shell commands only, no GPU."""
+        return not (self.config.scheduler or python_calls or gpu or self.config.gpu_workers
+                    or self.config.processes is True)
+
     @property
     def started(self) -> bool:
         return self._client is not None

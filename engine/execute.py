@@ -45,7 +45,7 @@ class Outcome:
     started: float
     ended: float
     host: str
-    worker: str | None
+    worker: str | None  # a Dask worker address, or thread://host/pid/thread for the threaded scheduler
     gpu: str | None
 
 
@@ -149,13 +149,16 @@ def _die_with_parent() -> None:
         pass  # not Linux: no such guarantee, the worker's own shutdown still ends its tasks
 
 
-def _worker_address() -> str | None:
-    try:
+def _worker_address() -> str:
+    """The Dask worker running this job, or the thread of Dask's local threaded scheduler."""
+    if "distributed" in sys.modules:  # never import it just to ask: the threaded path runs without it
         from distributed import get_worker
 
-        return get_worker().address
-    except (ImportError, ValueError):
-        return None
+        try:
+            return get_worker().address
+        except ValueError:
+            pass
+    return f"thread://{os.uname().nodename}/{os.getpid()}/{threading.current_thread().name}"
 
 
 def _gpu(job: Job) -> str | None:

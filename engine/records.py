@@ -181,7 +181,8 @@ class RunIndex:
     def __init__(self, ws: Workspace) -> None:
         self.root = ws.root
         self.dir = ws.dot / RUNS
-        self.db = sqlite3.connect(ws.dot / "state.db", timeout=30, isolation_level=None)
+        # callers serialise access (mlv run commits stages from worker threads under one lock)
+        self.db = sqlite3.connect(ws.dot / "state.db", timeout=30, isolation_level=None, check_same_thread=False)
         self.db.executescript(_SCHEMA)
 
     def path(self, run_id: str) -> Path:

@@ -93,6 +93,9 @@ class Runner:
         self.index = RunIndex(ws)
         self.results: dict[str, StageResult] = {}
         self.cluster: Cluster | None = None
+        self._interrupted = False  # Ctrl-C: threads still finishing a command must not commit
+        self._stopped: str | None = None  # the stage whose failure stopped the run (--fail-fast)
+        self._context: tuple[dict, dict] | None = None  # (git state, package versions), once per run
 
     # -- entry point ----------------------------------------------------------------
     def run(self) -> list[StageResult]:
@@ -102,13 +105,18 @@ class Runner:
         planned = plan(self.ws, list(specs.values()), upstream, force=self.options.force)
         to_run = [d.stage for d in planned if d.action == RUN]
         self._preflight([specs[n] for n in to_run])
-        self.cluster = Cluster(self.cluster_config, jobs=self.options.jobs, gpu=False,
-                               python_calls=any(specs[n].call or specs[n].kind for n in to_run))
+        python_calls = any(specs[n].call or specs[n].kind for n in to_run)
+        gpu = [n for n in to_run if specs[n].resources.gpu]
+        self.cluster = Cluster(self.cluster_config, jobs=self.options.jobs, gpu=bool(gpu), python_calls=python_calls)
         try:
-            if any(specs[n].resources.gpu for n in to_run):
-                self.cluster.require_gpu([n for n in to_run if specs[n].resources.gpu])
-            self._loop(order, specs, upstream)
+            if gpu:
+                self.cluster.require_gpu(gpu)
+            if self.cluster.threads_suffice(python_calls=python_calls, gpu=bool(gpu)):
+                self._threaded(order, specs, upstream)
+            else:
+                self._loop(order, specs, upstream)
         except KeyboardInterrupt:
+            self._interrupted = True
             execute.kill_children()
             for name in order:
                 self.results.setdefault(name, StageResult(name, "cancelled"))
@@ -130,7 +138,6 @@ class Runner:
         from_futures: dict = {}
         waiting = list(order)
         limit = self.options.jobs or 1 << 30
-        stop = False
         while waiting or from_futures:
             progressed = False
             for name in list(waiting):
@@ -141,18 +148,10 @@ class Runner:
                     break
                 waiting.remove(name)
                 progressed = True
-                bad = sorted(u for u in ups if self.results[u].state in ("failed", "skipped", "cancelled"))
-                if bad or stop:
-                    why = f"upstream '{bad[0]}' failed" if bad else "stopped by --fail-fast"
-                    self.results[name] = StageResult(name, "skipped", [why])
-                    self.notify(name, "skipped", why)
-                    continue
-                decision = decide(self.ws, specs[name], self.lock, self.index, force=self.options.force)
-                if decision.action == RUN:
-                    future, job = self._submit(specs[name], decision)
-                    from_futures[future] = (specs[name], decision, job)
-                else:
-                    self._settle(specs[name], decision)
+                started = self._begin(specs[name], ups)
+                if started is not None:
+                    decision, job = started
+                    from_futures[self._submit(specs[name], job)] = (specs[name], decision, job)
             if progressed and waiting and not from_futures:
                 continue
             if not from_futures:
@@ -161,15 +160,55 @@ class Runner:
                 continue
             future = self._next_done(from_futures)
             spec, decision, job = from_futures.pop(future)
-            result = self._finish(spec, decision, job, future)
+            result = self._commit(spec, decision, job, _outcome(spec, job, future))
             if result.state == "failed" and self.options.fail_fast:
-                stop = True
+                self._stopped = spec.name
                 for other, (other_spec, _, _) in from_futures.items():
                     other.cancel()
-                    self.results[other_spec.name] = StageResult(other_spec.name, "cancelled", ["stopped by --fail-fast"])
-                    self.notify(other_spec.name, "cancelled", "stopped by --fail-fast")
+                    self._cancelled(other_spec)
                 from_futures.clear()
                 execute.kill_children()
+
+    def _threaded(self, order: list[str], specs: dict[str, StageSpec], upstream: dict[str, set[str]]) -> None:
+        """Shell commands only, no cluster named: Dask's threaded scheduler in this process.
+
+        The cheapest form that serves: no ``distributed`` to import, no cluster to start.
+        Each stage is a task that depends on its upstream stages' tasks, so Dask starts it
+        the moment they finish. Planning and committing hold one lock (the stat cache and
+        the lock file are not safe to share); only the commands themselves run in parallel.
+        """
+        import functools
+        import threading
+
+        import dask.threaded
+
+        guard = threading.Lock()
+
+        def stage(name: str, *_upstream: object) -> None:
+            spec = specs[name]
+            with guard:
+                if self._interrupted:
+                    return
+                started = self._begin(spec, upstream[name])
+                if started is None:
+                    return
+                self.notify(name, "running", "")
+            decision, job = started
+            outcome = execute.run_job(job)
+            with guard:
+                if self._interrupted:
+                    return
+                if self._stopped is not None:  # killed because another stage failed under --fail-fast
+                    self._cancelled(spec)
+                    return
+                result = self._commit(spec, decision, job, outcome)
+                if result.state == "failed" and self.options.fail_fast:
+                    self._stopped = name
+                    execute.kill_children()
+
+        key = "mlv-stage-{}".format
+        graph = {key(n): (functools.partial(stage, n), *(key(u) for u in sorted(upstream[n]))) for n in order}
+        dask.threaded.get(graph, list(graph), num_workers=self.options.jobs or os.cpu_count() or 1)
 
     def _next_done(self, futures: dict):
         from distributed import wait
@@ -198,7 +237,25 @@ class Runner:
         self.results[spec.name] = StageResult(spec.name, CACHED, decision.reasons, run_id=run_id)
         self.notify(spec.name, CACHED, decision.reasons[0] if decision.reasons else "")
 
-    def _submit(self, spec: StageSpec, decision: Decision):
+    def _begin(self, spec: StageSpec, ups: set[str]) -> tuple[Decision, execute.Job] | None:
+        """Settle a stage whose upstream is done: skip, up to date, cached — or a job to run."""
+        bad = sorted(u for u in ups if self.results[u].state in ("failed", "skipped", "cancelled"))
+        if bad or self._stopped is not None:
+            why = f"upstream '{bad[0]}' failed" if bad else "stopped by --fail-fast"
+            self.results[spec.name] = StageResult(spec.name, "skipped", [why])
+            self.notify(spec.name, "skipped", why)
+            return None
+        decision = decide(self.ws, spec, self.lock, self.index, force=self.options.force)
+        if decision.action != RUN:
+            self._settle(spec, decision)
+            return None
+        return decision, self._prepare(spec)
+
+    def _cancelled(self, spec: StageSpec) -> None:
+        self.results[spec.name] = StageResult(spec.name, "cancelled", ["stopped by --fail-fast"])
+        self.notify(spec.name, "cancelled", "stopped by --fail-fast")
+
+    def _prepare(self, spec: StageSpec) -> execute.Job:
         root = self.ws.root
         run_id = new_run_id()
         for out in (*spec.outs, *spec.metrics):  # a stage starts from a clean slate
@@ -211,21 +268,23 @@ class Runner:
             call=spec.call, deps=tuple(str(root / d) for d in spec.deps), outs=tuple(str(root / o) for o in spec.outs),
             params=_nested(spec.params), log=str(logs / f"{run_id}.log"), gpu=spec.resources.gpu,
         )
+        return job
+
+    def _submit(self, spec: StageSpec, job: execute.Job):
         first = not self.cluster.started
         client = self.cluster.client()
         if first:
             self.notify("", "cluster", self.cluster.dashboard or "")
         resources = {"GPU": spec.resources.gpu} if spec.resources.gpu else None
-        future = client.submit(execute.run_job, job, key=f"mlv-{spec.name}-{run_id}", resources=resources, pure=False)
+        future = client.submit(execute.run_job, job, key=f"mlv-{spec.name}-{job.run_id}", resources=resources,
+                               pure=False)
         self.notify(spec.name, "running", "")
-        return future, job
+        return future
 
-    def _finish(self, spec: StageSpec, decision: Decision, job: execute.Job, future) -> StageResult:
-        try:
-            outcome: execute.Outcome = future.result()
-        except Exception as exc:  # the worker died or the task was cancelled: the stage failed, others go on
-            outcome = execute.Outcome(-1, time.time(), time.time(), host(), None, None)
-            Path(job.log).write_text(f"mlv: the Dask task for stage '{spec.name}' failed: {exc!r}\n")
+    def _commit(self, spec: StageSpec, decision: Decision, job: execute.Job, outcome: execute.Outcome) -> StageResult:
+        """Store a finished stage's log and outputs, write its run record, and (if it succeeded) lock it."""
+        if self._context is None:
+            self._context = (git_state(self.ws.root), environment())
         store = self.ws.store
         log_digest = store.put_file(job.log)[0] if os.path.exists(job.log) else None
         tail = _tail(job.log)
@@ -247,7 +306,7 @@ class Runner:
             outs={p: o.to_dict() for p, o in outs.items()}, status="succeeded" if state == "done" else "failed",
             exit_code=outcome.exit_code, started=outcome.started, ended=outcome.ended, host=outcome.host,
             worker=outcome.worker, gpu=outcome.gpu, log=str(log_digest) if log_digest else None,
-            git=git_state(self.ws.root), environment=environment(),
+            git=self._context[0], environment=self._context[1],
             producers=provenance.input_producers(self.ws, decision.deps, self.lock),
         )
         self.index.write(record)
@@ -268,6 +327,14 @@ class Runner:
         if self.ws.in_git:
             for out in spec.outs:  # metrics stay visible to git, so they can be committed and diffed
                 ignore_in_git(self.ws.root / out)
+
+
+def _outcome(spec: StageSpec, job: execute.Job, future) -> execute.Outcome:
+    try:
+        return future.result()
+    except Exception as exc:  # the worker died or the task was cancelled: the stage failed, others go on
+        Path(job.log).write_text(f"mlv: the Dask task for stage '{spec.name}' failed: {exc!r}\n")
+        return execute.Outcome(-1, time.time(), time.time(), host(), None, None)
 
 
 def _remove(path: Path) -> None:

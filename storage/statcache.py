@@ -40,7 +40,8 @@ class StatCache:
     """A thin wrapper over one sqlite connection; callers batch writes and ``commit``."""
 
     def __init__(self, path: str | Path) -> None:
-        self.db = sqlite3.connect(path, timeout=30, isolation_level=None)
+        # callers serialise access (mlv run commits stages from worker threads under one lock)
+        self.db = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")
         if self.db.execute("PRAGMA user_version").fetchone()[0] != VERSION:
