@@ -111,9 +111,9 @@ class Runner:
         try:
             if gpu:
                 self.cluster.require_gpu(gpu)
-            if self.cluster.threads_suffice(python_calls=python_calls, gpu=bool(gpu)):
+            if to_run and self.cluster.threads_suffice(python_calls=python_calls, gpu=bool(gpu)):
                 self._threaded(order, specs, upstream)
-            else:
+            else:  # also when nothing must run: settling up-to-date and cached stages needs no Dask at all
                 self._loop(order, specs, upstream)
         except KeyboardInterrupt:
             self._interrupted = True

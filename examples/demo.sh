@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The quick-start job: version the example data, run the example pipeline end to end on Dask,
-# change a param and rerun only what it affects, then bring an old data version back.
+# trace the metrics back to the raw data, change a param and rerun only what it affects,
+# then bring an old data version back.
 # Runs in a throwaway copy of examples/churn so this checkout stays clean.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -17,13 +18,16 @@ step mlv add data/raw
 step mlv dag
 step mlv run
 step cat metrics/eval.json
+step mlv trace metrics/eval.json
 git add -A && git commit -qm "raw data v1, pipeline run" && echo "(committed data/raw.mlv, mlv.yaml, mlv.lock)"
 
 sed -i 's/max_depth: 6/max_depth: 8/' mlv.yaml
 step mlv status
 step mlv run
 step mlv show evaluate
+step mlv metrics diff
 git add -A && git commit -qm "deeper model" -q
+step mlv log models/rf
 
 original=$(cat data/raw/customers-2026-01.csv | cksum)
 echo "C2026019999,north,3,99.5,4,1" >> data/raw/customers-2026-01.csv

@@ -22,6 +22,7 @@ from mlv.storage.digest import Digest, parse
 from mlv.storage.errors import ConfigError
 
 SUFFIX = ".mlv"
+_SafeLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml's, when present
 _KEYS = ("path", "digest", "size", "nfiles")
 
 
@@ -50,7 +51,7 @@ def pointer_path(target: Path) -> Path:
 def load(file: Path) -> Pointer:
     """Read and validate a pointer file."""
     try:
-        data = yaml.safe_load(file.read_text(encoding="utf-8"))
+        data = yaml.load(file.read_text(encoding="utf-8"), Loader=_SafeLoader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = f":{mark.line + 1}" if mark else ""
