@@ -178,6 +178,7 @@ class Runner:
         the lock file are not safe to share); only the commands themselves run in parallel.
         """
         import functools
+        import importlib
         import threading
 
         import dask.threaded
@@ -208,6 +209,8 @@ class Runner:
 
         key = "mlv-stage-{}".format
         graph = {key(n): (functools.partial(stage, n), *(key(u) for u in sorted(upstream[n]))) for n in order}
+        # committing a stage needs the store (fsspec): import it while the first commands run, not after
+        threading.Thread(target=importlib.import_module, args=("fsspec.implementations.local",)).start()
         dask.threaded.get(graph, list(graph), num_workers=self.options.jobs or os.cpu_count() or 1)
 
     def _next_done(self, futures: dict):

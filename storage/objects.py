@@ -11,6 +11,7 @@ Invariants:
 
 from __future__ import annotations
 
+import errno
 import io
 import os
 import shutil
@@ -455,8 +456,11 @@ def _fsync(f: BinaryIO) -> None:
     if fileno is not None:
         try:
             os.fsync(fileno())
-        except (OSError, io.UnsupportedOperation):
-            pass
+        except io.UnsupportedOperation:
+            pass  # not a real file descriptor: the object store commits on close
+        except OSError as exc:
+            if exc.errno != errno.EINVAL:  # EINVAL: this filesystem has no fsync; anything else is real
+                raise
 
 
 def _fsync_dir(fs: fsspec.AbstractFileSystem, path: str) -> None:
