@@ -7,13 +7,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from mlv.cli.main import command, emit_json, out, progress
+from mlv.cli.main import command, emit_json, out, progress, workspace
 
-
-def _workspace():
-    from mlv.storage.workspace import Workspace
-
-    return Workspace.find()
 
 
 @command("init")
@@ -35,7 +30,7 @@ def add(
     """Store PATHs in the cache and write PATH.mlv pointers (commit those to git)."""
     from mlv.storage import tracking
 
-    ws = _workspace()
+    ws = workspace()
     results = tracking.add(ws, paths, progress=progress)
     if json_:
         emit_json([{"path": ws.rel(r.pointer.target), "pointer": ws.rel(r.pointer.file), "digest": str(r.pointer.digest),
@@ -60,7 +55,7 @@ def status(
     """Compare tracked data with its pointers (unchanged, modified, missing, not-in-cache) and list stale stages."""
     from mlv.storage import tracking
 
-    ws = _workspace()
+    ws = workspace()
     results = tracking.status(ws, paths)
     stages = _stage_status(ws) if not paths else []
     if json_:
@@ -106,7 +101,7 @@ def checkout(
     from mlv.pipelines import project
     from mlv.storage.checkout import checkout as run_checkout
 
-    ws = _workspace()
+    ws = workspace()
     report = run_checkout(ws, paths, force=force, extra=project.locked_outputs(ws), progress=progress)
     if json_:
         emit_json(report.to_dict())
@@ -124,7 +119,7 @@ def fsck(json_: Annotated[bool, typer.Option("--json", help="Machine-readable ou
     """Re-hash every object, manifest and run record; report damage and the pointers it breaks (exit 1)."""
     from mlv.storage.fsck import fsck as run_fsck
 
-    ws = _workspace()
+    ws = workspace()
     report = run_fsck(ws, progress=progress)
     records = []
     if (ws.dot / "runs").is_dir():  # run records are the engine's: checked only where runs happened
@@ -157,7 +152,7 @@ def gc(
     """Remove cached objects that nothing references (workspace pointers and mlv.lock)."""
     from mlv.storage.gc import gc as run_gc
 
-    report = run_gc(_workspace(), all_commits=all_commits, dry_run=dry_run, grace=grace)
+    report = run_gc(workspace(), all_commits=all_commits, dry_run=dry_run, grace=grace)
     if json_:
         emit_json(report.to_dict())
         return

@@ -42,7 +42,7 @@ class _Stream:
     def is_terminal(self) -> bool:
         return self.file.isatty()
 
-    def print(self, text: str = "", **_: Any) -> None:
+    def print(self, text: str = "") -> None:
         self.file.write(f"{text}\n")
 
 
@@ -50,8 +50,8 @@ out = _Stream("stdout")
 err = _Stream("stderr")
 
 
-def command(*args: Any, **kwargs: Any) -> Callable:
-    """``app.command`` that turns an ``MlvError`` into one message and its exit code."""
+def command(*args: Any, group: typer.Typer | None = None, **kwargs: Any) -> Callable:
+    """``app.command`` (or ``group.command``) that turns an ``MlvError`` into one message and its exit code."""
 
     def decorate(fn: Callable) -> Callable:
         @wraps(fn)
@@ -59,15 +59,22 @@ def command(*args: Any, **kwargs: Any) -> Callable:
             try:
                 return fn(*a, **kw)
             except MlvError as exc:
-                err.print(f"error: {exc}", markup=False)
+                err.print(f"error: {exc}")
                 raise typer.Exit(exc.exit_code) from None
             except KeyboardInterrupt:
-                err.print("interrupted", markup=False)
+                err.print("interrupted")
                 raise typer.Exit(130) from None
 
-        return app.command(*args, **kwargs)(run)
+        return (group or app).command(*args, **kwargs)(run)
 
     return decorate
+
+
+def workspace():
+    """The repo around the working directory (``NotARepoError`` if there is none)."""
+    from mlv.storage.workspace import Workspace
+
+    return Workspace.find()
 
 
 def emit_json(payload: Any) -> None:

@@ -9,13 +9,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from mlv.cli.main import command, emit_json, err, out
+from mlv.cli.main import command, emit_json, err, out, workspace
 
-
-def _workspace():
-    from mlv.storage.workspace import Workspace
-
-    return Workspace.find()
 
 
 class _Progress:
@@ -97,7 +92,7 @@ def run(
     from mlv.engine.runner import RunOptions
     from mlv.pipelines import project
 
-    ws = _workspace()
+    ws = workspace()
     selection = project.Selection(tuple(targets or ()), downstream)
     if dry_run:
         decisions = project.dry_run(ws, selection, force=force)
@@ -135,7 +130,7 @@ def dag(
     """Draw the pipeline's stage graph."""
     from mlv.pipelines import project
 
-    _, graph = project.load(_workspace(), check_deps=False)
+    _, graph = project.load(workspace(), check_deps=False)
     graph = project.select(graph, project.Selection(tuple(targets or ())))
     if json_:
         emit_json(graph.to_dict())
@@ -153,7 +148,7 @@ def show(
     from mlv.storage.digest import parse
     from mlv.storage.errors import UsageError
 
-    ws = _workspace()
+    ws = workspace()
     index = RunIndex(ws)
     record = index.latest(target) or (index.read(target) if "/" not in target and index.exists(target) else None)
     if record is None and "/" not in target:

@@ -7,14 +7,11 @@ the command bodies so ``mlv --help`` stays fast.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from functools import wraps
-from typing import Annotated, Any, Optional
+from typing import Annotated, Optional
 
 import typer
 
-from mlv.cli.main import app, command, emit_json, err, out
-from mlv.storage.errors import MlvError
+from mlv.cli.main import app, command, emit_json, err, out, workspace
 
 params_app = typer.Typer(help="Compare params across git revisions.", no_args_is_help=True, add_completion=False)
 metrics_app = typer.Typer(help="Compare metrics across git revisions.", no_args_is_help=True, add_completion=False)
@@ -22,29 +19,6 @@ app.add_typer(params_app, name="params")
 app.add_typer(metrics_app, name="metrics")
 
 Json = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
-
-
-def _sub(group: typer.Typer, name: str) -> Callable:
-    """``group.command`` with the same one-message error handling as ``main.command``."""
-
-    def decorate(fn: Callable) -> Callable:
-        @wraps(fn)
-        def run(*a: Any, **kw: Any) -> Any:
-            try:
-                return fn(*a, **kw)
-            except MlvError as exc:
-                err.print(f"error: {exc}")
-                raise typer.Exit(exc.exit_code) from None
-
-        return group.command(name)(run)
-
-    return decorate
-
-
-def _workspace():
-    from mlv.storage.workspace import Workspace
-
-    return Workspace.find()
 
 
 @command("trace")
@@ -61,7 +35,7 @@ def trace(
     from mlv.engine.provenance import ProvenanceIndex
     from mlv.storage.errors import UsageError
 
-    ws = _workspace()
+    ws = workspace()
     if reindex:
         report = ProvenanceIndex(ws, sync=False).reindex()
         for p in report.broken:
@@ -139,7 +113,7 @@ def log(
     from mlv.engine.provenance import ProvenanceIndex
     from mlv.storage.errors import UsageError
 
-    ws = _workspace()
+    ws = workspace()
     rel = ws.rel(ws.resolve(path, must_exist=False))
     entries = history.log(ws, rel)
     if not entries:
@@ -173,20 +147,20 @@ Rev2 = Annotated[Optional[str], typer.Argument(help="New side: a git revision (d
 All = Annotated[bool, typer.Option("--all", help="Also list what did not change.")]
 
 
-@_sub(params_app, "diff")
+@command("diff", group=params_app)
 def params_diff(rev: Rev = None, rev2: Rev2 = None, all_: All = False, json_: Json = False) -> None:
     """Compare the params in mlv.yaml: the workspace against REV (default HEAD), or REV against REV2."""
     from mlv.engine.diffs import params_diff as diff
 
-    _render_diff(diff(_workspace(), rev, rev2, everything=all_), "param", json_)
+    _render_diff(diff(workspace(), rev, rev2, everything=all_), "param", json_)
 
 
-@_sub(metrics_app, "diff")
+@command("diff", group=metrics_app)
 def metrics_diff(rev: Rev = None, rev2: Rev2 = None, all_: All = False, json_: Json = False) -> None:
     """Compare the metrics files named in mlv.lock: the workspace against REV (default HEAD), or REV against REV2."""
     from mlv.engine.diffs import metrics_diff as diff
 
-    _render_diff(diff(_workspace(), rev, rev2, everything=all_), "metric", json_)
+    _render_diff(diff(workspace(), rev, rev2, everything=all_), "metric", json_)
 
 
 def _render_diff(result, what: str, json_: bool) -> None:
