@@ -112,8 +112,8 @@ def run(
         counts = {s: sum(r.state == s for r in results) for s in ("done", "cached", "up-to-date", "failed", "skipped")}
         out.print(", ".join(f"{n} {s}" for s, n in counts.items() if n) or "nothing to run")
         for r in failed:
-            why = f": {'; '.join(r.reasons)}" if r.exit_code == 0 and r.reasons else ""
-            err.print(f"\nstage '{r.stage}' failed (exit status {r.exit_code}){why}; last lines of its output:")
+            how = f"{'; '.join(r.reasons)}" if r.exit_code == 0 and r.reasons else f"exit status {r.exit_code}"
+            err.print(f"\nstage '{r.stage}' failed ({how}); last lines of its output:")
             err.print("\n".join(f"  | {line}" for line in r.log_tail.splitlines()) or "  | (no output)")
             err.print(f"  full record: `mlv show {r.stage}`")
     if failed:

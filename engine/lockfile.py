@@ -75,6 +75,8 @@ def load(root: Path) -> dict[str, LockEntry]:
     entries = {}
     for name, raw in (data.get("stages") or {}).items():
         where = f"{NAME}: stage '{name}'"
+        for out in (raw.get("outs") or {}) if isinstance(raw, dict) else ():
+            _check_path(out, where, path)
         try:
             entries[name] = LockEntry(
                 fingerprint=parse(raw["fingerprint"], where=f"{where}: 'fingerprint'"),
@@ -92,6 +94,17 @@ def load(root: Path) -> dict[str, LockEntry]:
                 path=str(path),
             ) from exc
     return entries
+
+
+def _check_path(out: object, where: str, path: Path) -> None:
+    """An out must be a repo-relative path: checkout writes there."""
+    parts = str(out).split("/")
+    if not isinstance(out, str) or not out or out.startswith("/") or any(p in ("", ".", "..") for p in parts):
+        raise ConfigError(
+            f"{where}: out {out!r} is not a path inside the repo; restore {NAME} from git or delete the entry "
+            "and re-run `mlv run`",
+            path=str(path),
+        )
 
 
 def dump(root: Path, entries: dict[str, LockEntry]) -> None:

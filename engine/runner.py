@@ -319,7 +319,8 @@ class Runner:
         result = StageResult(spec.name, state, reasons, job.run_id, outcome.ended - outcome.started,
                              outcome.exit_code, tail if state == "failed" else "")
         self.results[spec.name] = result
-        self.notify(spec.name, state, f"exit {outcome.exit_code}" if state == "failed" else "")
+        detail = "" if state != "failed" else reasons[0] if outcome.exit_code == 0 and reasons else f"exit {outcome.exit_code}"
+        self.notify(spec.name, state, detail)
         return result
 
     def _commit_lock(self, spec: StageSpec, decision: Decision, run_id: str, outs: dict[str, Output]) -> None:

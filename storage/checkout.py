@@ -20,7 +20,7 @@ from pathlib import Path
 from mlv.storage import snapshot
 from mlv.storage.snapshot import ProgressFactory
 from mlv.storage.digest import Digest
-from mlv.storage.errors import ObjectCorrupt, ObjectMissing, StorageError, UnsavedChangesError
+from mlv.storage.errors import ObjectCorrupt, ObjectMissing, StorageError, UnsavedChangesError, UsageError
 from mlv.storage.links import Linker
 from mlv.storage.pointers import Pointer
 from mlv.storage.tracking import load_pointers
@@ -136,6 +136,11 @@ def _plan(ws: Workspace, ptr: Version | Pointer) -> Plan:
         wanted = {e.path: e for e in m}
     else:
         wanted = None
+    if target.is_symlink() and target.is_dir():
+        raise UsageError(
+            f"'{rel}' is a symlink to a directory; checkout will not write or delete through it. "
+            "Remove the link (the data it points to stays), then run checkout again"
+        )
     if target.exists():  # a dangling symlink counts as absent: os.replace swaps it out
         scan = snapshot.scan(ws, target)
         current = snapshot.identify(ws, scan, per_file=True).files
@@ -159,8 +164,26 @@ def _plan(ws: Workspace, ptr: Version | Pointer) -> Plan:
         plan.deletes += [p for p in current_files if p not in wanted]
         plan.make_dir = not target.is_dir() or target.is_symlink()
     overwritten = {w[0] for w in plan.writes} | set(plan.deletes)
-    plan.unsaved = sorted(p for p in overwritten if p in current and current[p] not in store)
+    damaged = ws.state.damaged()
+    plan.unsaved = sorted(p for p in overwritten if p in current and not _saved(store, current[p], damaged))
     return plan
+
+
+def _saved(store, digest: Digest, damaged: dict) -> bool:
+    """Whether the store holds a good copy of bytes we are about to discard from the workspace.
+
+    A small (packed) object is re-hashed, which costs little; a large one must exist and not
+    be known damaged (``mlv fsck`` re-hashes those).
+    """
+    if str(digest) in damaged or digest not in store:
+        return False
+    if store.packed(digest) is None:
+        return True
+    try:
+        store.read_bytes(digest)
+        return True
+    except StorageError:
+        return False
 
 
 def _apply(ws: Workspace, plan: Plan, linker: Linker, report: CheckoutReport, tick) -> None:

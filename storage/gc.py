@@ -37,7 +37,7 @@ def gc(ws: Workspace, *, all_commits: bool = False, dry_run: bool = False, grace
     store, fs = ws.store, ws.store.fs
     report = GcReport(dry_run=dry_run)
     with ws.lock(exclusive=True):
-        live = references.closure(store, references.roots(ws, all_commits=all_commits))
+        live = references.closure(store, references.roots(ws, all_commits=all_commits), strict=True)
         cutoff = time.time() - grace
 
         def young(path: str) -> bool:

@@ -70,12 +70,38 @@ def load_table(data: bytes) -> pa.Table:
     return table
 
 
+def check_paths(paths: list[str]) -> None:
+    """Every path must be relative, normalised and inside its directory, sorted, and unique.
+
+    Manifests can arrive from remotes and commits nobody reviewed: a path like
+    ``../../x`` would make checkout write outside the tracked directory.
+
+    >>> check_paths(["a", "b/c"])
+    >>> check_paths(["../x"])
+    Traceback (most recent call last):
+    ...
+    mlv.storage.errors.StorageError: manifest entry '../x' is not a plain relative path inside its directory; the manifest is damaged or was tampered with: run `mlv fsck`
+    """
+    previous = None
+    for p in paths:
+        framed = f"/{p}/"
+        if not p or p[0] == "/" or "/../" in framed or "/./" in framed or "//" in framed or "\0" in p:
+            raise StorageError(
+                f"manifest entry {p!r} is not a plain relative path inside its directory; "
+                "the manifest is damaged or was tampered with: run `mlv fsck`"
+            )
+        if previous is not None and p <= previous:
+            raise StorageError(f"manifest entries are not sorted and unique (at {p!r}); run `mlv fsck`")
+        previous = p
+
+
 class Manifest:
     """A loaded manifest: parallel columns plus a path index built on first use."""
 
     def __init__(self, table: pa.Table) -> None:
         self.table = table
         self.paths: list[str] = table.column("path").to_pylist()
+        check_paths(self.paths)
         self.raw_digests: list[bytes] = table.column("digest").to_pylist()
         self.sizes: list[int] = table.column("size").to_pylist()
         self.executable: list[bool] = table.column("executable").to_pylist()

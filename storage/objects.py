@@ -375,8 +375,12 @@ class Writer:
         if fs.exists(final) and digest.raw not in self.replace:
             fs.rm_file(tmp)
         else:
-            fs.makedirs(final.rsplit("/", 1)[0], exist_ok=True)
+            parent = final.rsplit("/", 1)[0]
+            if not fs.exists(parent):
+                fs.makedirs(parent, exist_ok=True)
+                _fsync_dir(fs, self.store.root)
             fs.mv(tmp, final)
+            _fsync_dir(fs, parent)  # the rename is durable before any pointer names the object
             self.written += 1
         return digest
 

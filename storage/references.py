@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import re
 import subprocess
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 
 from mlv.storage import manifest, pointers
 from mlv.storage.digest import Digest, parse
-from mlv.storage.errors import ConfigError, StorageError, UsageError
+from mlv.storage.errors import ConfigError, ObjectMissing, StorageError, UsageError
 from mlv.storage.objects import ObjectStore
 from mlv.storage.workspace import Workspace
 
@@ -26,11 +27,32 @@ LOCK_FILE = "mlv.lock"
 _ARROW_STREAM = b"\xff\xff\xff\xff"
 
 
-def roots(ws: Workspace, *, all_commits: bool = False) -> dict[Digest, str]:
-    """``{digest: where it is referenced}`` for every root reference."""
-    found: dict[Digest, str] = {}
+@dataclass(slots=True)
+class Roots:
+    """Root references: ``where`` each digest is named, and which of the workspace's are directories."""
+
+    where: dict[Digest, str] = field(default_factory=dict)
+    current_dirs: set[Digest] = field(default_factory=set)  # manifests named by today's pointers and mlv.lock
+
+    def items(self):
+        return self.where.items()
+
+    def __contains__(self, digest: Digest) -> bool:
+        return digest in self.where
+
+    def __getitem__(self, digest: Digest) -> str:
+        return self.where[digest]
+
+
+def roots(ws: Workspace, *, all_commits: bool = False) -> Roots:
+    """Every root reference, with where it is named."""
+    result = Roots()
+    found = result.where
     for file in ws.pointer_files():
-        found.setdefault(pointers.load(file).digest, ws.rel(file))
+        ptr = pointers.load(file)
+        found.setdefault(ptr.digest, ws.rel(file))
+        if ptr.is_dir:
+            result.current_dirs.add(ptr.digest)
     lock = ws.root / LOCK_FILE
     if lock.exists():
         outputs = lock_outputs(lock.read_bytes())
@@ -40,27 +62,30 @@ def roots(ws: Workspace, *, all_commits: bool = False) -> dict[Digest, str]:
                 f"references is unknown; fix it (`git checkout -- {LOCK_FILE}` or resolve the conflict) and retry",
                 path=str(lock),
             )
-        for d in outputs:
+        for d, is_dir in outputs:
             found.setdefault(d, LOCK_FILE)
+            if is_dir:
+                result.current_dirs.add(d)
     for d in _run_logs(ws):
         found.setdefault(d, "run record")
     if all_commits:
         for where, blob in _git_blobs(ws.root):
-            digests = lock_outputs(blob) if where.endswith(LOCK_FILE) else None
-            for d in digests if digests is not None else _digests_in(blob):  # unparsable: keep all it names
+            outputs = lock_outputs(blob) if where.endswith(LOCK_FILE) else None
+            for d in [d for d, _ in outputs] if outputs is not None else _digests_in(blob):  # else: keep all named
                 found.setdefault(d, where)
-    return found
+    return result
 
 
-def lock_outputs(data: bytes) -> list[Digest] | None:
-    """The out digests ``mlv.lock`` names (``stages.<name>.outs.<path>.digest``); None if unreadable.
+def lock_outputs(data: bytes) -> list[tuple[Digest, bool]] | None:
+    """(digest, is a directory) of every out ``mlv.lock`` names; None if the lock is unreadable.
 
     Dep digests and fingerprints are not objects mlv stores, so they are not references.
     """
     try:
         doc = yaml.safe_load(data) or {}
         stages = doc.get("stages") or {}
-        return [parse(out["digest"]) for entry in stages.values() for out in (entry.get("outs") or {}).values()]
+        return [(parse(out["digest"]), out.get("nfiles") is not None)
+                for entry in stages.values() for out in (entry.get("outs") or {}).values()]
     except (yaml.YAMLError, AttributeError, TypeError, KeyError, ConfigError):
         return None
 
@@ -76,22 +101,33 @@ def _run_logs(ws: Workspace) -> list[Digest]:
     return found
 
 
-def closure(store: ObjectStore, root_digests: dict[Digest, str]) -> dict[Digest, str]:
-    """Roots plus the members of every root that is a manifest."""
-    live = dict(root_digests)
-    for d, where in root_digests.items():
-        if d not in store:
-            continue
+def closure(store: ObjectStore, roots: Roots, *, strict: bool = False) -> dict[Digest, str]:
+    """Roots plus the members of every root that is a manifest.
+
+    With ``strict`` (gc), a directory the workspace names whose manifest is missing or
+    damaged is an error: its members are unknown, so nothing may be deleted on a guess.
+    """
+    live = dict(roots.where)
+    empty = strict and not store.index() and next(store.iter_loose(), None) is None
+    for d, where in roots.items():
+        required = strict and d in roots.current_dirs and not empty  # an empty store has nothing to lose
         try:
+            if d not in store:
+                if required:
+                    raise ObjectMissing(f"object {d} is not in the store", digest=d)
+                continue
             with store.open(d) as f:
                 head = f.read(4)
-        except StorageError:
-            continue
-        if head != _ARROW_STREAM:
-            continue
-        try:
+            if head != _ARROW_STREAM and not required:
+                continue
             m = manifest.load(store.read_bytes(d))
-        except StorageError:
+        except StorageError as exc:
+            if required:
+                raise StorageError(
+                    f"'{where}' names the directory version {d}, whose manifest is missing or damaged ({exc}); "
+                    "which objects it needs is unknown, so nothing was removed. Re-add the data or `mlv pull` it "
+                    "(`mlv fsck` lists the damage), then run gc again"
+                ) from exc
             continue  # not a manifest after all, or damaged: fsck reports it
         for raw in m.raw_digests:
             live.setdefault(Digest.from_raw(raw), where)

@@ -8,6 +8,7 @@ and unreferenced objects, and re-running it completes the job.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,6 +32,11 @@ def _validate_targets(ws: Workspace, paths: list[str]) -> list[Path]:
     for t in targets:
         if t == ws.root:
             raise UsageError("cannot add the repo root itself; add the data directories inside it")
+        if t.is_symlink():
+            raise UsageError(
+                f"'{ws.rel(t)}' is a symlink; add what it points to ('{os.path.realpath(t)}') instead, "
+                "so one piece of data is never tracked under two names"
+            )
         if t.name.endswith(pointers.SUFFIX):
             raise UsageError(f"'{ws.rel(t)}' is a pointer file; add the data it describes instead")
         inner = sorted(p for p in tracked if t in p.parents and _is_pointer(pointers.pointer_path(p)))
