@@ -175,7 +175,8 @@ class Runner:
         The cheapest form that serves: no ``distributed`` to import, no cluster to start.
         Each stage is a task that depends on its upstream stages' tasks, so Dask starts it
         the moment they finish. Planning and committing hold one lock (the stat cache and
-        the lock file are not safe to share); only the commands themselves run in parallel.
+        the lock file are not safe to share); only the commands themselves run in parallel,
+        at most ``--jobs`` (default: the cores) at once.
         """
         import functools
         import importlib
@@ -184,6 +185,8 @@ class Runner:
         import dask.threaded
 
         guard = threading.Lock()
+        jobs = self.options.jobs or os.cpu_count() or 1
+        slots = threading.BoundedSemaphore(jobs)  # commands at once; a thread committing holds no slot
 
         def stage(name: str, *_upstream: object) -> None:
             spec = specs[name]
@@ -193,9 +196,10 @@ class Runner:
                 started = self._begin(spec, upstream[name])
                 if started is None:
                     return
-                self.notify(name, "running", "")
             decision, job = started
-            outcome = execute.run_job(job)
+            with slots:
+                self.notify(name, "running", "")
+                outcome = execute.run_job(job)
             with guard:
                 if self._interrupted:
                     return
@@ -211,7 +215,8 @@ class Runner:
         graph = {key(n): (functools.partial(stage, n), *(key(u) for u in sorted(upstream[n]))) for n in order}
         # committing a stage needs the store (fsspec): import it while the first commands run, not after
         threading.Thread(target=importlib.import_module, args=("fsspec.implementations.local",)).start()
-        dask.threaded.get(graph, list(graph), num_workers=self.options.jobs or os.cpu_count() or 1)
+        # twice as many threads as command slots: the next command starts while the last one is committed
+        dask.threaded.get(graph, list(graph), num_workers=2 * jobs)
 
     def _next_done(self, futures: dict):
         from distributed import wait
