@@ -64,7 +64,18 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from common import MLV, REPO, WORK, dvc_env, ensure_dvc, git_init, log, median, mlv_env
+from common import (
+    MLV,
+    REPO,
+    WORK,
+    dvc_env,
+    ensure_dvc,
+    git_init,
+    log,
+    median,
+    mlv_env,
+    source_state,
+)
 
 BENCH = REPO / "bench"
 PROF_DIR = WORK / "prof-pipeline"
@@ -95,9 +106,6 @@ TARGETS = {
 
 # Measured earlier on this machine kind (DVC 3.67.1), printed for comparison only.
 DVC_REFERENCE = {"first_run_overhead_s (3 stages, 0.26 s of commands)": 1.3, "noop_rerun_s (3 stages)": 0.6}
-
-SOURCE_DIRS = ("mlv", "storage", "cli", "engine", "pipelines")
-
 
 # -- running commands -------------------------------------------------------------------
 @dataclass
@@ -248,23 +256,6 @@ class Results:
     info: dict = field(default_factory=dict)
     errors: list = field(default_factory=list)
     profiles: dict = field(default_factory=dict)
-
-
-def source_state() -> dict:
-    import hashlib
-
-    h = hashlib.sha1()
-    for d in SOURCE_DIRS:
-        for p in sorted((REPO / d).rglob("*.py")):
-            h.update(p.relative_to(REPO).as_posix().encode() + b"\0" + p.read_bytes())
-
-    def git(*a: str) -> str:
-        p = subprocess.run(["git", "-C", str(REPO), *a], capture_output=True, text=True, check=False)
-        return p.stdout.strip() if p.returncode == 0 else "?"
-
-    dirty = git("status", "--porcelain", "--", *SOURCE_DIRS, "pyproject.toml")
-    return {"commit": git("rev-parse", "--short", "HEAD"), "dirty": bool(dirty and dirty != "?"),
-            "sources": h.hexdigest()[:12]}
 
 
 # In-process timings run in a child interpreter, so the bench process never imports mlv and

@@ -62,7 +62,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import common
-from common import MLV, REPO, WORK, dvc_env, ensure_dvc, git_init, log, median
+from common import (
+    MLV,
+    REPO,
+    SOURCE_DIRS,
+    WORK,
+    dvc_env,
+    ensure_dvc,
+    git_init,
+    log,
+    median,
+    source_state,
+)
 
 BENCH = REPO / "bench"
 GNU_TIME = "/usr/bin/time"
@@ -290,30 +301,6 @@ class Results:
     floor: dict = field(default_factory=dict)
     info: dict = field(default_factory=dict)
     errors: list = field(default_factory=list)
-
-
-SOURCE_DIRS = ("mlv", "storage", "cli", "engine", "pipelines")
-
-
-def source_state() -> dict:
-    """The commit, whether mlv's sources differ from it, and a hash of their current bytes."""
-    import hashlib
-
-    h = hashlib.sha1()
-    for d in SOURCE_DIRS:
-        for p in sorted((REPO / d).rglob("*.py")):
-            h.update(p.relative_to(REPO).as_posix().encode() + b"\0" + p.read_bytes())
-
-    def git(*a: str) -> str:
-        p = subprocess.run(["git", "-C", str(REPO), *a], capture_output=True, text=True)
-        return p.stdout.strip() if p.returncode == 0 else "?"
-
-    dirty = git("status", "--porcelain", "--", *SOURCE_DIRS, "pyproject.toml")
-    return {
-        "commit": git("rev-parse", "--short", "HEAD"),
-        "dirty": bool(dirty and dirty != "?"),
-        "sources": h.hexdigest()[:12],
-    }
 
 
 PACKAGE_DIRS = {"storage": "mlv/storage", "cli": "mlv/cli", "engine": "mlv/engine", "pipelines": "mlv/pipelines"}

@@ -65,6 +65,27 @@ def mlv_env(*, src: Path | None = None, pyc: bool = True) -> dict[str, str]:
     return env
 
 
+SOURCE_DIRS = ("mlv", "storage", "cli", "engine", "pipelines")
+
+
+def source_state() -> dict:
+    """The commit, whether mlv's sources differ from it, and a hash of their current bytes."""
+    import hashlib
+
+    h = hashlib.sha1()
+    for d in SOURCE_DIRS:
+        for p in sorted((REPO / d).rglob("*.py")):
+            h.update(p.relative_to(REPO).as_posix().encode() + b"\0" + p.read_bytes())
+
+    def git(*a: str) -> str:
+        p = subprocess.run(["git", "-C", str(REPO), *a], capture_output=True, text=True)
+        return p.stdout.strip() if p.returncode == 0 else "?"
+
+    dirty = git("status", "--porcelain", "--", *SOURCE_DIRS, "pyproject.toml")
+    return {"commit": git("rev-parse", "--short", "HEAD"), "dirty": bool(dirty and dirty != "?"),
+            "sources": h.hexdigest()[:12]}
+
+
 def git_init(path: Path) -> None:
     subprocess.run(["git", "init", "-q", str(path)], check=True)
     for k, v in (("user.email", "bench@example.com"), ("user.name", "bench"), ("commit.gpgsign", "false")):

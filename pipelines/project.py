@@ -28,10 +28,6 @@ class Selection:
     downstream: bool = False
 
 
-def has_pipeline(ws: Workspace) -> bool:
-    return (ws.root / PIPELINE_FILE).exists()
-
-
 def load(ws: Workspace, *, check_deps: bool = True) -> tuple[Pipeline, Graph]:
     pipeline = load_pipeline(ws.root / PIPELINE_FILE, root=ws.root)
     exists = None if check_deps else (lambda path: True)
@@ -65,13 +61,6 @@ def dry_run(ws: Workspace, selection: Selection, *, force: bool = False) -> list
     order = chosen.topological_order()
     upstream = {n: set(chosen.upstream_of([n])) - {n} for n in order}
     return plan(ws, [chosen.stage(n) for n in order], upstream, force=force)
-
-
-def stale(ws: Workspace) -> list[Decision]:
-    """Every stage that is not up to date, with why (for ``mlv status``)."""
-    if not has_pipeline(ws):
-        return []
-    return [d for d in dry_run(ws, Selection()) if d.action != "up-to-date"]
 
 
 def locked_outputs(ws: Workspace) -> list:

@@ -43,6 +43,7 @@ class Entry:
 def dump(entries: Iterable[Entry]) -> bytes:
     """Canonical manifest bytes for ``entries`` (sorted by path; duplicates are a bug)."""
     rows = sorted(entries, key=lambda e: e.path)
+    check_paths([e.path for e in rows])  # the rule loading enforces holds for what we write, too
     table = pa.table(
         [
             pa.array([e.path for e in rows], pa.large_string()),

@@ -137,8 +137,9 @@ class Workspace:
                 except BlockingIOError:
                     if time.monotonic() > deadline:
                         raise LockedError(
-                            f"the repo at '{self.root}' is busy: another mlv process "
-                            f"({'any' if exclusive else 'gc'}) holds its lock. Try again when it finishes."
+                            f"the repo at '{self.root}' is busy: "
+                            + ("another mlv command (add, checkout, run or gc)" if exclusive else "`mlv gc`")
+                            + " holds its lock. Try again when it finishes."
                         ) from None
                     time.sleep(0.05)
             yield
