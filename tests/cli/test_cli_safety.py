@@ -12,6 +12,18 @@ from mlv.storage import manifest, pointers
 from mlv.storage.pointers import Pointer
 
 
+def _forged_manifest(path: str, digest, size: int) -> bytes:
+    """Manifest bytes as a tampered remote or commit could supply them (``manifest.dump`` won't)."""
+    import pyarrow as pa
+
+    table = pa.table([pa.array([path], pa.large_string()), pa.array([digest.raw], pa.binary(16)),
+                      pa.array([size], pa.uint64()), pa.array([False])], schema=manifest.SCHEMA)
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, manifest.SCHEMA) as writer:
+        writer.write_table(table)
+    return sink.getvalue().to_pybytes()
+
+
 def test_a_manifest_entry_escaping_its_directory_is_refused(repo, cli, tmp_path):
     """A tampered manifest (from a remote or a commit) must never make checkout write outside."""
     make_tree(repo, {"d/a": "ok\n"})
@@ -20,7 +32,7 @@ def test_a_manifest_entry_escaping_its_directory_is_refused(repo, cli, tmp_path)
     victim.write_text("precious\n")
     store = store_of(repo)
     bad = store.put_bytes(b"owned\n")
-    m = store.put_bytes(manifest.dump([manifest.Entry("../../victim.txt", bad, 6, False)]))
+    m = store.put_bytes(_forged_manifest("../../victim.txt", bad, 6))  # mlv itself refuses to write this
     pointers.dump(Pointer(repo / "d.mlv", m, 6, 1))
     result = cli("checkout", code=1)
     assert "not a plain relative path" in result.stderr
