@@ -98,4 +98,4 @@ def progress(total: int, description: str) -> Iterator[Callable[[int], None] | N
         yield lambda n: bar.advance(task, n)
 
 
-from mlv.cli import data, pipeline, trace  # noqa: E402,F401  (registers the commands)
+from mlv.cli import data, pipeline, remote, sync, trace  # noqa: E402,F401  (registers the commands)

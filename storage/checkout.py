@@ -23,7 +23,7 @@ from mlv.storage.digest import Digest
 from mlv.storage.errors import ObjectCorrupt, ObjectMissing, StorageError, UnsavedChangesError, UsageError
 from mlv.storage.links import Linker
 from mlv.storage.pointers import Pointer
-from mlv.storage.tracking import load_pointers
+from mlv.storage.tracking import in_cache, load_pointers
 from mlv.storage.workspace import Workspace
 
 
@@ -53,18 +53,24 @@ class CheckoutReport:
     removed: list[str] = field(default_factory=list)
     unchanged: list[str] = field(default_factory=list)
     damaged: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)  # with ``skip_missing``: versions the store lacks
 
     def to_dict(self) -> dict:
-        return {"restored": self.restored, "removed": self.removed, "unchanged": self.unchanged, "damaged": self.damaged}
+        return {"restored": self.restored, "removed": self.removed, "unchanged": self.unchanged,
+                "damaged": self.damaged, "skipped": self.skipped}
 
 
 def checkout(
     ws: Workspace, paths: list[str] | None = None, *, force: bool = False, extra: Iterable[Version] = (),
-    progress: ProgressFactory | None = None,
+    progress: ProgressFactory | None = None, skip_missing: bool = False,
 ) -> CheckoutReport:
-    """Restore the pointers' versions plus ``extra`` ones (stage outputs), all or those of ``paths``."""
+    """Restore the pointers' versions plus ``extra`` ones (stage outputs), all or those of ``paths``.
+
+    With ``skip_missing`` (``mlv pull``), versions the store lacks are left alone and listed in
+    ``skipped`` instead of failing the whole checkout.
+    """
     if not paths:
-        return restore(ws, [*load_pointers(ws), *extra], force=force, progress=progress)
+        return restore(ws, [*load_pointers(ws), *extra], force=force, progress=progress, skip_missing=skip_missing)
     by_target = {v.target: v for v in extra}
     chosen: list[Version | Pointer] = []
     pointer_paths = []
@@ -75,12 +81,21 @@ def checkout(
         else:
             pointer_paths.append(p)
     chosen += load_pointers(ws, pointer_paths) if pointer_paths else []
-    return restore(ws, chosen, force=force, progress=progress)
+    return restore(ws, chosen, force=force, progress=progress, skip_missing=skip_missing)
 
 
 def restore(ws: Workspace, versions: Iterable[Version | Pointer], *, force: bool = False,
-            progress: ProgressFactory | None = None) -> CheckoutReport:
+            progress: ProgressFactory | None = None, skip_missing: bool = False) -> CheckoutReport:
     """Make each target hold its version; plan everything before touching anything."""
+    report = CheckoutReport()
+    if skip_missing:
+        complete = []
+        for v in versions:
+            if in_cache(ws, v.digest, v.is_dir):
+                complete.append(v)
+            else:
+                report.skipped.append(ws.rel(v.target))
+        versions = complete
     plans = [_plan(ws, v) for v in versions]
     unsaved = [f"{p.rel}/{u}" if u else p.rel for p in plans for u in p.unsaved]
     if unsaved and not force:
@@ -96,7 +111,6 @@ def restore(ws: Workspace, versions: Iterable[Version | Pointer], *, force: bool
             f"{len(missing)} object(s) needed for checkout are not in the store (first: {missing[0]}); "
             "fetch them with `mlv pull`, then re-run checkout"
         )
-    report = CheckoutReport()
     linker = Linker(store, ws.config.link, verify=ws.config.verify)
     linker.probe(ws.root)
     total = sum(w[3] for p in plans for w in p.writes)

@@ -1,18 +1,28 @@
 """``.mlv/config.yaml``: committed settings (cache, gc, remotes), never credentials.
 
-Unknown keys and wrong types are ``ConfigError`` (exit 2) naming the key, so a typo
-never silently falls back to a default.
+Unknown keys and wrong types are ``ConfigError`` (exit 2) naming the file and the key,
+so a typo never silently falls back to a default. A remote URL carrying a password or
+a secret query parameter is refused without echoing the secret: credentials come from
+the environment or AWS profiles, because this file is committed to git.
+
+Writers (``add_remote``, ``remove_remote``, ``set_default_remote``) validate the file
+first, rewrite only the sections they change (other sections keep their layout and
+comments), check the result loads to the intended ``Config``, and replace the file
+atomically. Importing this module must stay cheap: ``mlv status`` loads it, so no fsspec.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import difflib
+import os
+import re
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import yaml
 
 from mlv.storage import atomic
-from mlv.storage.errors import ConfigError
+from mlv.storage.errors import ConfigError, UsageError
 
 LINK_MODES = ("auto", "reflink", "hardlink", "symlink", "copy")
 DEFAULT_GRACE = 3600
@@ -28,6 +38,36 @@ gc:
 remotes: {}
 """
 
+REMOTE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+REMOTE_KEYS = ("url", "endpoint_url", "region", "profile")
+S3_PROTOCOLS = ("s3", "s3a")
+LOCAL_PROTOCOLS = ("file", "local")
+
+
+@dataclass(frozen=True, slots=True)
+class RemoteConfig:
+    """One ``remotes.NAME`` entry: where pushed objects go, plus S3 connection settings."""
+
+    name: str
+    url: str  # any fsspec URL, or a local path (relative: to the repo root)
+    endpoint_url: str | None = None  # s3 only, e.g. MinIO or moto
+    region: str | None = None  # s3 only
+    profile: str | None = None  # s3 only: an AWS profile name; the credentials stay in ~/.aws
+
+    @property
+    def protocol(self) -> str:
+        """The fsspec protocol of ``url``, as ``fsspec.utils.get_protocol`` reads it.
+
+        >>> RemoteConfig("o", "s3://bucket/x").protocol, RemoteConfig("o", "../store").protocol
+        ('s3', 'file')
+        """
+        parts = re.split(r"(::|://)", self.url, maxsplit=1)
+        return parts[0] if len(parts) > 1 else "file"
+
+    def to_dict(self) -> dict[str, str]:
+        """The settings as written under ``remotes.NAME``: only the keys that are set."""
+        return {k: v for k in REMOTE_KEYS if (v := getattr(self, k)) is not None}
+
 
 @dataclass(frozen=True, slots=True)
 class Config:
@@ -35,53 +75,362 @@ class Config:
     link: str = "auto"
     verify: bool = True
     grace: int = DEFAULT_GRACE
-    remotes: dict = field(default_factory=dict)
+    remotes: dict[str, RemoteConfig] = field(default_factory=dict)
     default_remote: str | None = None
 
 
 _SECTIONS = {"cache": {"dir", "link", "verify"}, "gc": {"grace"}, "remotes": None, "core": {"remote"}}
 
 
+def _fail(path: Path | None, message: str) -> ConfigError:
+    return ConfigError(f"{path}: {message}", path=str(path)) if path is not None else ConfigError(message)
+
+
+def _unknown(path: Path | None, key: str, valid: list[str]) -> ConfigError:
+    near = difflib.get_close_matches(key.rpartition(".")[2], valid, n=1)
+    hint = f" Did you mean '{near[0]}'?" if near else ""
+    return _fail(path, f"unknown key '{key}'; valid: {', '.join(sorted(valid))}.{hint}")
+
+
 def load(path: Path) -> Config:
+    """The settings in ``path`` (defaults if it does not exist); ``ConfigError`` if malformed."""
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         return Config()
+    return _parse(text, path)
+
+
+def _parse(text: str, path: Path) -> Config:
+    try:
+        data = yaml.safe_load(text) or {}
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML ({exc})", path=str(path)) from exc
     if not isinstance(data, dict):
-        raise ConfigError(f"{path}: must be a mapping of sections ({', '.join(_SECTIONS)})", path=str(path))
+        raise _fail(path, f"must be a mapping of sections ({', '.join(_SECTIONS)})")
     for section, value in data.items():
         if section not in _SECTIONS:
-            raise ConfigError(f"{path}: unknown section '{section}'; valid: {', '.join(_SECTIONS)}", path=str(path))
+            near = difflib.get_close_matches(str(section), list(_SECTIONS), n=1)
+            hint = f" Did you mean '{near[0]}'?" if near else ""
+            raise _fail(path, f"unknown section '{section}'; valid: {', '.join(_SECTIONS)}.{hint}")
         keys = _SECTIONS[section]
         if keys is not None and value is not None:
             if not isinstance(value, dict):
-                raise ConfigError(f"{path}: '{section}' must be a mapping", path=str(path))
+                raise _fail(path, f"'{section}' must be a mapping")
             for key in value:
                 if key not in keys:
-                    raise ConfigError(
-                        f"{path}: unknown key '{section}.{key}'; valid: {', '.join(sorted(keys))}", path=str(path)
-                    )
+                    raise _unknown(path, f"{section}.{key}", sorted(keys))
     if not isinstance(data.get("remotes") or {}, dict):
-        raise ConfigError(f"{path}: 'remotes' must be a mapping of name -> settings", path=str(path))
+        raise _fail(path, "'remotes' must be a mapping of name -> settings")
     cache = data.get("cache") or {}
     gc = data.get("gc") or {}
+    remotes = {str(name): parse_remote(name, settings, path=path) for name, settings in (data.get("remotes") or {}).items()}
     config = Config(
         cache_dir=str(cache.get("dir", "cache")),
         link=cache.get("link", "auto"),
         verify=cache.get("verify", True),
         grace=gc.get("grace", DEFAULT_GRACE),
-        remotes=dict(data.get("remotes") or {}),
+        remotes=remotes,
         default_remote=(data.get("core") or {}).get("remote"),
     )
     if config.link not in LINK_MODES:
-        raise ConfigError(f"{path}: 'cache.link' is {config.link!r}; choose one of {', '.join(LINK_MODES)}")
+        raise _fail(path, f"'cache.link' is {config.link!r}; choose one of {', '.join(LINK_MODES)}")
     if not isinstance(config.verify, bool):
-        raise ConfigError(f"{path}: 'cache.verify' must be true or false, got {config.verify!r}")
+        raise _fail(path, f"'cache.verify' must be true or false, got {config.verify!r}")
     if not isinstance(config.grace, int) or isinstance(config.grace, bool) or config.grace < 0:
-        raise ConfigError(f"{path}: 'gc.grace' must be a non-negative number of seconds, got {config.grace!r}")
+        raise _fail(path, f"'gc.grace' must be a non-negative number of seconds, got {config.grace!r}")
+    _check_default(config, path)
     return config
+
+
+def _check_default(config: Config, path: Path | None) -> None:
+    name = config.default_remote
+    if name is None:
+        return
+    if not isinstance(name, str) or name not in config.remotes:
+        if not config.remotes:
+            raise _fail(path, f"'core.remote' is {name!r}, but no remotes are defined; "
+                              "add one with `mlv remote add NAME URL`, or delete 'core.remote'")
+        near = difflib.get_close_matches(str(name), list(config.remotes), n=1)
+        hint = f" Did you mean '{near[0]}'?" if near else ""
+        raise _fail(path, f"'core.remote' is {name!r}, which is not a defined remote; "
+                          f"defined: {', '.join(config.remotes)}.{hint}")
+
+
+# -- one remote -----------------------------------------------------------------------
+
+_SECRET_WORD = re.compile(r"secret|token|passw|credential|signature|apikey|accountkey", re.IGNORECASE)
+_SECRET_PART = re.compile(r"(?:^|[_.-])(?:key|sig|pwd|sas)(?:$|[_.-])", re.IGNORECASE)
+
+
+def _is_secret_name(name: str) -> bool:
+    """Whether a query parameter or settings key names a credential.
+
+    >>> [_is_secret_name(n) for n in ("key", "aws_secret_access_key", "X-Amz-Signature", "sig", "region", "keyspace")]
+    [True, True, True, True, False, False]
+    """
+    return bool(_SECRET_WORD.search(name) or _SECRET_PART.search(name))
+
+
+def masked(url: str) -> str | None:
+    """``url`` with its credentials replaced by ``***``, or None if it carries none.
+
+    >>> masked("s3://AKIA:abc@bucket/x")
+    's3://AKIA:***@bucket/x'
+    >>> masked("https://acct.blob.core.windows.net/c?sv=2022&sig=abc")
+    'https://acct.blob.core.windows.net/c?sv=2022&sig=***'
+    >>> masked("s3://bucket/x@2024:01"), masked("ssh://git@host/x"), masked("/plain/user:pw@path")
+    (None, None, None)
+    """
+    found = False
+    segments = url.split("::")
+    for i, segment in enumerate(segments):
+        scheme, sep, rest = segment.partition("://")
+        if not sep:
+            continue
+        cut = min((rest.find(c) for c in "/?#" if c in rest), default=len(rest))
+        authority, tail = rest[:cut], rest[cut:]
+        userinfo, at, host = authority.rpartition("@")
+        if at and ":" in userinfo and userinfo.partition(":")[2]:
+            found = True
+            authority = f"{userinfo.partition(':')[0]}:***@{host}"
+        path, q, query = tail.partition("?")
+        if q:
+            query, hashmark, fragment = query.partition("#")
+            params = []
+            for param in query.split("&"):
+                name, eq, value = param.partition("=")
+                if eq and value and _is_secret_name(name):
+                    found = True
+                    param = f"{name}=***"
+                params.append(param)
+            tail = f"{path}?{'&'.join(params)}{hashmark}{fragment}"
+        segments[i] = f"{scheme}://{authority}{tail}"
+    return "::".join(segments) if found else None
+
+
+def _credentials_error(path: Path | None, key: str, shown: str) -> ConfigError:
+    return _fail(path, f"'{key}' carries credentials ({shown}). Credentials never go into the config, which is "
+                       "committed to git: mlv takes them from the environment (AWS_ACCESS_KEY_ID, "
+                       "AWS_SECRET_ACCESS_KEY, ...) or an AWS profile (`profile:` / `--profile`). "
+                       "Remove them from the URL.")
+
+
+def parse_remote(name: object, settings: object, *, path: Path | None = None) -> RemoteConfig:
+    """Validate one ``remotes.NAME`` entry (from the file, or from `mlv remote add`).
+
+    Raises ``ConfigError`` (exit 2) naming ``path`` (when given) and the key, and
+    never echoing a secret found in a URL.
+    """
+    if not isinstance(name, str) or not REMOTE_NAME.fullmatch(name):
+        under = " under 'remotes'" if path is not None else ""
+        raise _fail(path, f"remote name {str(name)!r}{under} is not valid: use letters, digits, "
+                          "'_', '.' and '-', starting with a letter or digit (e.g. origin, team-s3)")
+    where = f"remotes.{name}"
+    if not isinstance(settings, dict):
+        raise _fail(path, f"'{where}' must be a mapping with at least a url, e.g. "
+                          f"`{name}: {{url: s3://bucket/prefix}}`")
+    for key in settings:
+        if not isinstance(key, str) or key not in REMOTE_KEYS:
+            if isinstance(key, str) and _is_secret_name(key):
+                raise _fail(path, f"'{where}.{key}' looks like a credential; credentials never go into the "
+                                  "config, which is committed to git: use the environment "
+                                  "(AWS_ACCESS_KEY_ID, ...) or an AWS profile (`profile:`). Remove it.")
+            raise _unknown(path, f"{where}.{key}", list(REMOTE_KEYS))
+    url = settings.get("url")
+    if url is None:
+        raise _fail(path, f"'{where}.url' is missing; set it to an fsspec URL such as s3://bucket/prefix, "
+                          "or a local directory")
+    for key in REMOTE_KEYS:
+        value = settings.get(key)
+        if value is not None and (not isinstance(value, str) or not value.strip()):
+            raise _fail(path, f"'{where}.{key}' must be a non-empty string, got {value!r}")
+        if value is not None and (shown := masked(value)) is not None:
+            raise _credentials_error(path, f"{where}.{key}", shown)
+    remote = RemoteConfig(name, url, settings.get("endpoint_url"), settings.get("region"), settings.get("profile"))
+    if remote.protocol not in S3_PROTOCOLS:
+        for key in ("endpoint_url", "region", "profile"):
+            if getattr(remote, key) is not None:
+                raise _fail(path, f"'{where}.{key}' applies only to s3:// remotes, and '{name}' is a "
+                                  f"{remote.protocol} remote ({url}); remove it, or use an s3:// URL")
+    endpoint = remote.endpoint_url
+    if endpoint is not None and not endpoint.startswith(("http://", "https://")):
+        raise _fail(path, f"'{where}.endpoint_url' is {endpoint!r}; it must start with http:// or https:// "
+                          "(e.g. http://127.0.0.1:9000)")
+    return remote
+
+
+def local_path(remote: RemoteConfig, root: Path) -> Path | None:
+    """The directory of a local remote (``~`` expanded; relative to ``root`` if relative); None if not local.
+
+    >>> local_path(RemoteConfig("o", "../store"), Path("/repo")), local_path(RemoteConfig("o", "s3://b"), Path("/r"))
+    (PosixPath('/store'), None)
+    """
+    if remote.protocol not in LOCAL_PROTOCOLS:
+        return None
+    location = Path(remote.url.split("://", 1)[1] if "://" in remote.url else remote.url).expanduser()
+    return Path(os.path.normpath(root / location))
+
+
+def remote_for(config: Config, name: str | None) -> RemoteConfig:
+    """The remote called ``name``, or the default one; ``UsageError`` saying how to pick one."""
+    if not config.remotes:
+        raise UsageError("no remote configured; add one with `mlv remote add NAME URL`")
+    if name is None:
+        if config.default_remote is None:
+            raise UsageError(f"no default remote; pass `-r NAME` (one of: {', '.join(config.remotes)}) "
+                             "or set one with `mlv remote default NAME`")
+        name = config.default_remote
+    return _known(config, name)
+
+
+def _known(config: Config, name: str) -> RemoteConfig:
+    if name not in config.remotes:
+        if not config.remotes:
+            raise UsageError(f"no remote named '{name}': no remotes are configured; add one with `mlv remote add NAME URL`")
+        near = difflib.get_close_matches(name, list(config.remotes), n=1)
+        hint = f" Did you mean '{near[0]}'?" if near else ""
+        raise UsageError(f"no remote named '{name}'; configured remotes: {', '.join(config.remotes)}.{hint}")
+    return config.remotes[name]
+
+
+# -- writers --------------------------------------------------------------------------
+
+
+def add_remote(path: Path, remote: RemoteConfig, *, default: bool) -> bool:
+    """Add ``remote`` to ``path`` (a repo's ``.mlv/config.yaml``); returns whether it became the default.
+
+    The first remote always becomes the default. A local remote may not overlap the
+    repo's ``.mlv/`` or its cache (inside them, or holding them): pushing would write
+    into the store it copies from.
+    """
+    remote = parse_remote(remote.name, remote.to_dict())
+    config = load(path)
+    if remote.name in config.remotes:
+        raise UsageError(f"remote '{remote.name}' already exists ({config.remotes[remote.name].url}); "
+                         f"run `mlv remote remove {remote.name}` first to replace it")
+    _refuse_inside_repo_store(path, config, remote)
+    default = default or not config.remotes
+    _write(path, replace(config, remotes={**config.remotes, remote.name: remote},
+                         default_remote=remote.name if default else config.default_remote))
+    return default
+
+
+def _refuse_inside_repo_store(path: Path, config: Config, remote: RemoteConfig) -> None:
+    where = local_path(remote, path.parent.parent)
+    if where is None:
+        return
+    where = where.resolve()
+    for guarded in (path.parent.resolve(), (path.parent / config.cache_dir).resolve()):
+        if where == guarded or guarded in where.parents or where in guarded.parents:
+            raise UsageError(f"remote '{remote.name}' ({remote.url}) overlaps '{guarded}', which mlv manages "
+                             "itself; put the remote in a folder outside the repo's .mlv/ directory and cache")
+
+
+def remove_remote(path: Path, name: str) -> str | None:
+    """Remove the remote ``name``; returns the default remote afterwards.
+
+    Removing the default clears it, unless exactly one remote remains: that one
+    becomes the default.
+    """
+    config = load(path)
+    _known(config, name)
+    remotes = {n: r for n, r in config.remotes.items() if n != name}
+    default = config.default_remote
+    if default == name:
+        default = next(iter(remotes)) if len(remotes) == 1 else None
+    _write(path, replace(config, remotes=remotes, default_remote=default))
+    return default
+
+
+def set_default_remote(path: Path, name: str) -> None:
+    """Make ``name`` (which must be configured) the default remote."""
+    config = load(path)
+    _known(config, name)
+    _write(path, replace(config, default_remote=name))
+
+
+def _write(path: Path, config: Config) -> None:
+    """Write ``config``'s remotes and default into ``path``, leaving every other section as it was."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        text = TEMPLATE
+    before = yaml.safe_load(text) or {}
+    data = dict(before)
+    data["remotes"] = {name: remote.to_dict() for name, remote in config.remotes.items()}
+    if config.default_remote is not None:
+        data["core"] = {"remote": config.default_remote}
+    elif (data.get("core") or {}).get("remote") is not None:
+        del data["core"]
+    changed = [k for k in {**before, **data} if before.get(k, _ABSENT) != data.get(k, _ABSENT)]
+    new_text = _splice(text, data, changed)
+    if new_text is None:
+        header = "".join(line for line in _leading_comments(text))
+        new_text = header + yaml.safe_dump(data, sort_keys=False, default_flow_style=False, allow_unicode=True)
+    written = _parse(new_text, path)
+    if written != config:  # a bug in the writer, never a user error
+        raise RuntimeError(f"writing {path} would load as {written!r}, not {config!r}")
+    atomic.write_text(path, new_text)
+
+
+_ABSENT = object()
+_KEY_LINE = re.compile(r"([A-Za-z_][\w-]*)[ \t]*:(?:[ \t]|$)")
+
+
+def _leading_comments(text: str) -> list[str]:
+    lines = []
+    for line in text.splitlines(keepends=True):
+        if line.strip() and not line.startswith("#"):
+            break
+        lines.append(line)
+    return lines
+
+
+def _splice(text: str, data: dict, changed: list[str]) -> str | None:
+    """``text`` with the ``changed`` top-level sections re-dumped from ``data`` and the rest kept byte for byte.
+
+    None when the file's layout is not plain block style (then the caller re-dumps it all).
+    """
+    runs: list[list] = []  # [section or None, lines]: a section's key line and body, or comments between
+    pending: list[str] = []
+    for line in text.splitlines(keepends=True):
+        bare = line.rstrip("\r\n")
+        if not bare.strip() or bare.startswith("#"):
+            pending.append(line)
+        elif bare[0] in " \t":
+            if not runs or runs[-1][0] is None:
+                return None
+            runs[-1][1].extend(pending)
+            runs[-1][1].append(line)
+            pending = []
+        elif (m := _KEY_LINE.match(bare)) and m.group(1) not in [r[0] for r in runs]:
+            if pending:
+                runs.append([None, pending])
+                pending = []
+            runs.append([m.group(1), [line]])
+        else:
+            return None
+    if pending:
+        runs.append([None, pending])
+    if runs and not runs[-1][1][-1].endswith("\n"):
+        runs[-1][1][-1] += "\n"
+    for section in changed:
+        rendered = [] if section not in data else yaml.safe_dump(
+            {section: data[section]}, sort_keys=False, default_flow_style=False, allow_unicode=True
+        ).splitlines(keepends=True)
+        for run in runs:
+            if run[0] == section:
+                run[1] = rendered
+                break
+        else:
+            runs.append([section, rendered])
+    new_text = "".join(line for _, lines in runs for line in lines)
+    try:
+        same = yaml.safe_load(new_text) == data
+    except yaml.YAMLError:
+        same = False
+    return new_text if same else None
 
 
 def write_template(path: Path) -> None:

@@ -22,7 +22,6 @@ from typing import BinaryIO
 
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
-
 from mlv.storage import digest as digests
 from mlv.storage.atomic import fsync_dir
 from mlv.storage.digest import CHUNK, Digest
@@ -242,6 +241,20 @@ class ObjectStore:
             raise damaged_error(digest, actual)
         return data
 
+    def publish_pack(self, tmp: str, name: str, entries: dict[bytes, tuple[int, int]]) -> None:
+        """Make a complete, durable pack file in ``tmp/`` visible as pack ``name``: the pack is
+        renamed into place first, then its index is written, so the index never names missing bytes."""
+        fs = self.fs
+        fs.mv(tmp, self.pack_path(name))  # same name, same bytes: replacing a damaged copy repairs it
+        idx_tmp = self._tmp() + ".idx"
+        with fs.open(idx_tmp, "wb") as f:
+            f.write(encode_index(entries))
+            _fsync(f)
+        fs.mv(idx_tmp, self.pack_path(name, ".idx"))
+        _fsync_dir(fs, self._path("packs"))
+        self._index.update({raw: PackEntry(name, off, n) for raw, (off, n) in entries.items()})
+        self._loaded_packs.add(name)
+
     # -- writing ------------------------------------------------------------------
     @contextmanager
     def writer(self) -> Iterator[Writer]:
@@ -388,23 +401,31 @@ class Writer:
         """Make the current pack durable and visible: bytes, rename, then index."""
         if self._pack is None:
             return
-        fs, store = self.store.fs, self.store
         self._flush()
         _fsync(self._pack)
         self._pack.close()
-        name = self._pack_hash.hexdigest()
-        fs.mv(self._pack_tmp, store.pack_path(name))
-        idx_tmp = store._tmp() + ".idx"
-        with fs.open(idx_tmp, "wb") as f:
-            f.write(encode_index(self._pack_entries))
-            _fsync(f)
-        fs.mv(idx_tmp, store.pack_path(name, ".idx"))
-        _fsync_dir(fs, store._path("packs"))
-        store._index.update({raw: PackEntry(name, off, n) for raw, (off, n) in self._pack_entries.items()})
-        store._loaded_packs.add(name)
+        self.store.publish_pack(self._pack_tmp, self._pack_hash.hexdigest(), self._pack_entries)
         self._pack, self._pack_tmp = None, ""
         self._pack_hash = digests.hasher()
         self._pack_entries, self._pack_bytes = {}, 0
+
+    def put_verified(self, tmp: str, expected: Digest) -> Digest:
+        """Adopt a temp file written into this store's ``tmp/`` (a download) as ``expected``:
+        its bytes are hashed first, and a mismatch is ``ObjectCorrupt`` with the file removed."""
+        fs = self.store.fs
+        try:
+            with fs.open(tmp, "rb") as f:
+                actual, _ = digests.of_stream(f)
+            if actual != expected:
+                raise ObjectCorrupt(f"bytes for {expected} hash to {actual}", digest=expected, actual=actual)
+            if isinstance(fs, LocalFileSystem):
+                with open(tmp, "rb") as f:
+                    os.fsync(f.fileno())
+            return self._place(tmp, expected)
+        except BaseException:
+            if fs.exists(tmp):
+                fs.rm_file(tmp)
+            raise
 
     def commit(self) -> None:
         self._seal()

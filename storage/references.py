@@ -12,14 +12,16 @@ import re
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import yaml
-
-from mlv.storage import manifest, pointers
+from mlv.storage import pointers
 from mlv.storage.digest import Digest, parse
 from mlv.storage.errors import ConfigError, ObjectMissing, StorageError, UsageError
-from mlv.storage.objects import ObjectStore
 from mlv.storage.workspace import Workspace
+
+if TYPE_CHECKING:  # roots need neither fsspec nor pyarrow: a no-op push must start fast
+    from mlv.storage.objects import ObjectStore
 
 DIGEST_RE = re.compile(rb"xxh3-128:([0-9a-f]{32})")
 _LOG_RE = re.compile(rb'"log": "xxh3-128:([0-9a-f]{32})"')
@@ -81,13 +83,49 @@ def lock_outputs(data: bytes) -> list[tuple[Digest, bool]] | None:
 
     Dep digests and fingerprints are not objects mlv stores, so they are not references.
     """
+    stages = lock_stages(data)
+    return None if stages is None else [out for outs in stages.values() for out in outs.values()]
+
+
+def lock_stages(data: bytes) -> dict[str, dict[str, tuple[Digest, bool]]] | None:
+    """``{stage: {out path: (digest, is a directory)}}`` from ``mlv.lock``; None if it is unreadable."""
     try:
         doc = yaml.safe_load(data) or {}
         stages = doc.get("stages") or {}
-        return [(parse(out["digest"]), out.get("nfiles") is not None)
-                for entry in stages.values() for out in (entry.get("outs") or {}).values()]
+        return {name: {path: (parse(out["digest"]), out.get("nfiles") is not None)
+                       for path, out in (entry.get("outs") or {}).items()}
+                for name, entry in stages.items()}
     except (yaml.YAMLError, AttributeError, TypeError, KeyError, ConfigError):
         return None
+
+
+def roots_of(ws: Workspace, targets: list[str]) -> Roots:
+    """The roots of some targets: tracked paths (or their ``.mlv`` pointers), stage names in
+    ``mlv.lock`` (all their outs), or paths of stage outs; anything else is a ``UsageError``."""
+    result = Roots()
+    lock = ws.root / LOCK_FILE
+    stages = (lock_stages(lock.read_bytes()) if lock.exists() else {}) or {}
+    outs = {path: version for entries in stages.values() for path, version in entries.items()}
+    for target in targets:
+        if target in stages:
+            chosen = stages[target]
+        else:
+            path = ws.resolve(target, must_exist=False)
+            rel = ws.rel(path).removesuffix(pointers.SUFFIX)
+            pointer = ws.root / (rel + pointers.SUFFIX)
+            if pointer.is_file():
+                ptr = pointers.load(pointer)
+                chosen = {rel: (ptr.digest, ptr.is_dir)}
+            elif rel in outs:
+                chosen = {rel: outs[rel]}
+            else:
+                raise UsageError(f"'{target}' is neither a tracked path (no '{rel}{pointers.SUFFIX}'), "
+                                 f"nor a stage or an out in {LOCK_FILE}; `mlv status` lists what is tracked")
+        for rel, (digest, is_dir) in chosen.items():
+            result.where.setdefault(digest, rel)
+            if is_dir:
+                result.current_dirs.add(digest)
+    return result
 
 
 def _run_logs(ws: Workspace) -> list[Digest]:
@@ -101,12 +139,15 @@ def _run_logs(ws: Workspace) -> list[Digest]:
     return found
 
 
-def closure(store: ObjectStore, roots: Roots, *, strict: bool = False) -> dict[Digest, str]:
-    """Roots plus the members of every root that is a manifest.
+def closure(store: ObjectStore, roots: Roots, *, strict: bool = False,
+            manifests: dict[Digest, list[bytes]] | None = None) -> dict[Digest, str]:
+    """Roots plus the members of every root that is a manifest (``manifests`` gets each one's members).
 
     With ``strict`` (gc), a directory the workspace names whose manifest is missing or
     damaged is an error: its members are unknown, so nothing may be deleted on a guess.
     """
+    from mlv.storage import manifest
+
     live = dict(roots.where)
     empty = strict and not store.index() and next(store.iter_loose(), None) is None
     for d, where in roots.items():
@@ -129,6 +170,8 @@ def closure(store: ObjectStore, roots: Roots, *, strict: bool = False) -> dict[D
                     "(`mlv fsck` lists the damage), then run gc again"
                 ) from exc
             continue  # not a manifest after all, or damaged: fsck reports it
+        if manifests is not None:
+            manifests[d] = m.raw_digests
         for raw in m.raw_digests:
             live.setdefault(Digest.from_raw(raw), where)
     return live

@@ -10,6 +10,7 @@ import os
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 from mlv.storage.objects import ObjectStore
@@ -126,6 +127,13 @@ def flip_byte(path: Path, offset: int = 0) -> None:
     data = bytearray(path.read_bytes())
     data[offset] ^= 0xFF
     path.write_bytes(bytes(data))
+
+
+def reset_s3(endpoint: str) -> None:
+    """Forget every bucket and object on the moto server at ``endpoint`` (moto never frees memory otherwise)."""
+    request = urllib.request.Request(f"{endpoint}/moto-api/reset", method="POST")
+    with urllib.request.urlopen(request, timeout=30) as response:
+        assert response.status == 200, f"moto reset failed: HTTP {response.status}"
 
 
 class _JumpingClock:

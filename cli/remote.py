@@ -1,0 +1,87 @@
+"""`mlv remote`: add, list, remove and pick the default of the remotes in ``.mlv/config.yaml``.
+
+Thin as the others: validation and writing live in ``mlv.storage.config`` (the same checks
+the loader makes), so a remote that `mlv remote add` accepts always loads again.
+Nothing heavy is imported: no fsspec until a command actually transfers bytes.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from mlv.cli.main import app, command, emit_json, out, workspace
+
+remote_app = typer.Typer(no_args_is_help=True, add_completion=False)
+app.add_typer(remote_app, name="remote", help="Manage remotes: where `mlv push` sends data and `mlv pull` gets it.")
+
+Name = Annotated[str, typer.Argument(help="The remote's name, e.g. origin.")]
+
+
+@command("add", group=remote_app)
+def add(
+    name: Name,
+    url: Annotated[str, typer.Argument(help="s3://bucket/prefix, any fsspec URL, or a local directory.")],
+    default: Annotated[bool, typer.Option("--default", help="Make it the default remote.")] = False,
+    endpoint_url: Annotated[Optional[str], typer.Option(help="S3-compatible server, e.g. http://127.0.0.1:9000.")] = None,
+    region: Annotated[Optional[str], typer.Option(help="The bucket's region (s3 only).")] = None,
+    profile: Annotated[Optional[str], typer.Option(help="AWS profile whose credentials to use (s3 only).")] = None,
+) -> None:
+    """Add a remote (the first one becomes the default). Credentials never go in the URL."""
+    from mlv.storage import config as configs
+
+    ws = workspace()
+    remote = configs.RemoteConfig(name, _from_root(ws.root, url), endpoint_url, region, profile)
+    made_default = configs.add_remote(ws.dot / "config.yaml", remote, default=default)
+    out.print(f"added remote '{name}' → {remote.url}" + (" (default)" if made_default else ""))
+
+
+def _from_root(root: Path, url: str) -> str:
+    """A relative local path typed in a subdirectory, rewritten relative to the repo root (as the config reads it)."""
+    if "://" in url or "::" in url or os.path.isabs(url) or Path.cwd().resolve() == root:
+        return url
+    return os.path.relpath(Path.cwd() / url, root)
+
+
+@command("list", group=remote_app)
+def list_(json_: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False) -> None:
+    """List the remotes; `*` marks the default."""
+    config = workspace().config
+    rows = [{"name": r.name, "url": r.url, "default": r.name == config.default_remote, "endpoint_url": r.endpoint_url,
+             "region": r.region, "profile": r.profile} for r in config.remotes.values()]
+    if json_:
+        emit_json(rows)
+        return
+    if not rows:
+        out.print("no remotes; add one with `mlv remote add NAME URL`")
+    width = max((len(r["name"]) for r in rows), default=0)
+    for r in rows:
+        extra = ", ".join(f"{key.replace('_', ' ')} {r[key]}" for key in ("endpoint_url", "region", "profile") if r[key])
+        out.print(f"{'*' if r['default'] else ' '} {r['name']:<{width}}  {r['url']}" + (f"  ({extra})" if extra else ""))
+
+
+@command("remove", group=remote_app)
+def remove(name: Name) -> None:
+    """Forget a remote (its data stays where it is)."""
+    from mlv.storage import config as configs
+
+    ws = workspace()
+    was_default = ws.config.default_remote == name
+    default = configs.remove_remote(ws.dot / "config.yaml", name)
+    out.print(f"removed remote '{name}'")
+    if was_default and default:
+        out.print(f"default remote is now '{default}'")
+    elif was_default and len(ws.config.remotes) > 1:
+        out.print("no default remote now; pick one with `mlv remote default NAME`")
+
+
+@command("default", group=remote_app)
+def default(name: Name) -> None:
+    """Make NAME the default remote (used by push, fetch and pull without -r)."""
+    from mlv.storage import config as configs
+
+    configs.set_default_remote(workspace().dot / "config.yaml", name)
+    out.print(f"default remote is now '{name}'")

@@ -1,0 +1,128 @@
+"""What this clone last saw on each remote, so that a push with nothing to send costs no request.
+
+Reaching S3 from Python costs more than half a second before the first byte moves
+(importing the AWS client stack, loading its service models). Yet most pushes send
+nothing. So every push and fetch that lists a remote leaves here (in ``state.db``) the
+digests it found there, plus what it sent, the directory versions whose every member
+is there, and the run ids the remote's catalogs name. ``mlv push`` asks this first:
+when every root and run record is known to be on the remote, it is done, without
+importing fsspec or pyarrow.
+
+Objects on a remote are immutable and only ``mlv gc --remote`` removes them; it forgets
+this record, and any listing (``fetch``, ``pull``, ``fsck --remote``) replaces it. A
+remote emptied behind mlv's back is the one case it cannot see: ``mlv fsck --remote``
+then names what is gone and the next push re-sends it.
+
+Also here: ``TransferReport``, what a push or fetch did, so the fast path reports like
+the slow one without importing the transfer machinery.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import closing, contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mlv.storage.config import RemoteConfig
+from mlv.storage.digest import Digest
+from mlv.storage.references import Roots
+
+_SCHEMA = """CREATE TABLE IF NOT EXISTS remote_seen
+    (remote TEXT PRIMARY KEY, listed REAL, objects BLOB, complete BLOB, runs TEXT)"""
+
+
+@dataclass(slots=True)
+class TransferReport:
+    remote: str
+    direction: str  # push | fetch
+    dry_run: bool = False
+    objects: int = 0  # objects sent or received
+    bytes: int = 0
+    files: int = 0  # remote files written or read (packs, indexes, loose objects, catalogs)
+    records: int = 0  # run records sent or received
+    present: int = 0  # objects needed that were already there
+    missing: dict[str, str] = field(default_factory=dict)  # digest -> where it is named; absent at the source
+    rejected: dict[str, str] = field(default_factory=dict)  # digest or run id -> why its bytes were refused
+
+    @property
+    def ok(self) -> bool:
+        return not self.missing and not self.rejected
+
+    def to_dict(self) -> dict:
+        return {"remote": self.remote, "direction": self.direction, "dry_run": self.dry_run, "ok": self.ok,
+                "objects": self.objects, "bytes": self.bytes, "files": self.files, "records": self.records,
+                "present": self.present, "missing": self.missing, "rejected": self.rejected}
+
+
+@dataclass(slots=True)
+class Seen:
+    """One remote as last listed (plus what was sent since)."""
+
+    objects: set[bytes] = field(default_factory=set)  # raw digests
+    complete: set[bytes] = field(default_factory=set)  # manifests whose members are all there too
+    runs: set[str] = field(default_factory=set)
+    listed: float = 0.0
+
+
+def key(config: RemoteConfig) -> str:
+    """Which remote: its URL and endpoint (a name may be re-pointed; a URL names the bytes)."""
+    return f"{config.url}|{config.endpoint_url or ''}"
+
+
+def load(state_db: Path, config: RemoteConfig) -> Seen | None:
+    if not state_db.exists():
+        return None
+    with _connect(state_db) as db:
+        row = db.execute("SELECT listed, objects, complete, runs FROM remote_seen WHERE remote = ?",
+                         (key(config),)).fetchone()
+    if row is None:
+        return None
+    listed, objects, complete, runs = row
+    return Seen(_split(objects), _split(complete), set(filter(None, runs.split("\n"))), listed)
+
+
+def save(state_db: Path, config: RemoteConfig, seen: Seen) -> None:
+    if not state_db.parent.is_dir():
+        return
+    with _connect(state_db) as db:
+        db.execute("INSERT OR REPLACE INTO remote_seen VALUES (?, ?, ?, ?, ?)",
+                   (key(config), seen.listed or time.time(), b"".join(sorted(seen.objects)),
+                    b"".join(sorted(seen.complete)), "\n".join(sorted(seen.runs))))
+
+
+def forget(state_db: Path, config: RemoteConfig) -> None:
+    if state_db.exists():
+        with _connect(state_db) as db:
+            db.execute("DELETE FROM remote_seen WHERE remote = ?", (key(config),))
+
+
+def has_everything(state_db: Path, config: RemoteConfig, roots: Roots, run_ids: Iterable[str]) -> bool:
+    """Whether the last listing (plus what was sent since) shows every root — each directory
+    complete — and every run record on the remote: then a push has nothing to send."""
+    seen = load(state_db, config)
+    if seen is None:
+        return False
+    for d in roots.where:
+        if d.raw not in seen.objects or (d in roots.current_dirs and d.raw not in seen.complete):
+            return False
+    return set(run_ids) <= seen.runs
+
+
+def complete_manifests(manifests: dict[Digest, Iterable[bytes]], there: set[bytes]) -> set[bytes]:
+    """The manifests (digest -> member digests) that are on the remote with every member."""
+    return {d.raw for d, members in manifests.items() if d.raw in there and all(m in there for m in members)}
+
+
+def _split(blob: bytes | None) -> set[bytes]:
+    blob = blob or b""
+    return {blob[i : i + 16] for i in range(0, len(blob), 16)}
+
+
+@contextmanager
+def _connect(state_db: Path) -> Iterator[sqlite3.Connection]:
+    with closing(sqlite3.connect(state_db, timeout=30)) as db, db:
+        db.execute(_SCHEMA)
+        yield db
