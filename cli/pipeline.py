@@ -8,9 +8,7 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-
 from mlv.cli.main import command, emit_json, err, out, workspace
-
 
 
 class _Progress:
@@ -79,13 +77,13 @@ class _Progress:
 
 @command("run")
 def run(
-    targets: Annotated[Optional[list[str]], typer.Argument(help="Stages (or outputs) to bring up to date, with their upstream.")] = None,
+    targets: Annotated[list[str] | None, typer.Argument(help="Stages (or outputs) to bring up to date, with their upstream.")] = None,
     downstream: Annotated[bool, typer.Option("--downstream", help="Run the targets and everything built from them.")] = False,
     force: Annotated[bool, typer.Option("--force", "-f", help="Re-run even if up to date or cached.")] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan (run / cached / up-to-date); run nothing.")] = False,
-    jobs: Annotated[Optional[int], typer.Option("--jobs", "-j", min=1, help="At most this many stages at once.")] = None,
+    jobs: Annotated[int | None, typer.Option("--jobs", "-j", min=1, help="At most this many stages at once.")] = None,
     fail_fast: Annotated[bool, typer.Option("--fail-fast", help="Stop at the first failed stage.")] = False,
-    cluster: Annotated[Optional[Path], typer.Option("--cluster", help="dask-cluster.yaml naming the scheduler to use.")] = None,
+    cluster: Annotated[Path | None, typer.Option("--cluster", help="dask-cluster.yaml naming the scheduler to use.")] = None,
     json_: Annotated[bool, typer.Option("--json", help="Machine-readable result.")] = False,
 ) -> None:
     """Run the pipeline in mlv.yaml on Dask: in parallel, skipping what is up to date or cached."""
@@ -103,7 +101,8 @@ def run(
         return
     loaded = project.load(ws)
     with _Progress(project.select(loaded[1], selection).topological_order(), quiet=json_) as progress:
-        results = project.run(ws, selection, RunOptions(force=force, jobs=jobs, fail_fast=fail_fast),
+        options = RunOptions(force=force, jobs=jobs, fail_fast=fail_fast, fetch=project.remote_fetcher(ws))
+        results = project.run(ws, selection, options,
                               cluster_file=cluster, listener=progress, loaded=loaded)
     failed = [r for r in results if r.state == "failed"]
     if json_:
@@ -122,7 +121,7 @@ def run(
 
 @command("dag")
 def dag(
-    targets: Annotated[Optional[list[str]], typer.Argument(help="Draw only these stages and their upstream.")] = None,
+    targets: Annotated[list[str] | None, typer.Argument(help="Draw only these stages and their upstream.")] = None,
     dot: Annotated[bool, typer.Option("--dot", help="Graphviz DOT.")] = False,
     mermaid: Annotated[bool, typer.Option("--mermaid", help="Mermaid flowchart.")] = False,
     json_: Annotated[bool, typer.Option("--json", help="Nodes and edges as JSON.")] = False,

@@ -8,7 +8,6 @@ from contextlib import contextmanager
 from typing import Annotated, Optional
 
 import typer
-
 from mlv.cli.main import command, emit_json, err, out, workspace
 
 TARGETS = typer.Argument(help="Tracked paths, stage names or stage outs (default: everything the "
@@ -21,9 +20,9 @@ JSON = typer.Option("--json", help="Machine-readable report.")
 
 @command("push")
 def push(
-    targets: Annotated[Optional[list[str]], TARGETS] = None,
-    remote: Annotated[Optional[str], REMOTE] = None,
-    jobs: Annotated[Optional[int], JOBS] = None,
+    targets: Annotated[list[str] | None, TARGETS] = None,
+    remote: Annotated[str | None, REMOTE] = None,
+    jobs: Annotated[int | None, JOBS] = None,
     all_commits: Annotated[bool, typer.Option("--all-commits", help="Also what any git commit references.")] = False,
     dry_run: Annotated[bool, DRY_RUN] = False,
     json_: Annotated[bool, JSON] = False,
@@ -50,9 +49,9 @@ def push(
 
 @command("fetch")
 def fetch(
-    targets: Annotated[Optional[list[str]], TARGETS] = None,
-    remote: Annotated[Optional[str], REMOTE] = None,
-    jobs: Annotated[Optional[int], JOBS] = None,
+    targets: Annotated[list[str] | None, TARGETS] = None,
+    remote: Annotated[str | None, REMOTE] = None,
+    jobs: Annotated[int | None, JOBS] = None,
     dry_run: Annotated[bool, DRY_RUN] = False,
     json_: Annotated[bool, JSON] = False,
 ) -> None:
@@ -63,9 +62,9 @@ def fetch(
 
 @command("pull")
 def pull(
-    targets: Annotated[Optional[list[str]], TARGETS] = None,
-    remote: Annotated[Optional[str], REMOTE] = None,
-    jobs: Annotated[Optional[int], JOBS] = None,
+    targets: Annotated[list[str] | None, TARGETS] = None,
+    remote: Annotated[str | None, REMOTE] = None,
+    jobs: Annotated[int | None, JOBS] = None,
     force: Annotated[bool, typer.Option("--force", "-f", help="Discard workspace changes that are not in the store.")] = False,
     dry_run: Annotated[bool, DRY_RUN] = False,
     json_: Annotated[bool, JSON] = False,
@@ -170,7 +169,14 @@ def _progress(description: str, total_bytes: int, total_objects: int) -> Iterato
         yield None
         return
     from rich.console import Console
-    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
+    )
 
     objects = TextColumn("{task.fields[objects]}/{task.fields[total_objects]} objects ({task.fields[rate]}/s)")
     with Progress("{task.description}", BarColumn(), DownloadColumn(), TransferSpeedColumn(), objects,

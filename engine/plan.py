@@ -8,6 +8,7 @@ every upstream stage is settled; a stage downstream of one that will run is plan
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from mlv.engine import lockfile
@@ -45,13 +46,22 @@ def identify(ws: Workspace, path: str) -> Digest | None:
     return snapshot.identify(ws, snapshot.scan(ws, target)).digest
 
 
+#: brings outputs into the local store from elsewhere (a remote); True if it got them all
+Fetch = Callable[[dict[str, Output]], bool]
+
+
 def decide(ws: Workspace, spec: StageSpec, lock: dict[str, LockEntry], index: RunIndex, *, force: bool,
-           known: dict[str, Digest] | None = None) -> Decision:
+           known: dict[str, Digest] | None = None, fetch: Fetch | None = None) -> Decision:
     """Plan one stage whose upstream is settled (its deps are final).
 
     ``known``: digests of deps that are not in the workspace yet but will be (outputs an
     upstream stage restores from the cache), so a dry run predicts what a run does.
+    ``fetch``: asked for outputs that ran before but are not in the local store (``mlv run``
+    passes one that gets them from the default remote), before deciding the stage must run.
     """
+    def restorable(outs: dict[str, Output]) -> bool:
+        return _restorable(ws, outs) or (fetch is not None and fetch(outs) and _restorable(ws, outs))
+
     deps = {}
     missing = []
     for path in spec.deps:
@@ -75,14 +85,14 @@ def decide(ws: Workspace, spec: StageSpec, lock: dict[str, LockEntry], index: Ru
         if not changed:
             decision.action = UP_TO_DATE
             return decision
-        if _restorable(ws, entry.outs):
+        if restorable(entry.outs):
             decision.action, decision.source = CACHED, (entry.run_id, entry.outs)
             decision.reasons.append(f"output '{changed[0]}' is missing or modified; restoring it from the cache")
             return decision
     for record in index.by_fingerprint(str(fp)):
         outs = {p: Output(parse(o["digest"]), o["size"], o.get("nfiles"))
                 for p, o in record.outs.items()}
-        if set(outs) == set(spec.outs) | set(spec.metrics) and _restorable(ws, outs):
+        if set(outs) == set(spec.outs) | set(spec.metrics) and restorable(outs):
             decision.action, decision.source = CACHED, (record.run_id, outs)
             decision.reasons.append(f"ran before as {record.run_id}")
             return decision
@@ -116,7 +126,8 @@ def _restorable(ws: Workspace, outs: dict[str, Output]) -> bool:
     return all(in_cache(ws, o.digest, o.nfiles is not None) for o in outs.values())
 
 
-def plan(ws: Workspace, specs: list[StageSpec], upstream: dict[str, set[str]], *, force: bool) -> list[Decision]:
+def plan(ws: Workspace, specs: list[StageSpec], upstream: dict[str, set[str]], *, force: bool,
+         fetch: Fetch | None = None) -> list[Decision]:
     """Decide every stage in ``specs`` (topological order) without running or restoring anything."""
     lock = lockfile.load(ws.root)
     index = RunIndex(ws)
@@ -130,7 +141,7 @@ def plan(ws: Workspace, specs: list[StageSpec], upstream: dict[str, set[str]], *
             why = f"upstream '{waiting[0]}' will run" if waiting else f"upstream '{unknown[0]}' is restored first"
             decided[spec.name] = Decision(spec.name, RUN, [why])
             continue
-        decided[spec.name] = decision = decide(ws, spec, lock, index, force=force, known=restored)
+        decided[spec.name] = decision = decide(ws, spec, lock, index, force=force, known=restored, fetch=fetch)
         if decision.action == CACHED:
             restored.update({p: o.digest for p, o in decision.source[1].items()})
     return list(decided.values())

@@ -21,8 +21,16 @@ from mlv.engine import execute, lockfile, provenance
 from mlv.engine.cluster import Cluster, ClusterConfig
 from mlv.engine.dag import Graph, StageSpec
 from mlv.engine.lockfile import LockEntry, Output
-from mlv.engine.plan import CACHED, RUN, UP_TO_DATE, Decision, decide, plan
-from mlv.engine.records import RunIndex, RunRecord, environment, git_state, host, new_run_id, reuse_event
+from mlv.engine.plan import CACHED, RUN, UP_TO_DATE, Decision, Fetch, decide, plan
+from mlv.engine.records import (
+    RunIndex,
+    RunRecord,
+    environment,
+    git_state,
+    host,
+    new_run_id,
+    reuse_event,
+)
 from mlv.storage import snapshot
 from mlv.storage.errors import LockedError, UsageError
 from mlv.storage.tracking import ignore_in_git
@@ -36,6 +44,7 @@ class RunOptions:
     force: bool = False
     jobs: int | None = None
     fail_fast: bool = False
+    fetch: Fetch | None = None  # gets outputs that ran before from a remote, instead of running the stage
 
 
 @dataclass(slots=True)
@@ -102,7 +111,7 @@ class Runner:
         order = self.graph.topological_order()
         specs = {name: self.graph.stage(name) for name in order}
         upstream = {n: set(self.graph.upstream_of([n])) - {n} for n in order}
-        planned = plan(self.ws, list(specs.values()), upstream, force=self.options.force)
+        planned = plan(self.ws, list(specs.values()), upstream, force=self.options.force, fetch=self.options.fetch)
         to_run = [d.stage for d in planned if d.action == RUN]
         self._preflight([specs[n] for n in to_run])
         python_calls = any(specs[n].call or specs[n].kind for n in to_run)
@@ -231,7 +240,10 @@ class Runner:
             self.results[spec.name] = StageResult(spec.name, UP_TO_DATE, run_id=entry.run_id if entry else None)
             self.notify(spec.name, UP_TO_DATE, "")
             return
-        from mlv.storage.checkout import Version, restore  # loads fsspec: only when restoring
+        from mlv.storage.checkout import (  # loads fsspec: only when restoring
+            Version,
+            restore,
+        )
 
         run_id, outs = decision.source
         restore(self.ws, [Version(self.ws.root / p, o.digest, o.nfiles is not None, o.size) for p, o in outs.items()],
@@ -253,7 +265,7 @@ class Runner:
             self.results[spec.name] = StageResult(spec.name, "skipped", [why])
             self.notify(spec.name, "skipped", why)
             return None
-        decision = decide(self.ws, spec, self.lock, self.index, force=self.options.force)
+        decision = decide(self.ws, spec, self.lock, self.index, force=self.options.force, fetch=self.options.fetch)
         if decision.action != RUN:
             self._settle(spec, decision)
             return None

@@ -6,6 +6,7 @@ engine builds the DAG, plans and runs it. The CLI calls these functions and rend
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,10 +14,11 @@ from mlv.engine import lockfile
 from mlv.engine.cluster import FILE as CLUSTER_FILE
 from mlv.engine.cluster import load_config
 from mlv.engine.dag import Graph, build_graph
-from mlv.engine.plan import Decision, plan
+from mlv.engine.lockfile import Output
+from mlv.engine.plan import Decision, Fetch, plan
 from mlv.engine.runner import Listener, RunLock, Runner, RunOptions, StageResult
 from mlv.pipelines.schema import Pipeline, load_pipeline
-from mlv.storage.errors import UsageError
+from mlv.storage.errors import MlvError, UsageError
 from mlv.storage.workspace import Workspace
 
 PIPELINE_FILE = "mlv.yaml"
@@ -61,6 +63,40 @@ def dry_run(ws: Workspace, selection: Selection, *, force: bool = False) -> list
     order = chosen.topological_order()
     upstream = {n: set(chosen.upstream_of([n])) - {n} for n in order}
     return plan(ws, [chosen.stage(n) for n in order], upstream, force=force)
+
+
+def remote_fetcher(ws: Workspace) -> Fetch | None:
+    """For ``mlv run``: outputs that ran before (in this clone's lock or run records) but are only
+    on the default remote are fetched instead of run again — the run cache across clones.
+
+    A remote that cannot be reached is reported once; the stages then run as they would without it.
+    """
+    if ws.config.default_remote is None:
+        return None
+    remote = None
+    failed = False
+
+    def fetch(outs: dict[str, Output]) -> bool:
+        nonlocal remote, failed
+        if failed:
+            return False
+        from mlv.storage import remotes, transfer
+        from mlv.storage.references import Roots
+
+        roots = Roots()
+        for path, out in outs.items():
+            roots.where.setdefault(out.digest, path)
+            if out.nfiles is not None:
+                roots.current_dirs.add(out.digest)
+        try:
+            remote = remote or remotes.connect(ws)
+            return transfer.fetch(ws, remote, lambda: roots, records=False).ok
+        except MlvError as exc:
+            failed = True
+            sys.stderr.write(f"note: {exc}\n  stages whose outputs are only on the remote will run instead\n")
+            return False
+
+    return fetch
 
 
 def locked_outputs(ws: Workspace) -> list:

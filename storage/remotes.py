@@ -36,7 +36,7 @@ import fsspec
 from fsspec.callbacks import Callback
 from fsspec.implementations.local import LocalFileSystem
 from mlv.storage.atomic import fsync_dir
-from mlv.storage.config import RemoteConfig, remote_for
+from mlv.storage.config import RemoteConfig, local_path, remote_for
 from mlv.storage.digest import Digest
 from mlv.storage.errors import MlvError, StorageError, UsageError
 from mlv.storage.objects import FORMAT
@@ -286,7 +286,7 @@ def connect(ws: Workspace, name: str | None = None, *, jobs: int | None = None) 
     """The remote called ``name`` (default: the configured default), ready for calls."""
     config = remote_for(ws.config, name)
     fs, root = _filesystem(config, ws.root)
-    if config.protocol == "file":
+    if local_path(config, ws.root) is not None:
         _refuse_own_store(ws, Path(root), config)
     remote = Remote(config, fs, root, ws.dot / "state.db")
     if jobs is not None:
@@ -295,9 +295,8 @@ def connect(ws: Workspace, name: str | None = None, *, jobs: int | None = None) 
 
 
 def _filesystem(config: RemoteConfig, repo: Path) -> tuple[fsspec.AbstractFileSystem, str]:
-    if config.protocol == "file":
-        path = Path(config.url.removeprefix("file://")).expanduser()
-        return fsspec.filesystem("file"), str(path if path.is_absolute() else (repo / path).resolve())
+    if (path := local_path(config, repo)) is not None:
+        return fsspec.filesystem("file"), str(path)
     options: dict = {"skip_instance_cache": True}
     if config.protocol in ("s3", "s3a"):
         # bounded time on a dead endpoint: 5 s to connect, 3 attempts with backoff, then a message

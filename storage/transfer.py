@@ -289,8 +289,10 @@ def _send(remote: Remote, upload: _Upload, tick: Callable[[int, int], None] | No
 
 # -- fetch ---------------------------------------------------------------------------------
 def fetch(ws: Workspace, remote: Remote, roots_of: Callable[[], Roots], *, dry_run: bool = False,
-          progress: TransferProgress | None = None, check_record: RecordCheck | None = None) -> TransferReport:
-    """Bring into the local store what ``roots_of()`` needs (after the remote's run records arrive)."""
+          progress: TransferProgress | None = None, check_record: RecordCheck | None = None,
+          records: bool = True) -> TransferReport:
+    """Bring into the local store what ``roots_of()`` needs (after the remote's run records arrive,
+    unless ``records`` is false)."""
     store = ws.store
     report = TransferReport(remote.name, "fetch", dry_run)
     with ws.lock():
@@ -298,7 +300,8 @@ def fetch(ws: Workspace, remote: Remote, roots_of: Callable[[], Roots], *, dry_r
         remote.check_format(inv)
         getter = _Getter(store, remote, inv, report)
         runs = catalog(remote, inv)
-        _fetch_records(ws, runs, getter, report, check_record)
+        if records:
+            _fetch_records(ws, runs, getter, report, check_record)
         roots = roots_of()
         live: dict[Digest, str] = dict(roots.where)
         fetched_manifests: dict[Digest, bytes] = {}
