@@ -44,6 +44,24 @@ def ensure_dvc() -> Path:
     return dvc
 
 
+def ensure_dvc_s3() -> Path:
+    """``ensure_dvc()``, plus the ``dvc-s3`` plugin (S3 remotes) when the venv lacks it.
+
+    DVC stays at the version already installed, so the other benches' figures stay comparable."""
+    dvc = ensure_dvc()
+    if any(DVC_VENV.glob("lib/python*/site-packages/dvc_s3/__init__.py")):
+        return dvc
+    pip = str(DVC_VENV / "bin" / "pip")
+    version = subprocess.run([str(dvc), "--version"], capture_output=True, text=True, env=dvc_env(), check=True)
+    log(f"installing dvc-s3 into {DVC_VENV} (keeping dvc=={version.stdout.strip()}; a few minutes)")
+    with open(WORK / "dvc-install.log", "a") as logf:
+        subprocess.run(
+            [pip, "install", "-q", "dvc-s3", f"dvc=={version.stdout.strip()}"],
+            check=True, stdout=logf, stderr=subprocess.STDOUT,
+        )
+    return dvc
+
+
 def dvc_env() -> dict[str, str]:
     env = dict(os.environ)
     env.update(DVC_NO_ANALYTICS="1", DVC_IGNORE_ISATTY="true", GIT_TERMINAL_PROMPT="0")
