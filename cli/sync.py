@@ -27,7 +27,8 @@ def push(
     dry_run: Annotated[bool, DRY_RUN] = False,
     json_: Annotated[bool, JSON] = False,
 ) -> None:
-    """Upload the objects and run records the remote lacks (small objects travel in packs)."""
+    """Upload what TARGETS need (tracked paths, stage names or stage outs; default: everything the
+    pointers and mlv.lock reference) and every run record the remote lacks. Small objects travel in packs."""
     from mlv.storage import references, remote_state
     from mlv.storage.config import remote_for
 
@@ -55,7 +56,8 @@ def fetch(
     dry_run: Annotated[bool, DRY_RUN] = False,
     json_: Annotated[bool, JSON] = False,
 ) -> None:
-    """Download into the local store what the workspace needs, plus the remote's run records."""
+    """Download into the local store what TARGETS need (default: everything the pointers and mlv.lock
+    reference), plus the remote's run records. Every byte is checked against its digest first."""
     report = _fetch(targets, remote, jobs, dry_run)
     _render(report, json_)
 
@@ -69,7 +71,7 @@ def pull(
     dry_run: Annotated[bool, DRY_RUN] = False,
     json_: Annotated[bool, JSON] = False,
 ) -> None:
-    """Fetch, then check out: make the workspace match its pointers and mlv.lock."""
+    """Fetch, then check out TARGETS (default: all): make the workspace match its pointers and mlv.lock."""
     from mlv.pipelines import project
     from mlv.storage.checkout import checkout
 

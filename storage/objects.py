@@ -16,7 +16,7 @@ import io
 import os
 import shutil
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import BinaryIO
 
@@ -171,6 +171,14 @@ class ObjectStore:
 
     def __contains__(self, digest: Digest) -> bool:
         return digest.raw in self.index() or self.fs.exists(self.loose_path(digest)) or self.packed(digest) is not None
+
+    def absent(self, digests: Iterable[Digest]) -> list[Digest]:
+        """Those of ``digests`` the store lacks: one look at the packs, then a stat per unpacked one
+        (``in`` per digest would re-list the packs on every miss)."""
+        self.refresh()
+        local = isinstance(self.fs, LocalFileSystem)
+        exists = os.path.exists if local else self.fs.exists
+        return [d for d in digests if d.raw not in self._index and not exists(self.loose_path(d))]
 
     def size(self, digest: Digest) -> int:
         if (entry := self.packed(digest)) is not None:

@@ -44,7 +44,7 @@ from mlv.storage.packs import PackEntry, decode_index
 from mlv.storage.workspace import Workspace
 
 ATOMIC_PUT = {"s3", "s3a", "gs", "gcs", "az", "abfs", "abfss", "memory"}  # a key appears only when complete
-PART_SIZE = 16 * 1024 * 1024  # multipart chunk: jobs × this is the most held in memory per upload
+PART_SIZE = 8 * 1024 * 1024  # multipart chunk; parts in flight × this is what an upload holds in memory
 _LOOSE = re.compile(r"^([0-9a-f]{2})/([0-9a-f]{30})$")
 _PACKED = re.compile(r"^packs/([0-9a-f]{32})\.(pack|idx)$")
 _CATALOG = re.compile(r"^runs/([0-9a-f]{32})\.list$")
@@ -204,12 +204,14 @@ class Remote:
         return self._db
 
     # -- transfers --------------------------------------------------------------------
-    def put_file(self, local: str | os.PathLike[str], key: str, *, callback: Callback | None = None) -> None:
-        """Upload a local file so that ``key`` shows it complete or not at all."""
+    def put_file(self, local: str | os.PathLike[str], key: str, *, callback: Callback | None = None,
+                 parts: int = 4) -> None:
+        """Upload a local file so that ``key`` shows it complete or not at all; a big file goes up in
+        ``PART_SIZE`` parts, ``parts`` at a time."""
         final = self.path(key)
         with self.guard(f"uploading {key}"):
             if self.atomic:
-                self.fs.put_file(os.fspath(local), final, callback=callback or Callback(), **self._put_options())
+                self.fs.put_file(os.fspath(local), final, callback=callback or Callback(), **self._put_options(parts))
                 return
             tmp = self.path(f"tmp/{uuid.uuid4().hex}")
             self.fs.makedirs(self.path("tmp"), exist_ok=True)
@@ -271,9 +273,9 @@ class Remote:
         self.put_bytes("ID", uuid.uuid4().hex.encode())
         inv.formatted = True
 
-    def _put_options(self) -> dict:
+    def _put_options(self, parts: int) -> dict:
         if self.config.protocol in ("s3", "s3a"):
-            return {"chunksize": PART_SIZE, "max_concurrency": self.jobs}
+            return {"chunksize": PART_SIZE, "max_concurrency": parts}
         return {}
 
     def _get_options(self) -> dict:
@@ -299,10 +301,14 @@ def _filesystem(config: RemoteConfig, repo: Path) -> tuple[fsspec.AbstractFileSy
         return fsspec.filesystem("file"), str(path)
     options: dict = {"skip_instance_cache": True}
     if config.protocol in ("s3", "s3a"):
-        # bounded time on a dead endpoint: 5 s to connect, 3 attempts with backoff, then a message
+        # Bounded time on a dead endpoint: 5 s to connect, 3 attempts with backoff, then a message.
+        # No per-request checksums: mlv hashes every byte it fetches against its digest anyway, and
+        # the default (a trailing CRC in an aws-chunked body) costs S3-compatible servers dearly.
         options.update(
             config_kwargs={"connect_timeout": 5, "read_timeout": 60,
-                           "retries": {"max_attempts": 3, "mode": "standard"}},
+                           "retries": {"max_attempts": 3, "mode": "standard"},
+                           "request_checksum_calculation": "when_required",
+                           "response_checksum_validation": "when_required"},
         )
         if config.endpoint_url:
             options["endpoint_url"] = config.endpoint_url

@@ -37,7 +37,7 @@ from mlv.storage.objects import PACK_SIZE, ObjectStore, Writer
 from mlv.storage.packs import PackEntry, decode_index, encode_index
 from mlv.storage.references import Roots
 from mlv.storage.remote_state import Seen, TransferReport
-from mlv.storage.remotes import Inventory, Remote, RemoteError
+from mlv.storage.remotes import PART_SIZE, Inventory, Remote, RemoteError
 from mlv.storage.workspace import Workspace
 
 RUNS = "runs"  # .mlv/runs/<run id>.json: the engine's run records, moved here as opaque, verified bytes
@@ -92,7 +92,10 @@ def push(ws: Workspace, remote: Remote, roots: Roots, *, dry_run: bool = False,
                 remote.ensure_format(inv)
                 with progress("pushing", report.bytes, report.objects) if progress else nullcontext() as tick:
                     for phase in phases:  # data, then manifests, then run records: nothing lands before what it names
-                        _run_all(remote, [_send(remote, u, tick) for u in phase], report)
+                        # memory stays near jobs × PART_SIZE: the fewer big files at once, the more parts each
+                        big = min(remote.jobs, sum(u.size >= 2 * PART_SIZE for u in phase)) or 1
+                        parts = max(2, remote.jobs // big)
+                        _run_all(remote, [_send(remote, u, tick, parts) for u in phase], report)
             there.update(*(u.raws | set().union(*(t.raws for t in u.then)) for u in uploads))
             _remember(remote, there, manifests, runs | set(_local_runs(ws)))
         finally:
@@ -269,7 +272,7 @@ def catalog(remote: Remote, inv: Inventory) -> dict[str, Digest]:
     return found
 
 
-def _send(remote: Remote, upload: _Upload, tick: Callable[[int, int], None] | None) -> Callable[[], None]:
+def _send(remote: Remote, upload: _Upload, tick: Callable[[int, int], None] | None, parts: int) -> Callable[[], None]:
     def job() -> None:
         for u in (upload, *upload.then):
             if u.check is not None:
@@ -282,7 +285,7 @@ def _send(remote: Remote, upload: _Upload, tick: Callable[[int, int], None] | No
             if u.data is not None:
                 remote.put_bytes(u.key, u.data)
             else:
-                remote.put_file(u.local, u.key, callback=bar)
+                remote.put_file(u.local, u.key, callback=bar, parts=parts)
             bar.finish(u.size, u.objects)
     return job
 
@@ -318,7 +321,7 @@ def fetch(ws: Workspace, remote: Remote, roots_of: Callable[[], Roots], *, dry_r
             for raw in members:
                 live.setdefault(Digest.from_raw(raw), roots[d])
         _remember(remote, _there(remote, inv, getter.packs), manifests, set(runs))
-        wanted = {d: w for d, w in live.items() if d not in fetched_manifests and d not in store}
+        wanted = {d: live[d] for d in store.absent(d for d in live if d not in fetched_manifests)}
         getter.plan(wanted)
         report.present += len(live) - len(wanted) - len(fetched_manifests)
         if dry_run:
