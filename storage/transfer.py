@@ -64,6 +64,7 @@ class _Upload:
     check: str | None = None  # the local file must hash to this hex digest (else it is damaged)
     then: list[_Upload] = field(default_factory=list)
     raws: frozenset[bytes] = frozenset()  # the objects it puts on the remote
+    rejected: str | None = None  # why it was not sent (set by the job)
 
 
 def push(ws: Workspace, remote: Remote, roots: Roots, *, dry_run: bool = False,
@@ -95,9 +96,19 @@ def push(ws: Workspace, remote: Remote, roots: Roots, *, dry_run: bool = False,
                         # memory stays near jobs × PART_SIZE: the fewer big files at once, the more parts each
                         big = min(remote.jobs, sum(u.size >= 2 * PART_SIZE for u in phase)) or 1
                         parts = max(2, remote.jobs // big)
-                        _run_all(remote, [_send(remote, u, tick, parts) for u in phase], report)
-            there.update(*(u.raws | set().union(*(t.raws for t in u.then)) for u in uploads))
-            _remember(remote, there, manifests, runs | set(_local_runs(ws)))
+                        for sent in _run_all(remote, [_send(remote, u, tick, parts) for u in phase], report,
+                                             collect=True):
+                            there.update(sent)
+                        refused = [u for u in phase if u.rejected]
+                        for u in refused:
+                            report.rejected[u.key] = u.rejected
+                            report.objects -= u.objects + sum(t.objects for t in u.then)
+                            report.bytes -= u.size + sum(t.size for t in u.then)
+                        if refused:  # what comes next may name what was refused: it waits for a good push
+                            break
+            if not report.rejected:  # a refused upload's catalog was not sent either: keep the listing's word
+                runs |= set(_local_runs(ws))
+            _remember(remote, there, manifests, runs)
         finally:
             for tmp in temps:
                 if store.fs.exists(tmp):
@@ -272,21 +283,34 @@ def catalog(remote: Remote, inv: Inventory) -> dict[str, Digest]:
     return found
 
 
-def _send(remote: Remote, upload: _Upload, tick: Callable[[int, int], None] | None, parts: int) -> Callable[[], None]:
-    def job() -> None:
+def _send(remote: Remote, upload: _Upload, tick: Callable[[int, int], None] | None,
+          parts: int) -> Callable[[], frozenset[bytes]]:
+    """A job writing ``upload`` then what follows it; returns the objects now on the remote.
+
+    A local file that no longer hashes to its name is refused (reported, nothing of it sent):
+    damage in the local store must not spread to the remote.
+    """
+    def job() -> frozenset[bytes]:
+        sent: frozenset[bytes] = frozenset()
         for u in (upload, *upload.then):
             if u.check is not None:
                 actual, _ = digests.of_file(u.local)
                 if actual.hexdigest != u.check:
-                    raise ObjectCorrupt(
-                        f"local '{u.local}' is damaged (its bytes hash to {actual.short}); nothing of it was sent. "
-                        "Run `mlv fsck`, re-add the data, then push again")
+                    remote_report_rejection(u, actual)
+                    return sent
             bar = _Bar(tick)
             if u.data is not None:
                 remote.put_bytes(u.key, u.data)
             else:
                 remote.put_file(u.local, u.key, callback=bar, parts=parts)
             bar.finish(u.size, u.objects)
+            sent |= u.raws
+        return sent
+
+    def remote_report_rejection(u: _Upload, actual: Digest) -> None:
+        upload.rejected = (f"local '{u.local}' is damaged (its bytes hash to {actual.short}), so it was not sent; "
+                           "run `mlv fsck`, re-add the data, then push again")
+
     return job
 
 

@@ -16,7 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from helpers import GIT_ENV, MLV, commit_all, git, make_tree, run_mlv, snapshot, stored_digests
+from helpers import (
+    GIT_ENV, MLV, commit_all, flip_byte, git, loose_object, make_tree, run_mlv, snapshot, store_of, stored_digests,
+)
 
 SMALL = {f"data/f{i:03d}.txt": f"row {i}\n" * (i + 1) for i in range(60)}
 BIG = os.urandom(700 * 1024)  # over the pack threshold: a loose object
@@ -158,6 +160,22 @@ def test_a_tampered_pack_entry_is_rejected(git_repo, cli, monkeypatch, tmp_path)
     for p in good:
         assert (other / p).read_bytes() == (git_repo / p).read_bytes()
     assert len(good) < 2
+
+
+def test_a_damaged_local_object_is_not_pushed_nor_what_names_it(git_repo, cli, tmp_path):
+    make_tree(git_repo, {"d/big.bin": BIG, "d/small.txt": "small\n"})
+    cli("add", "d")
+    cli("remote", "add", "origin", str(tmp_path / "remote"))
+    store = store_of(git_repo)
+    (big,) = [d for d, _ in store.iter_loose()]
+    flip_byte(loose_object(git_repo, str(big)), 10)
+    result = cli("push", code=1)
+    assert "damaged" in result.stderr and "mlv fsck" in result.stderr
+    remote = tmp_path / "remote"
+    assert not (remote / big.hexdigest[:2] / big.hexdigest[2:]).exists()
+    manifest_digest = (git_repo / "d.mlv").read_text().split("digest: ")[1].split()[0]
+    pending = cli.json("push", "--dry-run")  # nothing went up: the manifest waits for its members
+    assert pending["objects"] == 3 and manifest_digest.startswith("xxh3-128:")
 
 
 def test_an_interrupted_push_completes_when_run_again(git_repo, cli, monkeypatch, s3_endpoint, s3_bucket):
