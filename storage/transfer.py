@@ -81,8 +81,9 @@ def push(ws: Workspace, remote: Remote, roots: Roots, *, dry_run: bool = False,
         runs = set(catalog(remote, inv))
         temps: list[str] = []
         try:
-            phases = _plan_push(store, live, there, {m.raw for m in manifests}, inv, report, temps)
-            phases.append(_plan_records(ws, store, inv, there, runs, report, temps))
+            phases = _plan_push(store, live, there, {m.raw for m in manifests}, inv, report,
+                                None if dry_run else temps)
+            phases.append(_plan_records(ws, store, inv, there, runs, report, None if dry_run else temps))
             uploads = [u for phase in phases for u in phase]
             report.files = sum(1 + len(u.then) for u in uploads)
             report.bytes = sum(u.size + sum(t.size for t in u.then) for u in uploads)
@@ -92,20 +93,7 @@ def push(ws: Workspace, remote: Remote, roots: Roots, *, dry_run: bool = False,
             if uploads:
                 remote.ensure_format(inv)
                 with progress("pushing", report.bytes, report.objects) if progress else nullcontext() as tick:
-                    for phase in phases:  # data, then manifests, then run records: nothing lands before what it names
-                        # memory stays near jobs × PART_SIZE: the fewer big files at once, the more parts each
-                        big = min(remote.jobs, sum(u.size >= 2 * PART_SIZE for u in phase)) or 1
-                        parts = max(2, remote.jobs // big)
-                        for sent in _run_all(remote, [_send(remote, u, tick, parts) for u in phase], report,
-                                             collect=True):
-                            there.update(sent)
-                        refused = [u for u in phase if u.rejected]
-                        for u in refused:
-                            report.rejected[u.key] = u.rejected
-                            report.objects -= u.objects + sum(t.objects for t in u.then)
-                            report.bytes -= u.size + sum(t.size for t in u.then)
-                        if refused:  # what comes next may name what was refused: it waits for a good push
-                            break
+                    there |= _upload(remote, phases, report, tick)
             if not report.rejected:  # a refused upload's catalog was not sent either: keep the listing's word
                 runs |= set(_local_runs(ws))
             _remember(remote, there, manifests, runs)
@@ -116,8 +104,29 @@ def push(ws: Workspace, remote: Remote, roots: Roots, *, dry_run: bool = False,
     return report
 
 
+def _upload(remote: Remote, phases: list[list[_Upload]], report: TransferReport,
+            tick: Callable[[int, int], None] | None) -> set[bytes]:
+    """Send the phases in order (data, then manifests, then run records: nothing lands before what
+    it names); a refused upload stops the phases after its own. Returns the objects sent."""
+    sent: set[bytes] = set()
+    for phase in phases:
+        # memory stays near jobs × PART_SIZE: the fewer big files at once, the more parts each
+        big = min(remote.jobs, sum(u.size >= 2 * PART_SIZE for u in phase)) or 1
+        parts = max(2, remote.jobs // big)
+        for raws in _run_all(remote, [_send(remote, u, tick, parts) for u in phase], report, collect=True):
+            sent |= raws
+        refused = [u for u in phase if u.rejected]
+        for u in refused:
+            report.rejected[u.key] = u.rejected
+            report.objects -= u.objects + sum(t.objects for t in u.then)
+            report.bytes -= u.size + sum(t.size for t in u.then)
+        if refused:  # what comes next may name what was refused: it waits for a good push
+            break
+    return sent
+
+
 def _plan_push(store: ObjectStore, live: dict[Digest, str], there: set[bytes], manifests: set[bytes],
-               inv: Inventory, report: TransferReport, temps: list[str]) -> list[list[_Upload]]:
+               inv: Inventory, report: TransferReport, temps: list[str] | None) -> list[list[_Upload]]:
     """Uploads in two phases: file objects (loose, and packs without manifests), then manifests."""
     index = store.index()
     by_pack: dict[str, list[bytes]] = defaultdict(list)
@@ -175,10 +184,15 @@ def _pack_upload(local: str, name: str, entries: dict[bytes, tuple[int, int]], i
 
 
 def _repack(store: ObjectStore, raws: list[bytes], inv: Inventory, report: TransferReport,
-            temps: list[str]) -> list[_Upload]:
-    """Pack ``raws`` (sorted, so a re-run after an interruption builds the same packs) into temp files."""
+            temps: list[str] | None) -> list[_Upload]:
+    """Pack ``raws`` (sorted, so a re-run after an interruption builds the same packs) into temp files;
+    with no ``temps`` (a dry run), only say how big they would be."""
     uploads = []
     for chunk in _packs_of(store, raws):
+        if temps is None:
+            size = sum(store.index()[raw].length for raw in chunk)
+            uploads.append(_Upload("packs/?.pack", size, len(chunk), then=[_Upload("packs/?.idx", 0)]))
+            continue
         tmp = store._tmp() + ".pack"
         temps.append(tmp)
         h = digests.hasher()
@@ -216,7 +230,7 @@ def _packs_of(store: ObjectStore, raws: list[bytes]) -> Iterator[list[bytes]]:
 
 
 def _plan_records(ws: Workspace, store: ObjectStore, inv: Inventory, there: set[bytes], runs: set[str],
-                  report: TransferReport, temps: list[str]) -> list[_Upload]:
+                  report: TransferReport, temps: list[str] | None) -> list[_Upload]:
     """The local run records the remote's catalogs lack: their bytes packed, then a catalog naming them."""
     folder = ws.dot / RUNS
     local = {p.stem: p for p in folder.glob("*.json")} if folder.is_dir() else {}
@@ -237,12 +251,16 @@ def _plan_records(ws: Workspace, store: ObjectStore, inv: Inventory, there: set[
     uploads: list[_Upload] = []
     text = "".join(lines).encode()
     listing = _Upload(f"{RUNS}/{digests.of_bytes(text).hexdigest}.list", len(text), 0, data=text)
-    if blobs:
+    if blobs and temps is None:  # a dry run: only the sizes
+        uploads.append(_Upload("packs/?.pack", offset, 0, then=[_Upload("packs/?.idx", 0), listing]))
+    elif blobs:
         tmp = store._tmp() + ".pack"
         temps.append(tmp)
         body = b"".join(blobs)
         Path(tmp).write_bytes(body)
         pack = _pack_upload(tmp, digests.of_bytes(body).hexdigest, entries, inv, check=False)
+        for u in (pack, *pack.then):
+            u.objects = 0  # counted as run records, not objects
         pack.then.append(listing)  # the catalog lands after the records' pack and its index
         uploads.append(pack)
     else:

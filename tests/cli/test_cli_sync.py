@@ -91,6 +91,7 @@ def test_dry_runs_transfer_nothing(shared, cli, monkeypatch):
     plan = cli.json("push", "--dry-run")
     assert plan["dry_run"] and plan["objects"] == len(SMALL) + 2
     assert cli.json("push", "--dry-run")["objects"] == len(SMALL) + 2  # still all: nothing was sent
+    assert not any((shared / ".mlv" / "cache" / "tmp").iterdir()), "a dry run builds no packs"
     cli("push")
     other = clone(shared)
     monkeypatch.chdir(other)
@@ -271,6 +272,7 @@ def test_the_run_cache_works_across_clones(git_repo, cli, monkeypatch, remote_ar
     commit_all(git_repo, "p=2")
     cli("push")
     assert (git_repo / ".ran").read_text() == "x\nx\n"
+    assert cli.json("push")["records"] == 0  # both runs' records went up with their pushes
 
     other = clone(git_repo)
     monkeypatch.chdir(other)
