@@ -42,3 +42,14 @@ step mlv status
 step mlv fsck
 [ "$(cat data/raw/customers-2026-01.csv | cksum)" = "$original" ] && [ ! -e data/raw/customers-2026-04.csv ] \
   && printf '\nv1 of data/raw is back, byte for byte.\n'
+
+# A teammate: share data, models and the run cache through a remote (a folder here; s3://… works the same)
+step mlv remote add origin "$work-remote"
+git add -A && git commit -qm "back to raw data v1; a remote" && echo "(committed data/raw.mlv and .mlv/config.yaml)"
+step mlv push
+step git clone -q "$work" "$work-clone"
+trap 'rm -rf "$work" "$work-remote" "$work-clone"' EXIT
+cd "$work-clone"
+step mlv pull
+step mlv run
+step mlv trace metrics/eval.json
