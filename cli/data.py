@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from mlv.cli.main import command, emit_json, out, progress, workspace
+from mlv.cli.main import command, emit_json, err, out, progress, workspace
 
 
 
@@ -114,12 +114,24 @@ def checkout(
         out.print("workspace already matches the pointers")
 
 
+REMOTE = typer.Option("--remote", "-r", help="Check this remote instead of the local store.", show_default=False)
+
+
 @command("fsck")
-def fsck(json_: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False) -> None:
-    """Re-hash every object, manifest and run record; report damage and the pointers it breaks (exit 1)."""
+def fsck(
+    remote: Annotated[Optional[str], REMOTE] = None,
+    json_: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Re-hash every object, manifest and run record; report damage and the pointers it breaks (exit 1).
+
+    With --remote NAME: download and re-hash everything on the remote (read-only), and check
+    that what the workspace references is there."""
     from mlv.storage.fsck import fsck as run_fsck
 
     ws = workspace()
+    if remote is not None:
+        _fsck_remote(ws, remote, json_)
+        return
     report = run_fsck(ws, progress=progress)
     records = []
     if (ws.dot / "runs").is_dir():  # run records are the engine's: checked only where runs happened
@@ -129,9 +141,7 @@ def fsck(json_: Annotated[bool, typer.Option("--json", help="Machine-readable ou
     if json_:
         emit_json({**report.to_dict(), "ok": report.ok and not records, "records": [r.to_dict() for r in records]})
     else:
-        for p in report.problems:
-            breaks = f"; breaks {', '.join(p.breaks)}" if p.breaks else ""
-            out.print(f"{p.kind:>10}  {p.digest}  {p.where}  {p.detail}{breaks}")
+        _print_problems(report.problems)
         for r in records:
             out.print(f"{r.kind:>10}  {r.run_id}  {r.path}  {r.detail}")
         problems = len(report.problems) + len(records)
@@ -142,16 +152,44 @@ def fsck(json_: Annotated[bool, typer.Option("--json", help="Machine-readable ou
         raise typer.Exit(1)
 
 
+def _fsck_remote(ws, name: str, json_: bool) -> None:
+    from mlv.storage import remote_check, remotes
+
+    report = remote_check.fsck(ws, remotes.connect(ws, name), progress=progress)
+    if json_:
+        emit_json({**report.to_dict(), "remote": name})
+    else:
+        _print_problems(report.problems)
+        out.print(f"checked {report.objects} objects ({report.bytes} bytes) on remote '{name}'"
+                  + (": ok" if report.ok else f": {len(report.problems)} problem(s)"))
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+def _print_problems(problems) -> None:
+    for p in problems:
+        breaks = f"; breaks {', '.join(p.breaks)}" if p.breaks else ""
+        out.print(f"{p.kind:>10}  {p.digest}  {p.where}  {p.detail}{breaks}")
+
+
 @command("gc")
 def gc(
+    remote: Annotated[Optional[str], typer.Option("--remote", "-r", help="Remove unreferenced objects from this "
+                                                  "remote instead of the local store.", show_default=False)] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would be removed; remove nothing.")] = False,
     all_commits: Annotated[bool, typer.Option("--all-commits", help="Keep what any git commit references.")] = False,
     grace: Annotated[Optional[int], typer.Option(min=0, help="Spare unreferenced objects younger than this (seconds).")] = None,
     json_: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
-    """Remove cached objects that nothing references (workspace pointers and mlv.lock)."""
+    """Remove cached objects that nothing references (workspace pointers and mlv.lock).
+
+    With --remote NAME: remove them from that remote (run records its catalogs name stay, and
+    their logs); packs holding dead objects are rewritten."""
     from mlv.storage.gc import gc as run_gc
 
+    if remote is not None:
+        _gc_remote(remote, all_commits=all_commits, dry_run=dry_run, grace=grace, json_=json_)
+        return
     report = run_gc(workspace(), all_commits=all_commits, dry_run=dry_run, grace=grace)
     if json_:
         emit_json(report.to_dict())
@@ -159,3 +197,20 @@ def gc(
     verb = "would free" if dry_run else "freed"
     out.print(f"{verb} {report.freed_bytes} bytes in {len(report.removed)} objects; kept {report.kept}"
               + (f"; rewrote {report.repacked} packs" if report.repacked else ""))
+
+
+def _gc_remote(name: str, *, all_commits: bool, dry_run: bool, grace: int | None, json_: bool) -> None:
+    from mlv.storage import remote_check, remotes
+
+    ws = workspace()
+    report = remote_check.gc(ws, remotes.connect(ws, name), all_commits=all_commits, dry_run=dry_run, grace=grace)
+    if json_:
+        emit_json(report.to_dict())
+    else:
+        for key, why in report.skipped.items():
+            err.print(f"warning: {key} on remote '{name}' was kept: {why}")
+        removed, rewrote = ("would remove", "would rewrite") if dry_run else ("removed", "rewrote")
+        out.print(f"{removed} {len(report.removed)} objects ({report.freed_bytes} bytes) from remote '{name}'; "
+                  f"{rewrote} {report.repacked} packs; kept {report.kept}")
+    if report.skipped:  # damage found on the way: `mlv fsck --remote` says more
+        raise typer.Exit(1)

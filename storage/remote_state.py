@@ -9,7 +9,9 @@ when every root and run record is known to be on the remote, it is done, without
 importing fsspec or pyarrow.
 
 Objects on a remote are immutable and only ``mlv gc --remote`` removes them; it forgets
-this record, and any listing (``fetch``, ``pull``, ``fsck --remote``) replaces it. A
+this record, and any listing (``fetch``, ``pull``, ``fsck --remote``) replaces it. Objects
+whose remote bytes proved wrong (``fsck --remote``, or a fetch that refused them) are
+kept apart as ``damaged`` until a push sends good bytes: a listing cannot tell them apart. A
 remote emptied behind mlv's back is the one case it cannot see: ``mlv fsck --remote``
 then names what is gone and the next push re-sends it.
 
@@ -31,7 +33,7 @@ from mlv.storage.digest import Digest
 from mlv.storage.references import Roots
 
 _SCHEMA = """CREATE TABLE IF NOT EXISTS remote_seen
-    (remote TEXT PRIMARY KEY, listed REAL, objects BLOB, complete BLOB, runs TEXT)"""
+    (remote TEXT PRIMARY KEY, listed REAL, objects BLOB, complete BLOB, runs TEXT, damaged BLOB)"""
 
 
 @dataclass(slots=True)
@@ -65,6 +67,7 @@ class Seen:
     complete: set[bytes] = field(default_factory=set)  # manifests whose members are all there too
     runs: set[str] = field(default_factory=set)
     listed: float = 0.0
+    damaged: set[bytes] = field(default_factory=set)  # listed, but their bytes are wrong (fsck, a refused fetch)
 
 
 def key(config: RemoteConfig) -> str:
@@ -76,21 +79,21 @@ def load(state_db: Path, config: RemoteConfig) -> Seen | None:
     if not state_db.exists():
         return None
     with _connect(state_db) as db:
-        row = db.execute("SELECT listed, objects, complete, runs FROM remote_seen WHERE remote = ?",
+        row = db.execute("SELECT listed, objects, complete, runs, damaged FROM remote_seen WHERE remote = ?",
                          (key(config),)).fetchone()
     if row is None:
         return None
-    listed, objects, complete, runs = row
-    return Seen(_split(objects), _split(complete), set(filter(None, runs.split("\n"))), listed)
+    listed, objects, complete, runs, damaged = row
+    return Seen(_split(objects), _split(complete), set(filter(None, runs.split("\n"))), listed, _split(damaged))
 
 
 def save(state_db: Path, config: RemoteConfig, seen: Seen) -> None:
     if not state_db.parent.is_dir():
         return
     with _connect(state_db) as db:
-        db.execute("INSERT OR REPLACE INTO remote_seen VALUES (?, ?, ?, ?, ?)",
-                   (key(config), seen.listed or time.time(), b"".join(sorted(seen.objects)),
-                    b"".join(sorted(seen.complete)), "\n".join(sorted(seen.runs))))
+        db.execute("INSERT OR REPLACE INTO remote_seen VALUES (?, ?, ?, ?, ?, ?)",
+                   (key(config), seen.listed or time.time(), b"".join(sorted(seen.objects - seen.damaged)),
+                    b"".join(sorted(seen.complete)), "\n".join(sorted(seen.runs)), b"".join(sorted(seen.damaged))))
 
 
 def forget(state_db: Path, config: RemoteConfig) -> None:

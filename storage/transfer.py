@@ -77,7 +77,8 @@ def push(ws: Workspace, remote: Remote, roots: Roots, *, dry_run: bool = False,
         live = references.closure(store, roots, manifests=manifests)
         inv = remote.inventory()
         remote.check_format(inv)
-        there = _there(remote, inv)
+        damaged = _damaged(remote)
+        there = _there(remote, inv) - damaged  # those are sent again: a good copy replaces or joins them
         runs = set(catalog(remote, inv))
         temps: list[str] = []
         try:
@@ -93,10 +94,12 @@ def push(ws: Workspace, remote: Remote, roots: Roots, *, dry_run: bool = False,
             if uploads:
                 remote.ensure_format(inv)
                 with progress("pushing", report.bytes, report.objects) if progress else nullcontext() as tick:
-                    there |= _upload(remote, phases, report, tick)
+                    sent = _upload(remote, phases, report, tick)
+                there |= sent
+                damaged -= sent
             if not report.rejected:  # a refused upload's catalog was not sent either: keep the listing's word
                 runs |= set(_local_runs(ws))
-            _remember(remote, there, manifests, runs)
+            _remember(remote, there, manifests, runs, damaged=damaged)
         finally:
             for tmp in temps:
                 if store.fs.exists(tmp):
@@ -113,7 +116,7 @@ def _upload(remote: Remote, phases: list[list[_Upload]], report: TransferReport,
         # memory stays near jobs × PART_SIZE: the fewer big files at once, the more parts each
         big = min(remote.jobs, sum(u.size >= 2 * PART_SIZE for u in phase)) or 1
         parts = max(2, remote.jobs // big)
-        for raws in _run_all(remote, [_send(remote, u, tick, parts) for u in phase], report, collect=True):
+        for raws in _run_all(remote, [_send(remote, u, tick, parts) for u in phase], collect=True):
             sent |= raws
         refused = [u for u in phase if u.rejected]
         for u in refused:
@@ -274,8 +277,16 @@ def _there(remote: Remote, inv: Inventory, packs: dict[str, dict[bytes, PackEntr
     return set(inv.loose).union(*(entries for name, entries in packs.items() if name in inv.packs))
 
 
-def _remember(remote: Remote, there: set[bytes], manifests: dict[Digest, list[bytes]], runs: set[str]) -> None:
-    seen = Seen(there, remote_state.complete_manifests(manifests, there), runs)
+def _damaged(remote: Remote) -> set[bytes]:
+    """Objects the remote lists but whose bytes proved wrong (by ``fsck --remote`` or a refused fetch)."""
+    seen = remote_state.load(remote.state_db, remote.config)
+    return seen.damaged if seen is not None else set()
+
+
+def _remember(remote: Remote, there: set[bytes], manifests: dict[Digest, list[bytes]], runs: set[str], *,
+              damaged: set[bytes]) -> None:
+    there = there - damaged
+    seen = Seen(there, remote_state.complete_manifests(manifests, there), runs, damaged=damaged)
     remote_state.save(remote.state_db, remote.config, seen)
 
 
@@ -362,20 +373,22 @@ def fetch(ws: Workspace, remote: Remote, roots_of: Callable[[], Roots], *, dry_r
                 continue
             for raw in members:
                 live.setdefault(Digest.from_raw(raw), roots[d])
-        _remember(remote, _there(remote, inv, getter.packs), manifests, set(runs))
         wanted = {d: live[d] for d in store.absent(d for d in live if d not in fetched_manifests)}
         getter.plan(wanted)
         report.present += len(live) - len(wanted) - len(fetched_manifests)
         if dry_run:
             report.objects += getter.planned_objects + len(fetched_manifests)
             report.bytes += getter.planned_bytes + sum(map(len, fetched_manifests.values()))
-            return report
-        with store.writer() as writer:
-            with progress("fetching", getter.planned_bytes, getter.planned_objects) if progress else nullcontext() as tick:
-                getter.run(writer, tick)
-            for d, data in fetched_manifests.items():  # a manifest lands after its members
-                writer.put_bytes(data, d)
-                report.objects += 1
+        else:
+            with store.writer() as writer:
+                with progress("fetching", getter.planned_bytes, getter.planned_objects) if progress \
+                        else nullcontext() as tick:
+                    getter.run(writer, tick)
+                for d, data in fetched_manifests.items():  # a manifest lands after its members
+                    writer.put_bytes(data, d)
+                    report.objects += 1
+        _remember(remote, _there(remote, inv, getter.packs), manifests, set(runs),
+                  damaged=_damaged(remote) | getter.refused)
     return report
 
 
@@ -420,15 +433,27 @@ def _fetch_records(ws: Workspace, runs: dict[str, Digest], getter: _Getter, repo
 
 
 class _Getter:
-    """Locates wanted objects on the remote and downloads them: loose whole, packs whole or by ranges."""
+    """Locates wanted objects on the remote and downloads them: loose whole, packs whole or by ranges.
+
+    An object may have several copies (a pack re-sent after damage, say): the first is tried,
+    and one whose bytes are wrong sends the next round to the next copy. Only when every copy
+    is wrong is the object refused (``refused``, and reported).
+    """
 
     def __init__(self, store: ObjectStore, remote: Remote, inv: Inventory, report: TransferReport) -> None:
         self.store, self.remote, self.inv, self.report = store, remote, inv, report
         self.packs = remote.pack_index(inv)
-        self.where: dict[bytes, PackEntry] = {}
-        for entries in self.packs.values():
-            for raw, entry in entries.items():
-                self.where.setdefault(raw, entry)
+        self.copies: dict[bytes, list[PackEntry | None]] = defaultdict(list)  # None: the loose object
+        for name in sorted(self.packs):
+            if name in inv.packs:  # an index whose pack is gone offers nothing
+                for raw, entry in self.packs[name].items():
+                    self.copies[raw].append(entry)
+        for raw in inv.loose:
+            self.copies[raw].append(None)
+        self.attempt: dict[bytes, int] = {}
+        self.named: dict[bytes, str] = {}
+        self.failed: dict[bytes, str] = {}  # wrong bytes in the copy tried last
+        self.refused: set[bytes] = set()  # wrong bytes in every copy
         self.loose: list[Digest] = []
         self.whole: dict[str, list[bytes]] = {}
         self.ranged: dict[str, list[bytes]] = {}
@@ -436,16 +461,35 @@ class _Getter:
         self.planned_objects = 0
 
     def _locate(self, wanted: dict[Digest, str]) -> tuple[list[Digest], dict[str, list[bytes]]]:
-        """Where each wanted object is on the remote; those nowhere (or in a pack whose bytes are gone) are missing."""
+        """Where the copy to try of each wanted object is; those with no copy are missing."""
         loose, by_pack = [], defaultdict(list)
         for d, where in wanted.items():
-            if (entry := self.where.get(d.raw)) is not None and entry.pack in self.inv.packs:
-                by_pack[entry.pack].append(d.raw)
-            elif d.raw in self.inv.loose:
+            self.named[d.raw] = where
+            copies = self.copies.get(d.raw)
+            if not copies:
+                self.report.missing[str(d)] = where
+                continue
+            copy = copies[self.attempt.get(d.raw, 0)]
+            if copy is None:
                 loose.append(d)
             else:
-                self.report.missing[str(d)] = where
-        return loose, by_pack
+                by_pack[copy.pack].append(d.raw)
+        return loose, dict(by_pack)
+
+    def _next_copies(self) -> dict[Digest, str]:
+        """Objects whose copy was wrong but that have another one to try; the rest are refused."""
+        again = {}
+        for raw, why in list(self.failed.items()):
+            n = self.attempt.get(raw, 0) + 1
+            d = Digest.from_raw(raw)
+            if n < len(self.copies[raw]):
+                self.attempt[raw] = n
+                again[d] = self.named[raw]
+            else:
+                self.refused.add(raw)
+                self.report.rejected[str(d)] = why
+            del self.failed[raw]
+        return again
 
     def plan(self, wanted: dict[Digest, str]) -> None:
         """Choose how to get each wanted object: most of a pack -> the whole pack; a few -> ranges."""
@@ -464,18 +508,27 @@ class _Getter:
 
     def get_bytes(self, wanted: dict[Digest, str]) -> dict[bytes, bytes]:
         """Small objects (records, manifests) into memory, verified, by ranges."""
-        loose, by_pack = self._locate(wanted)
         out: dict[bytes, bytes] = {}
-        jobs = [self._range_job(name, raws) for name, raws in by_pack.items()]
-        for d in loose:
-            jobs.append(lambda d=d: [(d.raw, self.remote.cat_file(Remote.loose_key(d)))])
-        for results in _run_all(self.remote, jobs, self.report, collect=True):
-            for raw, data in results:
-                if self._verified(raw, data):
-                    out[raw] = data
+        while wanted:
+            loose, by_pack = self._locate(wanted)
+            jobs = [self._range_job(name, raws) for name, raws in by_pack.items()]
+            jobs += [lambda d=d: [(d.raw, self.remote.cat_file(Remote.loose_key(d)))] for d in loose]
+            for results in _run_all(self.remote, jobs, collect=True):
+                for raw, data in results:
+                    if self._verified(raw, data):
+                        out[raw] = data
+            wanted = self._next_copies()
         return out
 
     def run(self, writer: Writer, tick: Callable[[int, int], None] | None) -> None:
+        """Download what ``plan`` chose into the store; wrong bytes send later rounds to other copies."""
+        self._round(writer, tick)
+        while again := self._next_copies():
+            self.loose, self.ranged = self._locate(again)
+            self.whole = {}
+            self._round(writer, None)
+
+    def _round(self, writer: Writer, tick: Callable[[int, int], None] | None) -> None:
         store = self.store
         temps: list[str] = []
 
@@ -501,7 +554,7 @@ class _Getter:
             jobs.append(self._range_job(name, raws, tick))
             handlers.append(lambda results: [self._store(writer, raw, data) for raw, data in results])
         try:
-            _run_all(self.remote, jobs, self.report, handlers=handlers)
+            _run_all(self.remote, jobs, handlers=handlers)
         finally:
             for tmp in temps:
                 if store.fs.exists(tmp):
@@ -535,10 +588,13 @@ class _Getter:
         actual = digests.of_bytes(data)
         if actual.raw == raw:
             return True
-        d = Digest.from_raw(raw)
-        self.report.rejected[str(d)] = (f"the remote's bytes hash to {actual} (damaged or tampered with); "
-                                        f"they were not stored. `mlv fsck --remote {self.remote.name}` lists damage")
+        self._wrong(raw, actual)
         return False
+
+    def _wrong(self, raw: bytes, actual: object) -> None:
+        self.failed[raw] = (f"the remote's bytes hash to {actual} (damaged or tampered with); they were not "
+                            f"stored. `mlv fsck --remote {self.remote.name}` lists damage; a push from a clone "
+                            "with good bytes repairs it")
 
     def _store(self, writer: Writer, raw: bytes, data: bytes | memoryview) -> None:
         if self._verified(raw, data):
@@ -552,8 +608,7 @@ class _Getter:
         try:
             writer.put_verified(tmp, d)
         except ObjectCorrupt as exc:
-            self.report.rejected[str(d)] = (f"the remote's bytes hash to {exc.actual} (damaged or tampered with); "
-                                            "they were not stored")
+            self._wrong(d.raw, exc.actual)
             return
         self.report.objects += 1
         self.report.bytes += size
@@ -589,7 +644,7 @@ class _Getter:
             self.report.bytes += os.path.getsize(self.store.pack_path(name))
 
 
-def _run_all(remote: Remote, jobs: list[Callable], report: TransferReport, *, collect: bool = False,
+def _run_all(remote: Remote, jobs: list[Callable], *, collect: bool = False,
              handlers: list[Callable] | None = None) -> list:
     """Run ``jobs`` ``remote.jobs`` at a time; each result goes to its handler in this thread as it
     arrives. The first failure cancels what has not started and is raised."""
