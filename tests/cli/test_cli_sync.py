@@ -208,7 +208,10 @@ def test_an_interrupted_push_completes_when_run_again(git_repo, cli, monkeypatch
     assert files_of(other, "big", "data") == files_of(git_repo, "big", "data")
 
 
-def test_an_unreachable_remote_is_a_clear_error_in_bounded_time(shared, cli, monkeypatch):
+def test_an_unreachable_remote_is_a_clear_error_in_bounded_time(git_repo, cli):
+    shared = git_repo
+    make_tree(shared, SMALL)
+    cli("add", "data")
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]  # nothing listens here once the socket closes
