@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from mlv.cli.main import command, emit_json, err, out, workspace
@@ -44,7 +44,7 @@ def push(
     from mlv.storage import remotes, transfer
 
     target = remotes.connect(ws, remote, jobs=jobs or _default_jobs())
-    report = transfer.push(ws, target, roots, dry_run=dry_run, progress=_progress)
+    report = transfer.push(ws, target, roots, dry_run=dry_run, progress=_progress, check_record=_check_record)
     _render(report, json_)
 
 
@@ -97,7 +97,6 @@ def pull(
 
 
 def _fetch(targets, remote, jobs, dry_run):
-    from mlv.engine.records import loads
     from mlv.storage import references, remotes, transfer
 
     ws = workspace()
@@ -108,15 +107,19 @@ def _fetch(targets, remote, jobs, dry_run):
     def roots():  # after the run records arrived: their logs are roots too
         return references.roots_of(ws, targets) if targets else references.roots(ws)
 
-    def check(run_id: str, data: bytes) -> None:
-        loads(data, path=f".mlv/runs/{run_id}.json", run_id=run_id)
-
-    report = transfer.fetch(ws, source, roots, dry_run=dry_run, progress=_progress, check_record=check)
+    report = transfer.fetch(ws, source, roots, dry_run=dry_run, progress=_progress, check_record=_check_record)
     if report.records and not dry_run:
         from mlv.engine.provenance import ProvenanceIndex
 
         ProvenanceIndex(ws)  # indexes the new records: the run cache and `mlv trace` see them at once
     return report
+
+
+def _check_record(run_id: str, data: bytes) -> None:
+    """A run record's bytes must parse and match their record_digest (``RecordCorrupt`` otherwise)."""
+    from mlv.engine.records import loads
+
+    loads(data, path=f".mlv/runs/{run_id}.json", run_id=run_id)
 
 
 def _render(report, json_: bool, *, exit_on_problems: bool = True) -> None:

@@ -68,8 +68,9 @@ class _Upload:
 
 
 def push(ws: Workspace, remote: Remote, roots: Roots, *, dry_run: bool = False,
-         progress: TransferProgress | None = None) -> TransferReport:
-    """Send the remote what ``roots`` (closed over manifests) and the local run records need and it lacks."""
+         progress: TransferProgress | None = None, check_record: RecordCheck | None = None) -> TransferReport:
+    """Send the remote what ``roots`` (closed over manifests) and the local run records need and it lacks;
+    a record that fails ``check_record`` (damaged here) is reported, not sent."""
     store = ws.store
     report = TransferReport(remote.name, "push", dry_run)
     with ws.lock():
@@ -84,7 +85,11 @@ def push(ws: Workspace, remote: Remote, roots: Roots, *, dry_run: bool = False,
         try:
             phases = _plan_push(store, live, there, {m.raw for m in manifests}, inv, report,
                                 None if dry_run else temps)
-            phases.append(_plan_records(ws, store, inv, there, runs, report, None if dry_run else temps))
+            if report.rejected:  # damaged here: what names it (manifests, records) waits for a good push
+                phases = phases[:1]
+            else:
+                phases.append(_plan_records(ws, store, inv, there, runs, report, None if dry_run else temps,
+                                            check_record))
             uploads = [u for phase in phases for u in phase]
             report.files = sum(1 + len(u.then) for u in uploads)
             report.bytes = sum(u.size + sum(t.size for t in u.then) for u in uploads)
@@ -233,7 +238,7 @@ def _packs_of(store: ObjectStore, raws: list[bytes]) -> Iterator[list[bytes]]:
 
 
 def _plan_records(ws: Workspace, store: ObjectStore, inv: Inventory, there: set[bytes], runs: set[str],
-                  report: TransferReport, temps: list[str] | None) -> list[_Upload]:
+                  report: TransferReport, temps: list[str] | None, check: RecordCheck | None) -> list[_Upload]:
     """The local run records the remote's catalogs lack: their bytes packed, then a catalog naming them."""
     folder = ws.dot / RUNS
     local = {p.stem: p for p in folder.glob("*.json")} if folder.is_dir() else {}
@@ -242,8 +247,15 @@ def _plan_records(ws: Workspace, store: ObjectStore, inv: Inventory, there: set[
         return []
     lines, entries, blobs = [], {}, []
     offset = 0
-    for run_id in new:
+    for run_id in list(new):
         data = local[run_id].read_bytes()
+        try:
+            if check is not None:
+                check(run_id, data)
+        except MlvError as exc:
+            report.rejected[run_id] = f"run record not sent: {exc}"
+            new.remove(run_id)
+            continue
         d = digests.of_bytes(data)
         lines.append(f"{run_id} {d}\n")
         if d.raw not in there and d.raw not in entries:
@@ -251,6 +263,8 @@ def _plan_records(ws: Workspace, store: ObjectStore, inv: Inventory, there: set[
             blobs.append(data)
             offset += len(data)
     report.records = len(new)
+    if not new:
+        return []
     uploads: list[_Upload] = []
     text = "".join(lines).encode()
     listing = _Upload(f"{RUNS}/{digests.of_bytes(text).hexdigest}.list", len(text), 0, data=text)

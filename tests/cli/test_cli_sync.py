@@ -291,6 +291,30 @@ def test_the_run_cache_works_across_clones(git_repo, cli, monkeypatch, remote_ar
     assert runs and runs[0]["stage"] == "make"
 
 
+def test_a_tampered_run_record_is_neither_pushed_nor_fetched(git_repo, cli, monkeypatch, tmp_path):
+    make_tree(git_repo, {"input.txt": "in\n", "mlv.yaml": PIPE, ".gitignore": ".ran\n"})
+    cli("remote", "add", "origin", str(tmp_path / "remote"))
+    cli("run")
+    (record,) = (git_repo / ".mlv" / "runs").glob("*.json")
+    good = record.read_bytes()
+    record.write_bytes(good.replace(b'"stage": "make"', b'"stage": "fake"'))
+    result = cli("push", code=1)
+    assert record.stem in result.stderr and "record_digest" in result.stderr
+    record.write_bytes(good)
+    assert cli.json("push")["records"] == 1
+    catalog = next((tmp_path / "remote" / "runs").glob("*.list"))
+    for pack in (tmp_path / "remote" / "packs").glob("*.pack"):
+        data = pack.read_bytes()
+        if good in data:  # the record's bytes, forged on the remote
+            pack.write_bytes(data.replace(b'"stage": "make"', b'"stage": "fake"'))
+    commit_all(git_repo, "ran")
+    other = clone(git_repo)
+    monkeypatch.chdir(other)
+    result = cli("pull", code=1)
+    assert "damaged or tampered" in result.stderr and catalog.exists()
+    assert not (other / ".mlv" / "runs" / record.name).exists()
+
+
 def test_run_without_pull_fetches_locked_outputs_instead_of_running(git_repo, cli, monkeypatch, tmp_path):
     make_tree(git_repo, {"input.txt": "in\n", "mlv.yaml": PIPE, ".gitignore": ".ran\n"})
     cli("remote", "add", "origin", str(tmp_path / "remote"))
