@@ -28,7 +28,7 @@ from pathlib import Path
 
 from fsspec.callbacks import Callback
 from mlv.storage import digest as digests
-from mlv.storage import manifest, references, remote_state
+from mlv.storage import manifest, multipart, references, remote_state
 from mlv.storage.digest import Digest
 from mlv.storage.errors import ConfigError, StorageError
 from mlv.storage.fsck import FsckReport, Problem
@@ -270,11 +270,12 @@ class RemoteGcReport:
     repacked: int = 0
     kept: int = 0
     skipped: dict[str, str] = field(default_factory=dict)  # pack key -> why it was left as it was
+    aborted_uploads: int = 0  # S3 multipart uploads a killed push left open
 
     def to_dict(self) -> dict:
         return {"remote": self.remote, "dry_run": self.dry_run, "removed": self.removed,
                 "freed_bytes": self.freed_bytes, "repacked": self.repacked, "kept": self.kept,
-                "skipped": self.skipped}
+                "skipped": self.skipped, "aborted_uploads": self.aborted_uploads}
 
 
 @dataclass(slots=True)
@@ -296,10 +297,13 @@ def gc(ws: Workspace, remote: Remote, *, all_commits: bool = False, dry_run: boo
     with ws.lock(exclusive=True):
         inv = remote.inventory()
         remote.check_format(inv)
+        cutoff = time.time() - grace
+        if remote.config.protocol in ("s3", "s3a"):
+            with remote.guard("listing unfinished uploads"):
+                report.aborted_uploads = multipart.abort_stale(remote.fs, remote.root, cutoff, dry_run=dry_run)
         if not (inv.loose or inv.packs or inv.indexes or inv.tmp):
             return report
         packs = remote.pack_index(inv)  # a damaged index is an error: what its pack holds is unknown
-        cutoff = time.time() - grace
         live = _live(ws, remote, inv, packs, all_commits)
         # a file whose age the listing does not give counts as young, unless no grace was asked for
         plan = _plan(inv, packs, live, lambda item: item.mtime > cutoff or (not item.mtime and grace > 0))

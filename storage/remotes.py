@@ -35,6 +35,7 @@ from pathlib import Path
 import fsspec
 from fsspec.callbacks import Callback
 from fsspec.implementations.local import LocalFileSystem
+from mlv.storage import multipart
 from mlv.storage.atomic import fsync_dir
 from mlv.storage.config import RemoteConfig, local_path, remote_for
 from mlv.storage.digest import Digest
@@ -210,8 +211,11 @@ class Remote:
         ``PART_SIZE`` parts, ``parts`` at a time."""
         final = self.path(key)
         with self.guard(f"uploading {key}"):
+            if self.config.protocol in ("s3", "s3a") and os.path.getsize(local) >= 2 * PART_SIZE:
+                multipart.upload(self.fs, local, final, part_size=PART_SIZE, window=parts, callback=callback)
+                return
             if self.atomic:
-                self.fs.put_file(os.fspath(local), final, callback=callback or Callback(), **self._put_options(parts))
+                self.fs.put_file(os.fspath(local), final, callback=callback or Callback(), **self._put_options())
                 return
             tmp = self.path(f"tmp/{uuid.uuid4().hex}")
             self.fs.makedirs(self.path("tmp"), exist_ok=True)
@@ -273,12 +277,9 @@ class Remote:
         self.put_bytes("ID", uuid.uuid4().hex.encode())
         inv.formatted = True
 
-    def _put_options(self, parts: int) -> dict:
-        if self.config.protocol in ("s3", "s3a"):
-            # CRC32 per part, as boto3's own uploads do: the server checks each part as it lands, and
-            # without a declared algorithm some servers compute a CRC64 over the whole object instead
-            return {"chunksize": PART_SIZE, "max_concurrency": parts, "ChecksumAlgorithm": "CRC32"}
-        return {}
+    def _put_options(self) -> dict:
+        # a CRC32 the server checks, as boto3's uploads carry (see multipart.py for big files)
+        return {"ChecksumAlgorithm": "CRC32"} if self.config.protocol in ("s3", "s3a") else {}
 
     def _get_options(self) -> dict:
         # One GET streams the object: parallel ranged GETs pay off only on very large objects,

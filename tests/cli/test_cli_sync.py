@@ -208,6 +208,28 @@ def test_an_interrupted_push_completes_when_run_again(git_repo, cli, monkeypatch
     assert files_of(other, "big", "data") == files_of(git_repo, "big", "data")
 
 
+def test_a_big_file_goes_up_in_parts_and_comes_back_whole(git_repo, cli, monkeypatch, s3_endpoint, s3_bucket):
+    import boto3
+
+    big = os.urandom(1024 * 1024) * 19 + b"tail"  # 19 MiB: three 8 MiB parts
+    (git_repo / "huge.bin").write_bytes(big)
+    cli("add", "huge.bin")
+    cli("remote", "add", "origin", f"s3://{s3_bucket}/store", "--endpoint-url", s3_endpoint)
+    commit_all(git_repo, "huge")
+    assert cli.json("push", "-j", "2")["objects"] == 1
+    s3 = boto3.client("s3", endpoint_url=s3_endpoint)
+    assert not s3.list_multipart_uploads(Bucket=s3_bucket).get("Uploads"), "no upload left open"
+    other = clone(git_repo)
+    monkeypatch.chdir(other)
+    cli("pull")
+    assert (other / "huge.bin").read_bytes() == big
+    s3.create_multipart_upload(Bucket=s3_bucket, Key="store/ab/" + "c" * 30)  # as a push killed mid-upload leaves
+    s3.create_multipart_upload(Bucket=s3_bucket, Key="elsewhere/x")  # not mlv's
+    assert cli.json("gc", "--remote", "origin", "--grace", "0", "--dry-run")["aborted_uploads"] == 1
+    assert cli.json("gc", "--remote", "origin", "--grace", "0")["aborted_uploads"] == 1
+    assert [u["Key"] for u in s3.list_multipart_uploads(Bucket=s3_bucket)["Uploads"]] == ["elsewhere/x"]
+
+
 def test_an_unreachable_remote_is_a_clear_error_in_bounded_time(git_repo, cli):
     shared = git_repo
     make_tree(shared, SMALL)
