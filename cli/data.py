@@ -6,9 +6,7 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-
 from mlv.cli.main import command, emit_json, err, out, progress, workspace
-
 
 
 @command("init")
@@ -153,9 +151,9 @@ def fsck(
 
 
 def _fsck_remote(ws, name: str, json_: bool) -> None:
-    from mlv.storage import remote_check, remotes
+    from mlv.storage import remote_fsck, remotes
 
-    report = remote_check.fsck(ws, remotes.connect(ws, name), progress=progress)
+    report = remote_fsck.fsck(ws, remotes.connect(ws, name), progress=progress)
     if json_:
         emit_json({**report.to_dict(), "remote": name})
     else:
@@ -200,10 +198,10 @@ def gc(
 
 
 def _gc_remote(name: str, *, all_commits: bool, dry_run: bool, grace: int | None, json_: bool) -> None:
-    from mlv.storage import remote_check, remotes
+    from mlv.storage import remote_gc, remotes
 
     ws = workspace()
-    report = remote_check.gc(ws, remotes.connect(ws, name), all_commits=all_commits, dry_run=dry_run, grace=grace)
+    report = remote_gc.gc(ws, remotes.connect(ws, name), all_commits=all_commits, dry_run=dry_run, grace=grace)
     if json_:
         emit_json(report.to_dict())
     else:

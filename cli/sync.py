@@ -41,10 +41,11 @@ def push(
         # known to be there from the last listing: no need to load the client stack and ask again
         _render(remote_state.TransferReport(config.name, "push", dry_run, present=len(roots.where)), json_)
         return
-    from mlv.storage import remotes, transfer
+    from mlv.storage import push as pushing
+    from mlv.storage import remotes
 
     target = remotes.connect(ws, remote, jobs=jobs or _default_jobs())
-    report = transfer.push(ws, target, roots, dry_run=dry_run, progress=_progress, check_record=_check_record)
+    report = pushing.push(ws, target, roots, dry_run=dry_run, progress=_progress, check_record=_check_record)
     _render(report, json_)
 
 
@@ -80,8 +81,8 @@ def pull(
         _render(report, json_)
         return
     ws = workspace()
-    restored = checkout(ws, targets, force=force, extra=project.locked_outputs(ws), skip_missing=True,
-                        progress=_bytes_progress)
+    restored = checkout(ws, _paths_of(ws, targets), force=force, extra=project.locked_outputs(ws),
+                        skip_missing=True, progress=_bytes_progress)
     if json_:
         emit_json({**report.to_dict(), "checkout": restored.to_dict()})
     else:
@@ -96,8 +97,23 @@ def pull(
         raise typer.Exit(1)
 
 
+def _paths_of(ws, targets: list[str] | None) -> list[str] | None:
+    """Targets as checkout knows them: a stage name becomes the paths of its outs in mlv.lock."""
+    if not targets:
+        return targets
+    from mlv.storage.references import LOCK_FILE, lock_stages
+
+    lock = ws.root / LOCK_FILE
+    stages = (lock_stages(lock.read_bytes()) if lock.exists() else None) or {}
+    paths: list[str] = []
+    for target in targets:
+        paths += [str(ws.root / path) for path in stages[target]] if target in stages else [target]
+    return paths
+
+
 def _fetch(targets, remote, jobs, dry_run):
-    from mlv.storage import references, remotes, transfer
+    from mlv.storage import fetch as fetching
+    from mlv.storage import references, remotes
 
     ws = workspace()
     source = remotes.connect(ws, remote, jobs=jobs or _default_jobs())
@@ -107,7 +123,7 @@ def _fetch(targets, remote, jobs, dry_run):
     def roots():  # after the run records arrived: their logs are roots too
         return references.roots_of(ws, targets) if targets else references.roots(ws)
 
-    report = transfer.fetch(ws, source, roots, dry_run=dry_run, progress=_progress, check_record=_check_record)
+    report = fetching.fetch(ws, source, roots, dry_run=dry_run, progress=_progress, check_record=_check_record)
     if report.records and not dry_run:
         from mlv.engine.provenance import ProvenanceIndex
 
@@ -131,10 +147,12 @@ def _render(report, json_: bool, *, exit_on_problems: bool = True) -> None:
         if report.objects or report.records:
             out.print(f"{would}{verb[0]} {report.objects} objects ({_size(report.bytes)}) and {report.records} run "
                       f"records {verb[1]} remote '{report.remote}'")
-        else:
+        elif report.ok:
             out.print(f"nothing to {report.direction}: remote '{report.remote}' "
                       + ("has everything" if report.direction == "push" else "has nothing this workspace lacks"))
         _problems(report)
+    for note in report.notes:
+        err.print(f"warning: {note}")
     if exit_on_problems and not report.ok:
         raise typer.Exit(1)
 

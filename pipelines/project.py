@@ -7,6 +7,7 @@ engine builds the DAG, plans and runs it. The CLI calls these functions and rend
 from __future__ import annotations
 
 import sys
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -75,12 +76,18 @@ def remote_fetcher(ws: Workspace) -> Fetch | None:
         return None
     remote = None
     failed = False
+    one_at_a_time = threading.Lock()  # stages are decided on Dask worker threads
 
     def fetch(outs: dict[str, Output]) -> bool:
+        with one_at_a_time:
+            return fetch_now(outs)
+
+    def fetch_now(outs: dict[str, Output]) -> bool:
         nonlocal remote, failed
         if failed:
             return False
-        from mlv.storage import remotes, transfer
+        from mlv.storage import fetch as fetching
+        from mlv.storage import remotes
         from mlv.storage.references import Roots
 
         roots = Roots()
@@ -90,10 +97,11 @@ def remote_fetcher(ws: Workspace) -> Fetch | None:
                 roots.current_dirs.add(out.digest)
         try:
             remote = remote or remotes.connect(ws)
-            return transfer.fetch(ws, remote, lambda: roots, records=False).ok
-        except MlvError as exc:
+            return fetching.fetch(ws, remote, lambda: roots, records=False).ok
+        except Exception as exc:  # noqa: BLE001 - the remote is a shortcut: without it the stages run
             failed = True
-            sys.stderr.write(f"note: {exc}\n  stages whose outputs are only on the remote will run instead\n")
+            why = exc if isinstance(exc, MlvError) else f"fetching from the remote failed ({type(exc).__name__}: {exc})"
+            sys.stderr.write(f"note: {why}\n  stages whose outputs are only on the remote will run instead\n")
             return False
 
     return fetch

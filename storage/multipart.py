@@ -46,11 +46,15 @@ async def _upload(fs, local: str, path: str, part_size: int, window: int, callba
                 done["ChecksumCRC32"] = reply["ChecksumCRC32"]
             return done
 
+    tasks = [asyncio.ensure_future(part(n)) for n in range(1, count + 1)]
     try:
-        parts = await asyncio.gather(*(part(n) for n in range(1, count + 1)))
+        parts = await asyncio.gather(*tasks)
         await fs._call_s3("complete_multipart_upload", Bucket=bucket, Key=key, UploadId=upload_id,
                           MultipartUpload={"Parts": parts})
     except BaseException:
+        for task in tasks:  # no part may land after the abort (nor read a closed file)
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
         try:
             await fs._call_s3("abort_multipart_upload", Bucket=bucket, Key=key, UploadId=upload_id)
         except Exception:  # noqa: BLE001, S110 - the original failure is what the user must see

@@ -8,8 +8,10 @@ is there, and the run ids the remote's catalogs name. ``mlv push`` asks this fir
 when every root and run record is known to be on the remote, it is done, without
 importing fsspec or pyarrow.
 
-Objects on a remote are immutable and only ``mlv gc --remote`` removes them; it forgets
-this record, and any listing (``fetch``, ``pull``, ``fsck --remote``) replaces it. Objects
+Objects on a remote are immutable and only ``mlv gc --remote`` removes them. The clone
+that runs it forgets this record; other clones cannot know, so the record is trusted for
+``FRESH`` seconds after the listing it came from, and any later push lists the remote
+again. Any listing (``push``, ``fetch``, ``pull``, ``fsck --remote``) replaces it. Objects
 whose remote bytes proved wrong (``fsck --remote``, or a fetch that refused them) are
 kept apart as ``damaged`` until a push sends good bytes: a listing cannot tell them apart. A
 remote emptied behind mlv's back is the one case it cannot see: ``mlv fsck --remote``
@@ -32,6 +34,7 @@ from mlv.storage.config import RemoteConfig
 from mlv.storage.digest import Digest
 from mlv.storage.references import Roots
 
+FRESH = 15 * 60  # seconds a listing is trusted for the no-op shortcut: another clone's gc may act after it
 _SCHEMA = """CREATE TABLE IF NOT EXISTS remote_seen
     (remote TEXT PRIMARY KEY, listed REAL, objects BLOB, complete BLOB, runs TEXT, damaged BLOB)"""
 
@@ -48,6 +51,7 @@ class TransferReport:
     present: int = 0  # objects needed that were already there
     missing: dict[str, str] = field(default_factory=dict)  # digest -> where it is named; absent at the source
     rejected: dict[str, str] = field(default_factory=dict)  # digest or run id -> why its bytes were refused
+    notes: list[str] = field(default_factory=list)  # what was passed over on the remote (fsck --remote says more)
 
     @property
     def ok(self) -> bool:
@@ -56,7 +60,7 @@ class TransferReport:
     def to_dict(self) -> dict:
         return {"remote": self.remote, "direction": self.direction, "dry_run": self.dry_run, "ok": self.ok,
                 "objects": self.objects, "bytes": self.bytes, "files": self.files, "records": self.records,
-                "present": self.present, "missing": self.missing, "rejected": self.rejected}
+                "present": self.present, "missing": self.missing, "rejected": self.rejected, "notes": self.notes}
 
 
 @dataclass(slots=True)
@@ -103,10 +107,10 @@ def forget(state_db: Path, config: RemoteConfig) -> None:
 
 
 def has_everything(state_db: Path, config: RemoteConfig, roots: Roots, run_ids: Iterable[str]) -> bool:
-    """Whether the last listing (plus what was sent since) shows every root — each directory
-    complete — and every run record on the remote: then a push has nothing to send."""
+    """Whether the last listing, if under ``FRESH`` seconds old (plus what was sent since), shows every
+    root — each directory complete — and every run record on the remote: then a push has nothing to send."""
     seen = load(state_db, config)
-    if seen is None:
+    if seen is None or not 0 <= time.time() - seen.listed < FRESH:
         return False
     for d in roots.where:
         if d.raw not in seen.objects or (d in roots.current_dirs and d.raw not in seen.complete):

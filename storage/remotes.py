@@ -92,6 +92,7 @@ class Remote:
         self.state_db = state_db
         self._db: sqlite3.Connection | None = None
         self.jobs = 8  # concurrent requests (and multipart parts in flight); from --jobs
+        self.notes: list[str] = []  # what was passed over (an unreadable index, a bad catalog line), for a warning
 
     # -- paths ------------------------------------------------------------------------
     def path(self, key: str) -> str:
@@ -154,8 +155,14 @@ class Remote:
             raise RemoteError(f"{self.where} holds a store of format {found.strip()!r}; this mlv reads "
                               f"{FORMAT.strip()!r}. Upgrade mlv, or point the remote elsewhere.")
 
-    def pack_index(self, inv: Inventory, *, cached: bool = True) -> dict[str, dict[bytes, PackEntry]]:
-        """``{pack: {digest: where}}`` for every visible pack (indexes read once, then cached locally)."""
+    def pack_index(self, inv: Inventory, *, cached: bool = True,
+                   strict: bool = False) -> dict[str, dict[bytes, PackEntry]]:
+        """``{pack: {digest: where}}`` for every pack index (read once, then cached locally).
+
+        An index that does not decode makes its pack invisible (a push sends its objects again,
+        which rewrites the index), with a note; with ``strict`` (gc: what the pack holds must be
+        known) it is an error.
+        """
         packs: dict[str, dict[bytes, PackEntry]] = {}
         for name, data in self.read_small(
             {name: (self.pack_key(name, ".idx"), item.size) for name, item in inv.indexes.items()}, cached=cached
@@ -163,8 +170,15 @@ class Remote:
             try:
                 packs[name] = decode_index(data, name)
             except StorageError as exc:
-                raise RemoteError(f"{self.where}: {exc} (`mlv fsck --remote {self.name}` checks it)") from None
+                why = str(exc).replace("run `mlv fsck`", f"`mlv fsck --remote {self.name}` checks it")
+                if strict:
+                    raise RemoteError(f"{self.where}: {why}") from None
+                self.forget_cached([self.pack_key(name, ".idx")])
+                self.note(f"{why}; its objects count as absent")
         return packs
+
+    def note(self, text: str) -> None:
+        self.notes.append(f"{self.where}: {text}")
 
     def read_small(self, wanted: dict[str, tuple[str, int]], *, cached: bool = True) -> dict[str, bytes]:
         """``{name: (key, size)}`` -> ``{name: bytes}`` for immutable metadata files (indexes, catalogs).
@@ -200,7 +214,8 @@ class Remote:
 
     def _cache(self) -> sqlite3.Connection | None:
         if self._db is None and self.state_db.parent.is_dir():
-            self._db = sqlite3.connect(self.state_db, timeout=30, isolation_level=None)
+            # one thread at a time (the caller's); not necessarily the one that opened it
+            self._db = sqlite3.connect(self.state_db, timeout=30, isolation_level=None, check_same_thread=False)
             self._db.execute(_CACHE_SCHEMA)
         return self._db
 

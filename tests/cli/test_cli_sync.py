@@ -254,7 +254,7 @@ def test_a_missing_bucket_is_a_clear_error(shared, cli, s3_endpoint):
 
 
 def test_a_fetch_reads_just_the_byte_ranges_it_needs(git_repo, cli, tmp_path):
-    from mlv.storage import references, remotes, transfer
+    from mlv.storage import fetch, references, remotes
     from mlv.storage.workspace import Workspace
 
     make_tree(git_repo, {f"many/{i:03d}.txt": os.urandom(20_000).hex() for i in range(100)})
@@ -269,7 +269,7 @@ def test_a_fetch_reads_just_the_byte_ranges_it_needs(git_repo, cli, tmp_path):
     src = Workspace(git_repo)
     members = list(references.closure(src.store, references.roots(src)))[:3]
     roots = references.Roots({d: "pick" for d in members})
-    report = transfer.fetch(ws, remotes.connect(ws), lambda: roots, records=False)
+    report = fetch.fetch(ws, remotes.connect(ws), lambda: roots, records=False)
     assert report.ok and report.objects == 3
     assert report.bytes < 3 * 41_000  # three objects' ranges, not the 4 MB pack
     assert {str(d) for d in members} <= stored_digests(other)

@@ -1,11 +1,4 @@
-"""``mlv fsck --remote`` and ``mlv gc --remote``: verify a remote's bytes; remove what nothing references.
-
-fsck only reads the remote. From one listing it downloads every loose object and every
-visible pack (``remote.jobs`` at a time, into the local store's ``tmp/``, always removed)
-and re-hashes them; pack indexes and run-record catalogs are read fresh, never from the
-local cache. Then it checks that what the workspace references is there, directories
-with every member. What verified (never a damaged copy) is saved as the remote's
-``remote_state``, so the next push does not take it for granted that the rest is there.
+"""``mlv gc --remote``: remove from a remote what nothing references.
 
 gc keeps the closure of the workspace's references (manifests expanded from the local
 store, else from the remote), every run record a catalog names and the logs those records
@@ -18,246 +11,24 @@ workspace names whose manifest cannot be read aborts gc before anything is remov
 
 from __future__ import annotations
 
-import mmap
 import os
 import time
 from collections.abc import Callable
-from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from fsspec.callbacks import Callback
 from mlv.storage import digest as digests
 from mlv.storage import manifest, multipart, references, remote_state
 from mlv.storage.digest import Digest
-from mlv.storage.errors import ConfigError, StorageError
-from mlv.storage.fsck import FsckReport, Problem
+from mlv.storage.errors import StorageError
 from mlv.storage.objects import ObjectStore
-from mlv.storage.packs import PackEntry, decode_index, encode_index
-from mlv.storage.remote_state import Seen
-from mlv.storage.remotes import Inventory, Item, Remote
-from mlv.storage.snapshot import ProgressFactory
-from mlv.storage.transfer import RANGE_GAP, RANGE_MAX, RUN_ID, RUNS, _run_all, catalog
+from mlv.storage.packs import PackEntry, encode_index
+from mlv.storage.remotes import Inventory, Item, Remote, RemoteError
+from mlv.storage.transfer import RUNS, catalog, read_ranges, run_all
 from mlv.storage.workspace import Workspace
 
 _ARROW_STREAM = b"\xff\xff\xff\xff"  # how a manifest (an Arrow IPC stream) begins, as ``references.closure`` checks
 _IDX_BYTES = 16, 32  # index header, and bytes per entry (see ``packs``)
-
-
-# -- fsck ----------------------------------------------------------------------------------
-@dataclass(slots=True)
-class _Checked:
-    """What one downloaded file showed."""
-
-    objects: int = 0
-    bytes: int = 0
-    good: list[bytes] = field(default_factory=list)  # copies that hash to their digest
-    problems: list[Problem] = field(default_factory=list)
-    wanted: dict[bytes, bytes] = field(default_factory=dict)  # verified bytes of manifests asked for
-
-
-def fsck(ws: Workspace, remote: Remote, *, progress: ProgressFactory | None = None) -> FsckReport:
-    """Re-hash everything on ``remote`` and check that what the workspace references is there."""
-    report = FsckReport()
-    store = ws.store
-    with ws.lock():
-        inv = remote.inventory()
-        remote.check_format(inv)
-        roots = references.roots(ws)
-        local = {d: data for d in roots.current_dirs if (data := _local_bytes(store, d)) is not None}
-        want = {d.raw for d in roots.current_dirs if d not in local}
-        packs, problems = _indexes(remote, inv)
-        visible = {name: entries for name, entries in packs.items() if name in inv.packs}
-        for name in sorted(set(packs) - set(visible)):
-            problems += [Problem(str(Digest.from_raw(raw)), "missing", Remote.pack_key(name),
-                                 "its pack's bytes are gone; only the index is left") for raw in packs[name]]
-        store.create()
-        total = sum(i.size for i in inv.loose.values()) + sum(inv.packs[n].size for n in visible)
-        checked: list[_Checked] = []
-        with progress(total, f"checking remote '{remote.name}'") if progress else nullcontext() as tick:
-            jobs = [_check_loose(remote, store, raw, want, tick) for raw in sorted(inv.loose)]
-            jobs += [_check_pack(remote, store, name, entries, want, tick) for name, entries in sorted(visible.items())]
-            _run_all(remote, jobs, handlers=[checked.append] * len(jobs))
-        present = set(inv.loose).union(*visible.values())
-        good: set[bytes] = set()
-        fetched: dict[bytes, bytes] = {}
-        for c in checked:
-            report.objects += c.objects
-            report.bytes += c.bytes
-            good.update(c.good)
-            problems += c.problems
-            fetched.update(c.wanted)
-        damaged = {p.digest for p in problems if p.kind == "corrupt"}
-        verified = {raw for raw in good if str(Digest.from_raw(raw)) not in damaged}
-        runs = _check_catalogs(remote, inv, present, verified, problems)
-        manifests = _check_references(roots, local, fetched, present, verified, problems)
-        report.problems = sorted(problems, key=lambda p: (p.kind, p.digest, p.where))
-        complete = remote_state.complete_manifests(manifests, verified)
-        bad = {raw for raw in present - good if str(Digest.from_raw(raw)) in damaged}  # no sound copy anywhere
-        remote_state.save(remote.state_db, remote.config, Seen(verified, complete, runs, damaged=bad))
-    return report
-
-
-def _local_bytes(store: ObjectStore, d: Digest) -> bytes | None:
-    """The local store's sound copy of ``d``, if it has one."""
-    try:
-        return store.read_bytes(d) if d in store else None
-    except StorageError:
-        return None
-
-
-def _indexes(remote: Remote, inv: Inventory) -> tuple[dict[str, dict[bytes, PackEntry]], list[Problem]]:
-    """Every pack index, read fresh; one that does not decode is a problem, not an error."""
-    keys = {name: (Remote.pack_key(name, ".idx"), item.size) for name, item in inv.indexes.items()}
-    packs, problems = {}, []
-    for name, data in sorted(remote.read_small(keys, cached=False).items()):
-        try:
-            packs[name] = decode_index(data, name)
-        except StorageError as exc:
-            problems.append(Problem(name, "unreadable", keys[name][0], str(exc)))
-    return packs, problems
-
-
-def _check_loose(remote: Remote, store: ObjectStore, raw: bytes, want: set[bytes], tick) -> Callable[[], _Checked]:
-    def job() -> _Checked:
-        key = Remote.loose_key(Digest.from_raw(raw))
-        with _download(remote, store, key, tick) as path:
-            with open(path, "rb") as f:
-                actual, size = digests.of_stream(f)
-            c = _Checked(objects=1, bytes=size)
-            if actual.raw != raw:
-                c.problems.append(_corrupt(raw, key, f"bytes hash to {actual}"))
-            else:
-                c.good.append(raw)
-                if raw in want:
-                    with open(path, "rb") as f:
-                        c.wanted[raw] = f.read()
-        return c
-    return job
-
-
-def _check_pack(remote: Remote, store: ObjectStore, name: str, entries: dict[bytes, PackEntry], want: set[bytes],
-                tick) -> Callable[[], _Checked]:
-    def job() -> _Checked:
-        key = Remote.pack_key(name)
-        c = _Checked(objects=len(entries), bytes=sum(e.length for e in entries.values()))
-        with _download(remote, store, key, tick) as path, open(path, "rb") as f:
-            size = os.fstat(f.fileno()).st_size
-            with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) if size else nullcontext(b"") as data:
-                view = memoryview(data)
-                try:
-                    for raw, e in sorted(entries.items(), key=lambda kv: kv[1].offset):
-                        where = f"{key}@{e.offset}"
-                        if e.offset + e.length > size:
-                            c.problems.append(_corrupt(raw, where, "truncated: the pack ends before it does"))
-                        elif (actual := digests.of_bytes(view[e.offset : e.offset + e.length])).raw != raw:
-                            c.problems.append(_corrupt(raw, where, f"bytes hash to {actual}"))
-                        else:
-                            c.good.append(raw)
-                            if raw in want:
-                                c.wanted[raw] = bytes(view[e.offset : e.offset + e.length])
-                    whole = digests.of_bytes(view).hexdigest
-                finally:
-                    view.release()
-        if whole != name and not c.problems:
-            c.problems.append(Problem(name, "corrupt", key, f"the pack's bytes hash to {whole}, not to its name "
-                                                             "(its indexed objects are sound)"))
-        return c
-    return job
-
-
-class _download:
-    """A remote file in a temp file of the local store, removed on exit (bytes counted for the progress bar)."""
-
-    def __init__(self, remote: Remote, store: ObjectStore, key: str, tick: Callable[[int], None] | None) -> None:
-        self.remote, self.key, self.tick = remote, key, tick
-        self.path = store._tmp()
-
-    def __enter__(self) -> str:
-        bar = _Bytes(self.tick)
-        self.remote.get_file(self.key, self.path, callback=bar)
-        if self.tick:
-            self.tick(max(0, os.path.getsize(self.path) - bar.seen))
-        return self.path
-
-    def __exit__(self, *exc: object) -> None:
-        if os.path.exists(self.path):
-            os.unlink(self.path)
-
-
-class _Bytes(Callback):
-    def __init__(self, tick: Callable[[int], None] | None) -> None:
-        super().__init__()
-        self.tick = tick
-        self.seen = 0
-
-    def relative_update(self, inc: int = 1) -> None:
-        self.seen += inc
-        if self.tick:
-            self.tick(inc)
-
-
-def _corrupt(raw: bytes, where: str, detail: str) -> Problem:
-    return Problem(str(Digest.from_raw(raw)), "corrupt", where, detail)
-
-
-def _check_catalogs(remote: Remote, inv: Inventory, present: set[bytes], verified: set[bytes],
-                    problems: list[Problem]) -> set[str]:
-    """Each catalog must hash to its name, parse, and name records that are there; returns the
-    run ids whose records verified."""
-    keys = {name: (f"{RUNS}/{name}.list", item.size) for name, item in inv.catalogs.items()}
-    runs: set[str] = set()
-    for name, data in sorted(remote.read_small(keys, cached=False).items()):
-        key = keys[name][0]
-        if (actual := digests.of_bytes(data)).hexdigest != name:
-            problems.append(Problem(name, "corrupt", key, f"bytes hash to {actual}"))
-        for number, line in enumerate(data.decode("utf-8", errors="replace").splitlines(), 1):
-            run_id, _, text = line.partition(" ")
-            try:
-                d = digests.parse(text)
-            except ConfigError:
-                d = None
-            if d is None or not RUN_ID.match(run_id):
-                problems.append(Problem(name, "unreadable", f"{key}:{number}", f"malformed line {line[:80]!r}"))
-            elif d.raw not in present:
-                problems.append(Problem(str(d), "missing", key, f"run record {run_id}", [f"run record {run_id}"]))
-            elif d.raw in verified:
-                runs.add(run_id)
-    return runs
-
-
-def _check_references(roots: references.Roots, local: dict[Digest, bytes], fetched: dict[bytes, bytes],
-                      present: set[bytes], verified: set[bytes], problems: list[Problem]) -> dict[Digest, list[bytes]]:
-    """Every root must be on the remote, and every directory version's manifest readable with all
-    its members there; damage found already gets the pointers it breaks, unless a sound copy is
-    there too (a stale index naming another copy breaks nothing). Returns the manifests read."""
-    by_digest: dict[str, list[Problem]] = {}
-    for p in problems:
-        by_digest.setdefault(p.digest, []).append(p)
-
-    def need(raw: bytes, where: str, detail: str) -> None:
-        d = str(Digest.from_raw(raw))
-        if raw not in present and d not in by_digest:
-            by_digest[d] = [Problem(d, "missing", where, detail)]
-            problems.append(by_digest[d][0])
-        for p in by_digest.get(d, ()) if raw not in verified else ():
-            if where not in p.breaks:
-                p.breaks.append(where)
-
-    manifests: dict[Digest, list[bytes]] = {}
-    for d, where in sorted(roots.items(), key=lambda kv: str(kv[0])):
-        need(d.raw, where, "not on the remote; `mlv push` sends it")
-        data = local.get(d, fetched.get(d.raw))
-        if d not in roots.current_dirs or data is None:
-            continue  # no sound copy anywhere: reported above
-        try:
-            manifests[d] = members = manifest.load(data).raw_digests
-        except StorageError as exc:
-            problems.append(Problem(str(d), "unreadable", where, f"not a readable manifest: {exc}", [where]))
-            continue
-        for raw in members:
-            need(raw, where, "member of a directory manifest; not on the remote: `mlv push` sends it")
-    return manifests
 
 
 # -- gc ------------------------------------------------------------------------------------
@@ -297,13 +68,18 @@ def gc(ws: Workspace, remote: Remote, *, all_commits: bool = False, dry_run: boo
     with ws.lock(exclusive=True):
         inv = remote.inventory()
         remote.check_format(inv)
+        if not inv.formatted:  # no mlv store here: whatever is there is someone else's
+            if inv.loose or inv.packs or inv.indexes or inv.tmp or inv.catalogs:
+                raise RemoteError(f"{remote.where} holds files but no mlv store (no FORMAT file), so gc removes "
+                                  "nothing there; check the URL")
+            return report
         cutoff = time.time() - grace
         if remote.config.protocol in ("s3", "s3a"):
             with remote.guard("listing unfinished uploads"):
                 report.aborted_uploads = multipart.abort_stale(remote.fs, remote.root, cutoff, dry_run=dry_run)
         if not (inv.loose or inv.packs or inv.indexes or inv.tmp):
             return report
-        packs = remote.pack_index(inv)  # a damaged index is an error: what its pack holds is unknown
+        packs = remote.pack_index(inv, strict=True)  # a damaged index is an error: what its pack holds is unknown
         live = _live(ws, remote, inv, packs, all_commits)
         # a file whose age the listing does not give counts as young, unless no grace was asked for
         plan = _plan(inv, packs, live, lambda item: item.mtime > cutoff or (not item.mtime and grace > 0))
@@ -388,7 +164,7 @@ def _manifests(ws: Workspace, remote: Remote, inv: Inventory, copies: dict[bytes
             return d, data if digests.of_bytes(data) == d else None
         return job
 
-    results = _run_all(remote, [loose_manifest(d) for d in remote_loose],
+    results = run_all(remote, [loose_manifest(d) for d in remote_loose],
                        collect=True)
     found.update((d, data) for d, data in results if data is not None)
     if unfound := sorted(roots.current_dirs - set(found), key=str):
@@ -421,34 +197,10 @@ def _read_objects(remote: Remote, inv: Inventory, copies: dict[bytes, list[PackE
                 jobs.append(lambda raw=raw: [(raw, remote.cat_file(Remote.loose_key(Digest.from_raw(raw))))])
             else:
                 by_pack.setdefault(entry.pack, []).append((raw, entry))
-        jobs += [_ranges(remote, name, wanted) for name, wanted in by_pack.items()]
-        for results in _run_all(remote, jobs, collect=True):
+        jobs += [read_ranges(remote, name, wanted) for name, wanted in by_pack.items()]
+        for results in run_all(remote, jobs, collect=True):
             found.update((raw, data) for raw, data in results if digests.of_bytes(data).raw == raw)
     return found
-
-
-def _spans(entries: list[tuple[bytes, PackEntry]]) -> list[list[tuple[bytes, PackEntry]]]:
-    """Entries grouped into reads: neighbours less than ``RANGE_GAP`` apart share one."""
-    spans: list[list[tuple[bytes, PackEntry]]] = []
-    for raw, e in sorted(entries, key=lambda kv: kv[1].offset):
-        last = spans[-1] if spans else None
-        if last and e.offset - (last[-1][1].offset + last[-1][1].length) <= RANGE_GAP \
-                and e.offset + e.length - last[0][1].offset <= RANGE_MAX:
-            last.append((raw, e))
-        else:
-            spans.append([(raw, e)])
-    return spans
-
-
-def _ranges(remote: Remote, name: str, entries: list[tuple[bytes, PackEntry]]) -> Callable[[], list]:
-    def job() -> list[tuple[bytes, bytes]]:
-        spans = _spans(entries)
-        starts = [s[0][1].offset for s in spans]
-        blobs = remote.cat_ranges(Remote.pack_key(name), [(s[0][1].offset, s[-1][1].offset + s[-1][1].length)
-                                                          for s in spans], jobs=remote.jobs)
-        return [(raw, blob[e.offset - start : e.offset - start + e.length])
-                for span, start, blob in zip(spans, starts, blobs) for raw, e in span]
-    return job
 
 
 def _plan(inv: Inventory, packs: dict[str, dict[bytes, PackEntry]], live: set[bytes],
@@ -505,7 +257,7 @@ def _execute(ws: Workspace, remote: Remote, inv: Inventory, packs: dict[str, dic
         ws.store.create()  # a clone's store may not exist yet: the new packs are built in its tmp/
     try:
         jobs = [_repack(ws.store, remote, name, entries, temps) for name, entries in sorted(plan.rewrite.items())]
-        _run_all(remote, jobs, handlers=[done] * len(jobs))
+        run_all(remote, jobs, handlers=[done] * len(jobs))
         # Two rewrites can come out byte for byte alike (empty objects add no bytes), or like a pack
         # already there: one upload per name, with one index naming every live entry of them all.
         produced: dict[str, _Built] = {}
@@ -517,7 +269,7 @@ def _execute(ws: Workspace, remote: Remote, inv: Inventory, packs: dict[str, dic
                 if b.new in packs and b.new not in plan.rewrite and b.new not in plan.drop:
                     b.entries.update({raw: (e.offset, e.length) for raw, e in packs[b.new].items()})
         uploads = [_upload(remote, inv, b) for b in produced.values()]
-        _run_all(remote, uploads)
+        run_all(remote, uploads)
         remote.forget_cached([Remote.pack_key(new, ".idx") for new in produced])  # some were rewritten in place
     finally:
         for tmp in temps:
@@ -549,7 +301,7 @@ def _repack(store: ObjectStore, remote: Remote, name: str, entries: dict[bytes, 
     pack stays as it is (``mlv fsck --remote`` reports it)."""
 
     def job() -> _Built | tuple[str, str]:
-        got = _ranges(remote, name, list(entries.items()))()
+        got = read_ranges(remote, name, list(entries.items()))()
         tmp = store._tmp() + ".pack"
         temps.append(tmp)
         h = digests.hasher()
