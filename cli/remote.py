@@ -40,10 +40,13 @@ def add(
 
 
 def _from_root(root: Path, url: str) -> str:
-    """A relative local path typed in a subdirectory, rewritten relative to the repo root (as the config reads it)."""
-    if "://" in url or "::" in url or os.path.isabs(url) or Path.cwd().resolve() == root:
+    """A relative local path typed in a subdirectory (plain or ``file://``), rewritten relative to the
+    repo root, as the config reads it."""
+    scheme, sep, path = url.partition("://") if "://" in url else ("", "", url)
+    if scheme not in ("", "file", "local") or "::" in url or path.startswith(("/", "~")) \
+            or Path.cwd().resolve() == root:
         return url
-    return os.path.relpath(Path.cwd() / url, root)
+    return scheme + sep + os.path.relpath(Path.cwd() / path, root)
 
 
 @command("list", group=remote_app)

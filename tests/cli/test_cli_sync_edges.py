@@ -135,3 +135,11 @@ def test_an_unreadable_index_does_not_block_push_and_push_repairs_it(git_repo, c
     monkeypatch.chdir(other)
     cli("pull")
     assert (other / "d/b.txt").read_text() == "b\n"
+
+
+def test_a_relative_file_url_typed_in_a_subdirectory_is_kept_relative_to_the_root(repo, cli, monkeypatch):
+    (repo / "sub").mkdir()
+    monkeypatch.chdir(repo / "sub")
+    cli("remote", "add", "a", "file://../../store")
+    remotes = {r["name"]: r["url"] for r in cli.json("remote", "list")}
+    assert remotes == {"a": "file://../store"}
