@@ -75,6 +75,10 @@ def push(ws: Workspace, remote: Remote, roots: Roots, *, dry_run: bool = False,
         damaged = damaged_on(remote)
         there = held(remote, inv) - damaged  # those are sent again: a good copy replaces or joins them
         runs = set(catalog(remote, inv))
+        absent = set(store.absent(d for d in live if d.raw not in there))
+        for m, members in manifests.items():  # a directory missing files here waits, like one with damaged files
+            if any(Digest.from_raw(raw) in absent for raw in members) and m.raw not in there:
+                live.pop(m, None)
         temps: list[str] = []
         try:
             phases = _plan_push(store, live, there, {m.raw for m in manifests}, inv, report,

@@ -143,3 +143,23 @@ def test_a_relative_file_url_typed_in_a_subdirectory_is_kept_relative_to_the_roo
     cli("remote", "add", "a", "file://../../store")
     remotes = {r["name"]: r["url"] for r in cli.json("remote", "list")}
     assert remotes == {"a": "file://../store"}
+
+
+def test_a_directory_with_files_missing_here_is_not_pushed_as_complete(git_repo, cli, tmp_path):
+    from mlv.storage.workspace import Workspace
+
+    remote = shared(git_repo, cli, tmp_path, {"keep.txt": "k\n"}, "keep.txt")
+    make_tree(git_repo, {"d/big.bin": os.urandom(600_000), "d/small.txt": "s\n"})
+    cli("add", "d")
+    store = Workspace(git_repo).store
+    (big,) = [path for _, path in store.iter_loose()]
+    os.chmod(big, 0o644)
+    os.unlink(big)  # lost here before it was ever pushed
+    result = cli("push", code=1)
+    assert "not in the local store" in result.stderr
+    from mlv.storage.packs import decode_index
+
+    manifest = bytes.fromhex((git_repo / "d.mlv").read_text().split("digest: xxh3-128:")[1].split()[0])
+    on_remote = {raw for idx in remote.glob("packs/*.idx") for raw in decode_index(idx.read_bytes(), idx.stem)}
+    assert manifest not in on_remote, "a directory must not look complete on the remote"
+    assert len(on_remote) >= 2  # keep.txt, and d/small.txt went up
