@@ -18,11 +18,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mlv.storage import snapshot
-from mlv.storage.snapshot import ProgressFactory
 from mlv.storage.digest import Digest
-from mlv.storage.errors import ObjectCorrupt, ObjectMissing, StorageError, UnsavedChangesError, UsageError
+from mlv.storage.errors import (
+    ObjectCorrupt,
+    ObjectMissing,
+    StorageError,
+    UnsavedChangesError,
+    UsageError,
+)
 from mlv.storage.links import Linker
 from mlv.storage.pointers import Pointer
+from mlv.storage.snapshot import ProgressFactory
 from mlv.storage.tracking import in_cache, load_pointers
 from mlv.storage.workspace import Workspace
 

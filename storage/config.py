@@ -20,7 +20,6 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import yaml
-
 from mlv.storage import atomic
 from mlv.storage.errors import ConfigError, UsageError
 

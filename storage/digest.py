@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from typing import BinaryIO
 
 import xxhash
-
 from mlv.storage.errors import ConfigError
 
 ALGORITHM = "xxh3-128"

@@ -17,10 +17,9 @@ import shutil
 import uuid
 from pathlib import Path
 
+from fsspec.implementations.local import LocalFileSystem
 from mlv.storage import digest as digests
 from mlv.storage.digest import CHUNK, Digest
-from fsspec.implementations.local import LocalFileSystem
-
 from mlv.storage.errors import ObjectMissing, UsageError
 from mlv.storage.objects import ObjectStore, damaged_error
 

@@ -14,7 +14,6 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 import pyarrow.ipc
-
 from mlv.storage.digest import ALGORITHM, Digest
 from mlv.storage.errors import StorageError
 

@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
-
 from mlv.storage import atomic
 from mlv.storage.digest import Digest, parse
 from mlv.storage.errors import ConfigError

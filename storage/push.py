@@ -18,7 +18,6 @@ from collections import defaultdict
 from collections.abc import Callable, Iterator
 from contextlib import nullcontext
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from mlv.storage import digest as digests
 from mlv.storage import references
@@ -35,6 +34,7 @@ from mlv.storage.transfer import (
     RecordCheck,
     Tick,
     TransferProgress,
+    build_pack,
     catalog,
     damaged_on,
     held,
@@ -202,24 +202,20 @@ def _repack(store: ObjectStore, raws: list[bytes], inv: Inventory, report: Trans
             continue
         tmp = store._tmp() + ".pack"
         temps.append(tmp)
-        h = digests.hasher()
-        entries: dict[bytes, tuple[int, int]] = {}
-        offset = 0
-        with open(tmp, "wb") as f:
-            for raw in chunk:
-                d = Digest.from_raw(raw)
-                try:
-                    data = store.read_bytes(d)
-                except ObjectCorrupt as exc:
-                    report.rejected[str(d)] = f"damaged in the local store, not sent: {exc}"
-                    continue
-                f.write(data)
-                h.update(data)
-                entries[raw] = (offset, len(data))
-                offset += len(data)
+        name, entries = build_pack(tmp, _sound(store, chunk, report))
         if entries:
-            uploads.append(_pack_upload(tmp, h.hexdigest(), entries, inv, check=False))
+            uploads.append(_pack_upload(tmp, name, entries, inv, check=False))
     return uploads
+
+
+def _sound(store: ObjectStore, raws: list[bytes], report: TransferReport) -> Iterator[tuple[bytes, bytes]]:
+    """The objects' verified bytes; a damaged one is reported and left out."""
+    for raw in raws:
+        d = Digest.from_raw(raw)
+        try:
+            yield raw, store.read_bytes(d)
+        except ObjectCorrupt as exc:
+            report.rejected[str(d)] = f"damaged in the local store, not sent: {exc}"
 
 
 def _packs_of(store: ObjectStore, raws: list[bytes]) -> Iterator[list[bytes]]:
@@ -244,8 +240,7 @@ def _plan_records(ws: Workspace, store: ObjectStore, inv: Inventory, there: set[
     new = sorted(set(local) - runs)
     if not new:
         return []
-    lines, entries, blobs = [], {}, []
-    offset = 0
+    lines, blobs = [], {}
     for run_id in list(new):
         data = local[run_id].read_bytes()
         try:
@@ -257,10 +252,8 @@ def _plan_records(ws: Workspace, store: ObjectStore, inv: Inventory, there: set[
             continue
         d = digests.of_bytes(data)
         lines.append(f"{run_id} {d}\n")
-        if d.raw not in there and d.raw not in entries:
-            entries[d.raw] = (offset, len(data))
-            blobs.append(data)
-            offset += len(data)
+        if d.raw not in there:
+            blobs[d.raw] = data
     report.records = len(new)
     if not new:
         return []
@@ -268,13 +261,13 @@ def _plan_records(ws: Workspace, store: ObjectStore, inv: Inventory, there: set[
     text = "".join(lines).encode()
     listing = _Upload(f"{RUNS}/{digests.of_bytes(text).hexdigest}.list", len(text), 0, data=text)
     if blobs and temps is None:  # a dry run: only the sizes
-        uploads.append(_Upload("packs/?.pack", offset, 0, then=[_Upload("packs/?.idx", 0), listing]))
+        size = sum(map(len, blobs.values()))
+        uploads.append(_Upload("packs/?.pack", size, 0, then=[_Upload("packs/?.idx", 0), listing]))
     elif blobs:
         tmp = store._tmp() + ".pack"
         temps.append(tmp)
-        body = b"".join(blobs)
-        Path(tmp).write_bytes(body)
-        pack = _pack_upload(tmp, digests.of_bytes(body).hexdigest, entries, inv, check=False)
+        name, entries = build_pack(tmp, sorted(blobs.items()))
+        pack = _pack_upload(tmp, name, entries, inv, check=False)
         for u in (pack, *pack.then):
             u.objects = 0  # counted as run records, not objects
         pack.then.append(listing)  # the catalog lands after the records' pack and its index

@@ -16,7 +16,6 @@ from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 
-from fsspec.callbacks import Callback
 from mlv.storage import digest as digests
 from mlv.storage import manifest, references, remote_state
 from mlv.storage.digest import Digest
@@ -27,7 +26,7 @@ from mlv.storage.packs import PackEntry, decode_index
 from mlv.storage.remote_state import Seen
 from mlv.storage.remotes import Inventory, Remote
 from mlv.storage.snapshot import ProgressFactory
-from mlv.storage.transfer import RUN_ID, RUNS, run_all
+from mlv.storage.transfer import RUN_ID, RUNS, Bar, run_all
 from mlv.storage.workspace import Workspace
 
 _ARROW_STREAM = b"\xff\xff\xff\xff"  # how a manifest (an Arrow IPC stream) begins, as ``references.closure`` checks
@@ -164,27 +163,14 @@ class _download:
         self.path = store._tmp()
 
     def __enter__(self) -> str:
-        bar = _Bytes(self.tick)
+        bar = Bar((lambda n, _: self.tick(n)) if self.tick else None)
         self.remote.get_file(self.key, self.path, callback=bar)
-        if self.tick:
-            self.tick(max(0, os.path.getsize(self.path) - bar.seen))
+        bar.finish(os.path.getsize(self.path), 0)
         return self.path
 
     def __exit__(self, *exc: object) -> None:
         if os.path.exists(self.path):
             os.unlink(self.path)
-
-
-class _Bytes(Callback):
-    def __init__(self, tick: Callable[[int], None] | None) -> None:
-        super().__init__()
-        self.tick = tick
-        self.seen = 0
-
-    def relative_update(self, inc: int = 1) -> None:
-        self.seen += inc
-        if self.tick:
-            self.tick(inc)
 
 
 def _corrupt(raw: bytes, where: str, detail: str) -> Problem:

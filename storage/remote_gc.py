@@ -24,7 +24,7 @@ from mlv.storage.errors import StorageError
 from mlv.storage.objects import ObjectStore
 from mlv.storage.packs import PackEntry, encode_index
 from mlv.storage.remotes import Inventory, Item, Remote, RemoteError
-from mlv.storage.transfer import RUNS, catalog, read_ranges, run_all
+from mlv.storage.transfer import RUNS, build_pack, catalog, read_ranges, run_all
 from mlv.storage.workspace import Workspace
 
 _ARROW_STREAM = b"\xff\xff\xff\xff"  # how a manifest (an Arrow IPC stream) begins, as ``references.closure`` checks
@@ -302,21 +302,14 @@ def _repack(store: ObjectStore, remote: Remote, name: str, entries: dict[bytes, 
 
     def job() -> _Built | tuple[str, str]:
         got = read_ranges(remote, name, list(entries.items()))()
+        for raw, data in got:
+            if (actual := digests.of_bytes(data)).raw != raw:
+                return name, (f"live object {Digest.from_raw(raw)} is damaged in it (its bytes hash to "
+                              f"{actual}); the pack was left as it is")
         tmp = store._tmp() + ".pack"
         temps.append(tmp)
-        h = digests.hasher()
-        new_entries: dict[bytes, tuple[int, int]] = {}
-        offset = 0
-        with open(tmp, "wb") as f:
-            for raw, data in got:
-                if (actual := digests.of_bytes(data)).raw != raw:
-                    return name, (f"live object {Digest.from_raw(raw)} is damaged in it (its bytes hash to "
-                                  f"{actual}); the pack was left as it is")
-                f.write(data)
-                h.update(data)
-                new_entries[raw] = (offset, len(data))
-                offset += len(data)
-        return _Built(name, h.hexdigest(), tmp, offset, new_entries)
+        new, new_entries = build_pack(tmp, got)
+        return _Built(name, new, tmp, sum(n for _, n in new_entries.values()), new_entries)
     return job
 
 

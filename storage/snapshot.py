@@ -26,7 +26,6 @@ from mlv.storage.statcache import RACY_NS
 from mlv.storage.walk import FileStat, fingerprint, stat_file, walk
 from mlv.storage.workspace import Workspace
 
-
 ProgressFactory = Callable[[int, str], AbstractContextManager]
 
 

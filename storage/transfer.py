@@ -11,7 +11,7 @@ local store's writer is never shared between threads.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from contextlib import AbstractContextManager
 
@@ -113,6 +113,23 @@ def read_ranges(remote: Remote, name: str, entries: list[tuple[bytes, PackEntry]
             tick(sum(len(b) for b in blobs), len(out))
         return out
     return job
+
+
+def build_pack(path: str, items: Iterable[tuple[bytes, bytes]]) -> tuple[str, dict[bytes, tuple[int, int]]]:
+    """Write ``(digest, bytes)`` pairs back to back into a new pack file at ``path``; returns the pack's
+    name (the xxh3 of its bytes) and its index entries ``{digest: (offset, length)}``."""
+    h = digests.hasher()
+    entries: dict[bytes, tuple[int, int]] = {}
+    offset = 0
+    with open(path, "wb") as f:
+        for raw, data in items:
+            if raw in entries:
+                continue
+            f.write(data)
+            h.update(data)
+            entries[raw] = (offset, len(data))
+            offset += len(data)
+    return h.hexdigest(), entries
 
 
 def run_all(remote: Remote, jobs: list[Callable], *, collect: bool = False,
