@@ -76,16 +76,18 @@ from common import (
     MLV,
     REPO,
     WORK,
+    BenchError,
+    Run,
     dvc_env,
     ensure_dvc_s3,
     git_init,
     log,
     median,
+    run,
     source_state,
 )
 
 RUN_DIR = WORK / "remote"
-GNU_TIME = "/usr/bin/time"
 MiB = 1 << 20
 MB = 1e6
 SEED = 20240611
@@ -127,52 +129,6 @@ def with_aws(env: dict[str, str]) -> dict[str, str]:
     env = {k: v for k, v in env.items() if k not in AWS_UNSET}
     env.update(AWS_ENV)
     return env
-
-
-class BenchError(RuntimeError):
-    pass
-
-
-# -- running commands -------------------------------------------------------------------
-@dataclass
-class Run:
-    argv: list[str]
-    seconds: float
-    rc: int
-    cpu_s: float | None  # user + system CPU of the child
-    maxrss_mb: float | None
-    stdout: str
-    stderr: str
-
-    def check(self, what: str) -> Run:
-        if self.rc != 0:
-            raise BenchError(
-                f"{what}: `{' '.join(self.argv)}` exited {self.rc}\n--- stdout\n{self.stdout[-3000:]}\n"
-                f"--- stderr\n{self.stderr[-3000:]}"
-            )
-        return self
-
-
-def run(argv: list, cwd: Path, env: dict[str, str] | None = None) -> Run:
-    """Run ``argv``; its wall time, and its CPU and peak RSS from ``/usr/bin/time -v`` where present."""
-    argv = [str(a) for a in argv]
-    full, report = argv, None
-    if os.access(GNU_TIME, os.X_OK):
-        report = cwd / f".bench-time-{os.getpid()}"
-        full = [GNU_TIME, "-v", "-o", str(report), *argv]
-    t0 = time.perf_counter()
-    p = subprocess.run(full, cwd=cwd, env=env, capture_output=True, text=True, check=False)
-    seconds = time.perf_counter() - t0
-    cpu = rss = None
-    if report is not None and report.exists():
-        text = report.read_text(errors="replace")
-        report.unlink()
-        u = re.search(r"User time \(seconds\): ([\d.]+)", text)
-        s = re.search(r"System time \(seconds\): ([\d.]+)", text)
-        m = re.search(r"Maximum resident set size \(kbytes\): (\d+)", text)
-        cpu = float(u.group(1)) + float(s.group(1)) if u and s else None
-        rss = int(m.group(1)) / 1024 if m else None
-    return Run(argv, seconds, p.returncode, cpu, rss, p.stdout, p.stderr)
 
 
 # -- the server -------------------------------------------------------------------------

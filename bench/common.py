@@ -7,10 +7,13 @@ Python puts ``bench/`` on ``sys.path``, so they import this module as ``common``
 from __future__ import annotations
 
 import os
+import re
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -108,3 +111,70 @@ def git_init(path: Path) -> None:
     subprocess.run(["git", "init", "-q", str(path)], check=True)
     for k, v in (("user.email", "bench@example.com"), ("user.name", "bench"), ("commit.gpgsign", "false")):
         subprocess.run(["git", "-C", str(path), "config", k, v], check=True)
+
+
+# -- running commands -------------------------------------------------------------------
+GNU_TIME = "/usr/bin/time"
+
+
+class BenchError(RuntimeError):
+    pass
+
+
+@dataclass
+class Run:
+    argv: list[str]
+    seconds: float
+    rc: int
+    maxrss_mb: float | None
+    cpu_s: float | None  # user + system CPU of the child
+    stdout: str
+    stderr: str
+
+    def check(self, what: str) -> Run:
+        if self.rc != 0:
+            raise BenchError(
+                f"{what}: `{' '.join(self.argv)}` exited {self.rc}\n--- stdout\n{self.stdout[-3000:]}\n"
+                f"--- stderr\n{self.stderr[-3000:]}"
+            )
+        return self
+
+
+_RSS_WRAPPER = (
+    "import resource, subprocess, sys\n"
+    "rc = subprocess.call(sys.argv[1:])\n"
+    "ru = resource.getrusage(resource.RUSAGE_CHILDREN)\n"
+    "sys.stderr.write('\\nBENCH_MAXRSS_KB=%d CPU=%f\\n' % (ru.ru_maxrss, ru.ru_utime + ru.ru_stime))\n"
+    "sys.exit(rc)\n"
+)
+
+
+def run(argv: list[str], cwd: Path, env: dict[str, str] | None = None) -> Run:
+    """Run ``argv``; wall time and the child's peak RSS (``/usr/bin/time -v`` or getrusage)."""
+    argv = [str(a) for a in argv]
+    rss_file = None
+    if os.access(GNU_TIME, os.X_OK):
+        fd, rss_file = tempfile.mkstemp(prefix="bench-time-")
+        os.close(fd)
+        full = [GNU_TIME, "-v", "-o", rss_file, *argv]
+    else:  # a fresh wrapper process, so RUSAGE_CHILDREN covers this command only
+        full = [sys.executable, "-c", _RSS_WRAPPER, *argv]
+    t0 = time.perf_counter()
+    p = subprocess.run(full, cwd=cwd, env=env, capture_output=True, text=True)
+    seconds = time.perf_counter() - t0
+    maxrss = cpu = None
+    stderr = p.stderr
+    if rss_file is not None:
+        text = Path(rss_file).read_text(errors="replace")
+        os.unlink(rss_file)
+        m = re.search(r"Maximum resident set size \(kbytes\): (\d+)", text)
+        maxrss = int(m.group(1)) / 1024 if m else None
+        u = re.search(r"User time \(seconds\): ([\d.]+)", text)
+        k = re.search(r"System time \(seconds\): ([\d.]+)", text)
+        cpu = float(u.group(1)) + float(k.group(1)) if u and k else None
+    else:
+        m = re.search(r"BENCH_MAXRSS_KB=(\d+) CPU=([\d.]+)", stderr)
+        if m:
+            maxrss, cpu = int(m.group(1)) / 1024, float(m.group(2))
+            stderr = stderr[: m.start()]
+    return Run(argv, seconds, p.returncode, maxrss, cpu, p.stdout, stderr)
