@@ -8,7 +8,8 @@ boto3's own ``upload_file``. Here a new part starts as soon as any finishes, so 
 stay busy. The requests themselves are s3fs's (``_call_s3``: its client, retries and
 error translation); only the scheduling is ours.
 
-Each part carries a CRC32, and the upload declares it (as boto3 does), so the server checks
+The local file is hashed in a thread while the parts go up, and the upload completes only
+if it still hashes to the digest it is stored under. Each part carries a CRC32, and the upload declares it (as boto3 does), so the server checks
 every part as it lands. The object appears only when ``complete_multipart_upload``
 succeeds; any failure aborts the upload, so nothing partial is left behind to pay for.
 """
@@ -18,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import math
 import os
+from collections.abc import Callable
 
 from fsspec.asyn import sync
 from fsspec.callbacks import Callback
@@ -25,7 +27,8 @@ from fsspec.callbacks import Callback
 MAX_PARTS = 10_000  # S3's limit
 
 
-async def _upload(fs, local: str, path: str, part_size: int, window: int, callback: Callback) -> None:
+async def _upload(fs, local: str, path: str, part_size: int, window: int, callback: Callback,
+                  verify: Callable[[], None] | None) -> None:
     bucket, key, _ = fs.split_path(path)
     size = os.path.getsize(local)
     part_size = max(part_size, math.ceil(size / MAX_PARTS))
@@ -47,13 +50,18 @@ async def _upload(fs, local: str, path: str, part_size: int, window: int, callba
             return done
 
     tasks = [asyncio.ensure_future(part(n)) for n in range(1, count + 1)]
+    checking = asyncio.ensure_future(asyncio.to_thread(verify)) if verify is not None else None
     try:
         parts = await asyncio.gather(*tasks)
+        if checking is not None:
+            await checking  # the file's bytes are what they should be, or the upload never completes
         await fs._call_s3("complete_multipart_upload", Bucket=bucket, Key=key, UploadId=upload_id,
                           MultipartUpload={"Parts": parts})
     except BaseException:
         for task in tasks:  # no part may land after the abort (nor read a closed file)
             task.cancel()
+        if checking is not None:
+            checking.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         try:
             await fs._call_s3("abort_multipart_upload", Bucket=bucket, Key=key, UploadId=upload_id)
@@ -65,10 +73,11 @@ async def _upload(fs, local: str, path: str, part_size: int, window: int, callba
 
 
 def upload(fs, local: str | os.PathLike[str], path: str, *, part_size: int, window: int,
-           callback: Callback | None = None) -> None:
+           callback: Callback | None = None, verify: Callable[[], None] | None = None) -> None:
     """Upload ``local`` to ``path`` (``bucket/key``) in parts, ``window`` of them in flight (memory:
-    ``window × part_size``)."""
-    sync(fs.loop, _upload, fs, os.fspath(local), path, part_size, window, callback or Callback())
+    ``window × part_size``). ``verify`` runs in a thread while the parts go up; if it raises, the
+    upload is aborted and nothing appears."""
+    sync(fs.loop, _upload, fs, os.fspath(local), path, part_size, window, callback or Callback(), verify)
 
 
 def abort_stale(fs, root: str, cutoff: float, *, dry_run: bool = False) -> int:

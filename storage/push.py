@@ -287,22 +287,18 @@ def _send(remote: Remote, upload: _Upload, tick: Tick | None,
     def job() -> frozenset[bytes]:
         sent: frozenset[bytes] = frozenset()
         for u in (upload, *upload.then):
-            if u.check is not None:
-                actual, _ = digests.of_file(u.local)
-                if actual.hexdigest != u.check:
-                    remote_report_rejection(u, actual)
-                    return sent
             bar = Bar(tick)
-            if u.data is not None:
-                remote.put_bytes(u.key, u.data)
-            else:
-                remote.put_file(u.local, u.key, callback=bar, parts=parts)
+            try:
+                if u.data is not None:
+                    remote.put_bytes(u.key, u.data)
+                else:
+                    remote.put_file(u.local, u.key, callback=bar, parts=parts, expect=u.check)
+            except ObjectCorrupt as exc:
+                upload.rejected = (f"local '{u.local}' is damaged (its bytes hash to {exc.actual}), so it was "
+                                   "not sent; run `mlv fsck`, re-add the data, then push again")
+                return sent
             bar.finish(u.size, u.objects)
             sent |= u.raws
         return sent
-
-    def remote_report_rejection(u: _Upload, actual: Digest) -> None:
-        upload.rejected = (f"local '{u.local}' is damaged (its bytes hash to {actual.short}), so it was not sent; "
-                           "run `mlv fsck`, re-add the data, then push again")
 
     return job

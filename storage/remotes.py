@@ -39,7 +39,8 @@ from mlv.storage import multipart
 from mlv.storage.atomic import fsync_dir
 from mlv.storage.config import RemoteConfig, local_path, remote_for
 from mlv.storage.digest import Digest
-from mlv.storage.errors import MlvError, StorageError, UsageError
+from mlv.storage.digest import of_file as digest_of_file
+from mlv.storage.errors import MlvError, ObjectCorrupt, StorageError, UsageError
 from mlv.storage.objects import FORMAT
 from mlv.storage.packs import PackEntry, decode_index
 from mlv.storage.workspace import Workspace
@@ -221,14 +222,22 @@ class Remote:
 
     # -- transfers --------------------------------------------------------------------
     def put_file(self, local: str | os.PathLike[str], key: str, *, callback: Callback | None = None,
-                 parts: int = 4) -> None:
+                 parts: int = 4, expect: str | None = None) -> None:
         """Upload a local file so that ``key`` shows it complete or not at all; a big file goes up in
-        ``PART_SIZE`` parts, ``parts`` at a time."""
+        ``PART_SIZE`` parts, ``parts`` at a time.
+
+        ``expect``: the hex digest the file must have, or ``ObjectCorrupt`` and nothing appears. A
+        multipart upload hashes while it sends and checks before it completes; others hash first.
+        """
         final = self.path(key)
+        check = None if expect is None else (lambda: _check_file(local, expect))
         with self.guard(f"uploading {key}"):
             if self.config.protocol in ("s3", "s3a") and os.path.getsize(local) >= 2 * PART_SIZE:
-                multipart.upload(self.fs, local, final, part_size=PART_SIZE, window=parts, callback=callback)
+                multipart.upload(self.fs, local, final, part_size=PART_SIZE, window=parts, callback=callback,
+                                 verify=check)
                 return
+            if check is not None:
+                check()
             if self.atomic:
                 self.fs.put_file(os.fspath(local), final, callback=callback or Callback(), **self._put_options())
                 return
@@ -344,6 +353,12 @@ def _refuse_own_store(ws: Workspace, root: Path, config: RemoteConfig) -> None:
         if root == own or own in root.parents or root in own.parents:
             raise UsageError(f"remote '{config.name}' ({config.url}) overlaps this repo's '{own}'; "
                              "point it at a folder outside .mlv/ and the cache")
+
+
+def _check_file(path: str | os.PathLike[str], expect: str) -> None:
+    actual, _ = digest_of_file(path)
+    if actual.hexdigest != expect:
+        raise ObjectCorrupt(f"'{path}' hashes to {actual}, not to {expect}", actual=actual)
 
 
 def scrub(text: str) -> str:

@@ -230,6 +230,22 @@ def test_a_big_file_goes_up_in_parts_and_comes_back_whole(git_repo, cli, monkeyp
     assert [u["Key"] for u in s3.list_multipart_uploads(Bucket=s3_bucket)["Uploads"]] == ["elsewhere/x"]
 
 
+def test_a_damaged_big_file_is_checked_while_it_goes_up_and_never_appears(git_repo, cli, s3_endpoint, s3_bucket):
+    import boto3
+
+    (git_repo / "huge.bin").write_bytes(os.urandom(17 * 1024 * 1024))
+    cli("add", "huge.bin")
+    cli("remote", "add", "origin", f"s3://{s3_bucket}/store", "--endpoint-url", s3_endpoint)
+    (big,) = [d for d, _ in store_of(git_repo).iter_loose()]
+    flip_byte(loose_object(git_repo, str(big)), 9 * 1024 * 1024)  # in the second part
+    result = cli("push", code=1)
+    assert "damaged" in result.stderr
+    s3 = boto3.client("s3", endpoint_url=s3_endpoint)
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket=s3_bucket).get("Contents", [])]
+    assert not any(k.endswith(big.hexdigest[2:]) for k in keys)
+    assert not s3.list_multipart_uploads(Bucket=s3_bucket).get("Uploads"), "the upload was aborted"
+
+
 def test_an_unreachable_remote_is_a_clear_error_in_bounded_time(git_repo, cli):
     shared = git_repo
     make_tree(shared, SMALL)
