@@ -35,9 +35,7 @@ def push(
     ws = workspace()
     config = remote_for(ws.config, remote)
     roots = references.roots_of(ws, targets) if targets else references.roots(ws, all_commits=all_commits)
-    runs_dir = ws.dot / "runs"
-    runs = [p.stem for p in runs_dir.glob("*.json")] if runs_dir.is_dir() else []
-    if remote_state.has_everything(ws.dot / "state.db", config, roots, runs):
+    if remote_state.has_everything(ws.dot / "state.db", config, roots, references.run_ids(ws)):
         # known to be there from the last listing: no need to load the client stack and ask again
         _render(remote_state.TransferReport(config.name, "push", dry_run, present=len(roots.where)), json_)
         return

@@ -17,7 +17,7 @@ from collections import defaultdict
 from collections.abc import Callable
 from contextlib import nullcontext
 
-from mlv.storage import atomic, manifest
+from mlv.storage import atomic, manifest, references
 from mlv.storage import digest as digests
 from mlv.storage.digest import Digest
 from mlv.storage.errors import MlvError, ObjectCorrupt, StorageError
@@ -35,7 +35,6 @@ from mlv.storage.transfer import (
     catalog,
     damaged_on,
     held,
-    local_runs,
     read_ranges,
     remember,
     run_all,
@@ -112,7 +111,7 @@ def _manifest_bytes(store: ObjectStore, getter: _Getter, d: Digest, where: str,
 def _fetch_records(ws: Workspace, runs: dict[str, Digest], getter: _Getter, report: TransferReport,
                    check: RecordCheck | None) -> None:
     folder = ws.dot / RUNS
-    have = set(local_runs(ws))
+    have = set(references.run_ids(ws))
     want = {run_id: d for run_id, d in runs.items() if run_id not in have}
     if not want:
         return

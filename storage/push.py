@@ -38,7 +38,6 @@ from mlv.storage.transfer import (
     catalog,
     damaged_on,
     held,
-    local_runs,
     remember,
     run_all,
 )
@@ -101,7 +100,7 @@ def push(ws: Workspace, remote: Remote, roots: Roots, *, dry_run: bool = False,
                 there |= sent
                 damaged -= sent
             if not report.rejected:  # a refused upload's catalog was not sent either: keep the listing's word
-                runs |= set(local_runs(ws))
+                runs |= set(references.run_ids(ws))
             remember(remote, there, manifests, runs, damaged=damaged)
         finally:
             for tmp in temps:

@@ -128,6 +128,12 @@ def roots_of(ws: Workspace, targets: list[str]) -> Roots:
     return result
 
 
+def run_ids(ws: Workspace) -> list[str]:
+    """The run ids of the records in ``.mlv/runs/``."""
+    runs = ws.dot / "runs"
+    return [p.stem for p in runs.glob("*.json")] if runs.is_dir() else []
+
+
 def _run_logs(ws: Workspace) -> list[Digest]:
     """Captured stage output named by run records, kept so `mlv show` can print it."""
     runs = ws.dot / "runs"

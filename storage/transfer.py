@@ -23,7 +23,6 @@ from mlv.storage.errors import MlvError
 from mlv.storage.packs import PackEntry
 from mlv.storage.remote_state import Seen
 from mlv.storage.remotes import Inventory, Remote
-from mlv.storage.workspace import Workspace
 
 RUNS = "runs"  # .mlv/runs/<run id>.json: the engine's run records, moved as opaque, verified bytes
 RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
@@ -56,12 +55,6 @@ def remember(remote: Remote, there: set[bytes], manifests: dict[Digest, list[byt
     there = there - damaged
     seen = Seen(there, remote_state.complete_manifests(manifests, there), runs, damaged=damaged)
     remote_state.save(remote.state_db, remote.config, seen)
-
-
-def local_runs(ws: Workspace) -> list[str]:
-    """The run ids of the records in ``.mlv/runs/``."""
-    folder = ws.dot / RUNS
-    return [p.stem for p in folder.glob("*.json")] if folder.is_dir() else []
 
 
 def catalog(remote: Remote, inv: Inventory) -> dict[str, Digest]:
