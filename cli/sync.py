@@ -8,7 +8,7 @@ from contextlib import contextmanager
 from typing import Annotated
 
 import typer
-from mlv.cli.main import command, emit_json, err, out, workspace
+from mlv.cli.main import command, emit_json, err, out, progress, workspace
 
 TARGETS = typer.Argument(help="Tracked paths, stage names or stage outs (default: everything the "
                               "workspace's pointers and mlv.lock reference).", show_default=False)
@@ -80,7 +80,7 @@ def pull(
         return
     ws = workspace()
     restored = checkout(ws, _paths_of(ws, targets), force=force, extra=project.locked_outputs(ws),
-                        skip_missing=True, progress=_bytes_progress)
+                        skip_missing=True, progress=progress)
     if json_:
         emit_json({**report.to_dict(), "checkout": restored.to_dict()})
     else:
@@ -214,8 +214,3 @@ def _progress(description: str, total_bytes: int, total_objects: int) -> Iterato
 
         yield advance
 
-
-def _bytes_progress(total: int, description: str):
-    from mlv.cli.main import progress
-
-    return progress(total, description)
