@@ -101,6 +101,8 @@ def checkout(
 
     ws = workspace()
     report = run_checkout(ws, paths, force=force, extra=project.locked_outputs(ws), progress=progress)
+    for note in report.notes:
+        err.print(f"warning: {note}")
     if json_:
         emit_json(report.to_dict())
         return

@@ -7,6 +7,7 @@ bodies, so ``mlv --help`` starts fast.
 
 from __future__ import annotations
 
+import errno
 import json
 import sys
 from collections.abc import Callable, Iterator
@@ -64,10 +65,43 @@ def command(*args: Any, group: typer.Typer | None = None, **kwargs: Any) -> Call
             except KeyboardInterrupt:
                 err.print("interrupted")
                 raise typer.Exit(130) from None
+            except Exception as exc:
+                message = environment_error(exc)
+                if message is None:
+                    raise  # anything else is a bug: it keeps its traceback
+                err.print(f"error: {message}")
+                raise typer.Exit(1) from None
 
         return (group or app).command(*args, **kwargs)(run)
 
     return decorate
+
+
+_FULL = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
+_DENIED = {errno.EROFS, errno.EACCES, errno.EPERM}
+_ENVIRONMENT = _FULL | _DENIED | {errno.EIO, errno.ENAMETOOLONG, errno.EMFILE, errno.ENFILE}
+
+
+def environment_error(exc: BaseException) -> str | None:
+    """One message for what the machine refused (disk full, read-only, permissions), or None for a bug.
+
+    Every write mlv makes is temp file → fsync → rename, so what was done before the refusal
+    is consistent and the same command can simply be run again once the cause is fixed.
+    """
+    if isinstance(exc, OSError) and exc.errno in _ENVIRONMENT:
+        where = f" ('{exc.filename}')" if exc.filename else ""
+        if exc.errno in _FULL:
+            fix = "free some space (`mlv gc` removes objects nothing references), then run the command again"
+        elif exc.errno in _DENIED:
+            fix = "make it writable for this user (or point `cache.dir` elsewhere), then run the command again"
+        else:
+            fix = "fix the cause, then run the command again"
+        return f"the filesystem refused a write: {exc.strerror or exc}{where}. Nothing is half-written; {fix}"
+    sqlite = sys.modules.get("sqlite3")
+    if sqlite is not None and isinstance(exc, sqlite.OperationalError):
+        return (f"the state database .mlv/state.db could not be written ({exc}); it is only a cache: free disk "
+                "space or fix its permissions (or delete it), then run the command again")
+    return None
 
 
 def workspace():

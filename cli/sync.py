@@ -81,6 +81,8 @@ def pull(
     ws = workspace()
     restored = checkout(ws, _paths_of(ws, targets), force=force, extra=project.locked_outputs(ws),
                         skip_missing=True, progress=progress)
+    for note in restored.notes:
+        err.print(f"warning: {note}")
     if json_:
         emit_json({**report.to_dict(), "checkout": restored.to_dict()})
     else:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import yaml
 
+from mlv.storage import yamlfile
 from mlv.storage.errors import ConfigError, MlvError, UsageError
 
 FILE = "dask-cluster.yaml"
@@ -40,17 +41,18 @@ def load_config(path: Path) -> ClusterConfig:
     if not path.exists():
         return ClusterConfig()
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        data = yamlfile.load(yamlfile.read_text(path, source=path.name, limit=yamlfile.CONFIG_BYTES),
+                             source=path.name) or {}
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path.name}: not valid YAML ({exc})", path=str(path)) from exc
     if not isinstance(data, dict):
         raise ConfigError(f"{path.name}: expected a mapping with 'scheduler' and/or 'local'", path=str(path))
     unknown = set(data) - {"scheduler", "local"}
     if unknown:
-        raise ConfigError(f"{path.name}: unknown key '{sorted(unknown)[0]}'; valid: scheduler, local", path=str(path))
+        raise ConfigError(f"{path.name}: unknown key '{sorted(map(str, unknown))[0]}'; valid: scheduler, local", path=str(path))
     local = data.get("local") or {}
     if not isinstance(local, dict) or set(local) - _LOCAL_KEYS:
-        bad = sorted(set(local) - _LOCAL_KEYS) if isinstance(local, dict) else ["(not a mapping)"]
+        bad = sorted(map(str, set(local) - _LOCAL_KEYS)) if isinstance(local, dict) else ["(not a mapping)"]
         raise ConfigError(f"{path.name}: unknown key 'local.{bad[0]}'; valid: {', '.join(sorted(_LOCAL_KEYS))}")
     config = ClusterConfig(
         scheduler=data.get("scheduler") or None,

@@ -24,9 +24,9 @@ from pathlib import Path
 import yaml
 
 from mlv.engine.provenance import member_digest
-from mlv.storage import pointers
+from mlv.storage import pointers, yamlfile
 from mlv.storage.digest import Digest, of_bytes, parse
-from mlv.storage.errors import ConfigError, StorageError, UsageError
+from mlv.storage.errors import ConfigError, MlvError, StorageError, UsageError
 from mlv.storage.workspace import Workspace
 
 LOCK_FILE = "mlv.lock"
@@ -131,7 +131,7 @@ class Tree:
             return None
         where = f"{target}{pointers.SUFFIX} at {self.label}"
         try:
-            doc = yaml.safe_load(data)
+            doc = yamlfile.load(data, source=where)
             return parse(doc["digest"], where=where), doc.get("nfiles")
         except (yaml.YAMLError, TypeError, KeyError) as exc:
             raise ConfigError(f"{where}: not a valid pointer file ({exc!r})", path=target + pointers.SUFFIX) from exc
@@ -140,7 +140,7 @@ class Tree:
     def pipeline(self) -> dict:
         data = self.read(PIPELINE_FILE)
         try:
-            doc = yaml.safe_load(data) if data is not None else {}
+            doc = yamlfile.load(data, source=f"{PIPELINE_FILE} at {self.label}") if data is not None else {}
         except yaml.YAMLError as exc:
             raise ConfigError(f"{PIPELINE_FILE} at {self.label} is not valid YAML ({exc})", path=PIPELINE_FILE) from exc
         return doc if isinstance(doc, dict) else {}
@@ -148,7 +148,7 @@ class Tree:
 
 def parse_lock(data: bytes, *, where: str = LOCK_FILE) -> dict[str, LockedStage]:
     try:
-        doc = yaml.safe_load(data) or {}
+        doc = yamlfile.load(data, source=where) or {}
         return {name: LockedStage(str(raw["run_id"]), dict(raw.get("deps") or {}), dict(raw.get("outs") or {}))
                 for name, raw in (doc.get("stages") or {}).items()}
     except (yaml.YAMLError, AttributeError, TypeError, KeyError) as exc:
@@ -239,8 +239,8 @@ def read_metrics(ws: Workspace, tree: Tree, path: str, digest: Digest) -> dict |
         doc = json.loads(data)
     except ValueError:
         try:
-            doc = yaml.safe_load(data)
-        except yaml.YAMLError:
+            doc = yamlfile.load(data, source=path)
+        except (yaml.YAMLError, MlvError):
             return None
     return flatten(doc)
 

@@ -356,7 +356,7 @@ def _from_pointer(ws, path, digest, manifests) -> dict | None:
         file = ws.root / (target + pointers.SUFFIX)
         if not file.is_file():
             continue
-        pointer = pointers.load(file)
+        pointer = pointers.load(file, root=ws.root)
         if n == len(parts):
             return {"added": ws.rel(file)} if pointer.digest == digest else None
         if pointer.is_dir and member_digest(ws, pointer.digest, "/".join(parts[n:]), manifests) == digest:

@@ -24,6 +24,7 @@ Invariants:
 from __future__ import annotations
 
 import itertools
+import math
 import re
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
@@ -36,6 +37,7 @@ from mlv.engine.dag import Resources, StageSpec, normalise_path, parse_memory
 from mlv.pipelines.interpolate import (
     InterpolationError, Scope, edit_distance, interpolate, interpolate_command, lookup, nearest, type_name,
 )
+from mlv.storage import paths, yamlfile
 from mlv.storage.errors import UsageError
 
 __all__ = ["BUILTIN_KINDS", "Pipeline", "PipelineError", "Resources", "StageSpec", "load_pipeline"]
@@ -50,6 +52,8 @@ STAGE_KEYS = (*MODES, "deps", "outs", "params", "metrics", "resources", "wdir", 
 _TOP_KEYS = ("params", "stages")
 _RESOURCE_KEYS = ("gpu", "cpus", "memory")
 _STAGE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
+_SUFFIX = re.compile(r"^[A-Za-z0-9_.+-]+$")  # what foreach/matrix values may add after '@'
+MAX_STAGES = 10_000  # stages one foreach or matrix may generate
 _CALL = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
 _WHOLE_PARAM = re.compile(r"^\$\{\s*params\.([\w.-]+)\s*\}$")
 _MERGE = "tag:yaml.org,2002:merge"
@@ -95,14 +99,22 @@ def load_pipeline(path: Path, *, root: Path, kinds: Mapping[str, Collection[str]
     except ValueError:
         shown = str(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = yamlfile.read_text(path, source=shown, limit=yamlfile.PIPELINE_BYTES)
     except FileNotFoundError:
         raise PipelineError("no such file; create it with a 'stages:' section", path=shown) from None
-    except (OSError, UnicodeDecodeError) as exc:
+    except yamlfile.YamlLimitError as exc:
+        raise PipelineError(str(exc).removeprefix(f"{shown}: "), path=shown) from None
+    except OSError as exc:
         raise PipelineError(f"cannot read the pipeline file: {exc}", path=shown) from exc
     loader = yaml.SafeLoader(text)
     try:
         node = loader.get_single_node()
+        if node is not None:
+            yamlfile.check_node(node, source=shown)
+    except yamlfile.YamlLimitError as exc:
+        raise PipelineError(str(exc).removeprefix(f"{shown}: "), path=shown) from None
+    except RecursionError:
+        raise PipelineError("nested too deeply to read; flatten it", path=shown) from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = text.splitlines()[mark.line] if mark and mark.line < len(text.splitlines()) else ""
@@ -276,9 +288,18 @@ class _Parser:
         return specs
 
     def _foreach(self, node: Node, value: object, stage: str) -> list[tuple[str, object, set[str]]]:
+        if isinstance(value, (dict, list)) and len(value) > MAX_STAGES:
+            raise self.error(node, f"'foreach' would make {len(value):,} stages; at most {MAX_STAGES:,} are "
+                             "allowed in one pipeline", stage)
         if isinstance(value, dict) and value:
             source = _WHOLE_PARAM.match(node.value) if isinstance(node, ScalarNode) else None
-            return [(k, v, {f"{source.group(1)}.{k}"} if source else set()) for k, v in value.items()]
+            runs = []
+            for k, v in value.items():
+                if not _SUFFIX.match(str(k)):
+                    raise self.error(node, f"foreach key {str(k)!r} names the stage '{stage}@{k}', so it may use "
+                                     "only letters, digits and '_', '.', '+', '-'; rename the key", stage)
+                runs.append((str(k), v, {f"{source.group(1)}.{k}"} if source else set()))
+            return runs
         if isinstance(value, list) and value:
             return [(_suffix(v, str(i)), v, set()) for i, v in enumerate(value)]
         raise self.error(node, f"'foreach' needs a non-empty list or mapping, got {type_name(value)}", stage)
@@ -291,6 +312,9 @@ class _Parser:
             if not isinstance(values, list) or not values:
                 raise self.error(_child(node, axis), f"matrix axis '{axis}' must be a non-empty list, "
                                  f"got {type_name(values)}", stage)
+        if math.prod(len(values) for values in value.values()) > MAX_STAGES:
+            raise self.error(node, f"'matrix' would make {math.prod(len(v) for v in value.values()):,} stages; at "
+                             f"most {MAX_STAGES:,} are allowed in one pipeline", stage)
         axes = [[(axis, i, v) for i, v in enumerate(values)] for axis, values in value.items()]
         return [("-".join(_suffix(v, f"{axis}{i}") for axis, i, v in combo), {axis: v for axis, _, v in combo}, set())
                 for combo in itertools.product(*axes)]
@@ -376,9 +400,12 @@ class _Parser:
             raise self.error(node, f"'wdir' must be a directory relative to the repository root, "
                              f"got {type_name(value)}", stage)
         try:
-            return normalise_path(value, ".", allow_root=True)
+            wdir = normalise_path(value, ".", allow_root=True)
         except ValueError as exc:
             raise self.error(node, f"wdir {exc}", stage) from None
+        if wdir != "." and (why := paths.problem(wdir, written=False)) is not None:
+            raise self.error(node, f"wdir '{value}' {why}; run the stage elsewhere", stage)
+        return wdir
 
     def _paths(self, field: str, node: Node | None, value: object, stage: str, wdir: str) -> tuple[str, ...]:
         """Normalise the paths in ``value`` (the resolved content of ``node``) against ``wdir``."""
@@ -387,7 +414,7 @@ class _Parser:
         if not isinstance(value, list):
             example = f"; write {field}: [{value}]" if isinstance(value, str) else ""
             raise self.error(node, f"'{field}' must be a list of paths, got {type_name(value)}{example}", stage)
-        paths: list[str] = []
+        found: list[str] = []
         for index, item in enumerate(value):
             where = _child(node, index)
             if not isinstance(item, str) or not item:
@@ -397,13 +424,15 @@ class _Parser:
             except ValueError as exc:
                 role = {"deps": "dep", "outs": "out", "metrics": "metric"}.get(field, f"'{field}' path")
                 raise self.error(where, f"{role} {exc}", stage) from None
-            if field != "deps" and path.split("/")[0] in (".mlv", ".git"):
-                raise self.error(where, f"'{item}' is inside {path.split('/')[0]}/, which mlv and git manage; "
-                                 "write outputs elsewhere", stage)
-            if path in paths and field != "deps":
+            if (why := paths.problem(path, written=field != "deps")) is not None:
+                role = {"deps": "dep", "outs": "out", "metrics": "metric"}.get(field, f"'{field}' path")
+                fix = "read it from elsewhere" if field == "deps" else "write outputs elsewhere"
+                shown = f"'{item}'" if item == path else f"'{item}' ({path})"
+                raise self.error(where, f"{role} {shown} {why}; {fix}", stage)
+            if path in found and field != "deps":
                 raise self.error(where, f"'{item}' is listed twice in '{field}'; remove one", stage)
-            paths += [path] if path not in paths else []
-        return tuple(paths)
+            found += [path] if path not in found else []
+        return tuple(found)
 
     def _params(self, node: Node | None, scope: Scope, stage: str) -> dict | None:
         value = self.resolve(node, scope, stage)
@@ -485,4 +514,4 @@ def _suffix(value: object, fallback: str) -> str:
     """The name suffix for a foreach/matrix value: the value itself when scalar, else ``fallback``."""
     if isinstance(value, bool):
         return "true" if value else "false"
-    return str(value) if isinstance(value, (str, int, float)) and str(value) else fallback
+    return str(value) if isinstance(value, (str, int, float)) and _SUFFIX.match(str(value)) else fallback

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mlv.storage import snapshot
+from mlv.storage.atomic import is_temp, remove_stale
 from mlv.storage.digest import Digest
 from mlv.storage.errors import (
     ObjectCorrupt,
@@ -30,6 +31,7 @@ from mlv.storage.links import Linker
 from mlv.storage.pointers import Pointer
 from mlv.storage.snapshot import ProgressFactory
 from mlv.storage.tracking import in_cache, load_pointers
+from mlv.storage.walk import check_inside
 from mlv.storage.workspace import Workspace
 
 
@@ -51,6 +53,7 @@ class Plan:
     deletes: list[str] = field(default_factory=list)  # rel inside target ('' = the target itself)
     unsaved: list[str] = field(default_factory=list)
     make_dir: bool = False  # a directory version (possibly empty) where no directory is
+    leftovers: list[str] = field(default_factory=list)  # temp files a killed checkout left, to remove
 
 
 @dataclass(slots=True)
@@ -60,10 +63,12 @@ class CheckoutReport:
     unchanged: list[str] = field(default_factory=list)
     damaged: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)  # with ``skip_missing``: versions the store lacks
+    failed: dict[str, str] = field(default_factory=dict)  # path -> why the filesystem refused it
+    notes: list[str] = field(default_factory=list)  # warnings for people (e.g. a link mode not used)
 
     def to_dict(self) -> dict:
         return {"restored": self.restored, "removed": self.removed, "unchanged": self.unchanged,
-                "damaged": self.damaged, "skipped": self.skipped}
+                "damaged": self.damaged, "skipped": self.skipped, "failed": self.failed, "notes": self.notes}
 
 
 def checkout(
@@ -102,7 +107,8 @@ def restore(ws: Workspace, versions: Iterable[Version | Pointer], *, force: bool
             else:
                 report.skipped.append(ws.rel(v.target))
         versions = complete
-    plans = [_plan(ws, v) for v in versions]
+    siblings: dict[Path, list[str]] = {}
+    plans = [_plan(ws, v, siblings) for v in versions]
     unsaved = [f"{p.rel}/{u}" if u else p.rel for p in plans for u in p.unsaved]
     if unsaved and not force:
         shown = "\n  ".join(unsaved[:10]) + (f"\n  … and {len(unsaved) - 10} more" if len(unsaved) > 10 else "")
@@ -119,10 +125,16 @@ def restore(ws: Workspace, versions: Iterable[Version | Pointer], *, force: bool
         )
     linker = Linker(store, ws.config.link, verify=ws.config.verify)
     linker.probe(ws.root)
+    if linker.note and any(p.writes for p in plans):
+        report.notes.append(linker.note)
     total = sum(w[3] for p in plans for w in p.writes)
     with ws.lock(), (progress(total, "checking out") if progress else nullcontext()) as tick:
         for plan in plans:
             _apply(ws, plan, linker, report, tick)
+    if report.failed:
+        shown = "\n  ".join(f"{path}: {why}" for path, why in list(report.failed.items())[:10])
+        raise StorageError(f"checkout could not write {len(report.failed)} path(s); the rest was restored:\n  "
+                           f"{shown}\nFix the cause (disk space, permissions), then run checkout again")
     if report.damaged:
         raise ObjectCorrupt(
             "checkout skipped damaged objects; these paths were not written:\n  "
@@ -134,8 +146,9 @@ def restore(ws: Workspace, versions: Iterable[Version | Pointer], *, force: bool
 
 
 
-def _plan(ws: Workspace, ptr: Version | Pointer) -> Plan:
+def _plan(ws: Workspace, ptr: Version | Pointer, siblings: dict[Path, list[str]]) -> Plan:
     target, rel = ptr.target, ws.rel(ptr.target)
+    check_inside(target, repo_root=ws.root)  # no symlink on the way leads out of the repo or into .git/
     plan = Plan(ptr, rel)
     store = ws.store
     if ptr.is_dir:
@@ -165,8 +178,14 @@ def _plan(ws: Workspace, ptr: Version | Pointer) -> Plan:
         scan = snapshot.scan(ws, target)
         current = snapshot.identify(ws, scan, per_file=True).files
         exec_of = {f.rel: f.executable for f in scan.files} if scan.is_dir else {}
+        plan.leftovers = scan.leftovers
     else:
         current, exec_of = {}, {}
+    if not target.is_dir() and target.parent.is_dir():  # a single file's temp files are its siblings
+        if target.parent not in siblings:
+            with os.scandir(target.parent) as it:
+                siblings[target.parent] = [e.path for e in it if is_temp(e.name)]
+        plan.leftovers = siblings[target.parent]
     if wanted is None:  # a single file
         if "" in current and current[""] == ptr.digest:
             return plan
@@ -208,35 +227,49 @@ def _saved(store, digest: Digest, damaged: dict) -> bool:
 
 def _apply(ws: Workspace, plan: Plan, linker: Linker, report: CheckoutReport, tick) -> None:
     target = plan.version.target
+    remove_stale(plan.leftovers)
     if not plan.writes and not plan.deletes and not plan.make_dir:
         report.unchanged.append(plan.rel)
         return
-    for rel in plan.deletes:
-        path = target / rel if rel else target
-        if path.is_dir() and not path.is_symlink():
-            shutil.rmtree(path)
-        else:
-            path.unlink()
-        report.removed.append(f"{plan.rel}/{rel}" if rel else plan.rel)
-    if target.is_dir():
-        _prune_empty(target)
-    if plan.make_dir:
-        target.mkdir(parents=True, exist_ok=True)
+    try:
+        for rel in plan.deletes:
+            path = target / rel if rel else target
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            else:
+                path.unlink()
+            report.removed.append(f"{plan.rel}/{rel}" if rel else plan.rel)
+        if target.is_dir():
+            _prune_empty(target)
+        if plan.make_dir:
+            target.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        report.failed[plan.rel] = _why(exc)
+        return
+    failed = len(report.failed)
     for rel, digest, executable, size in plan.writes:
         path = target / rel if rel else target
-        if path.is_dir() and not path.is_symlink():
-            shutil.rmtree(path)
+        shown = f"{plan.rel}/{rel}" if rel else plan.rel
         try:
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
             linker.materialize(digest, path, executable=executable)
         except StorageError:
             entry = ws.store.packed(digest)
             ws.state.mark_damaged(str(digest), entry.pack if entry else None)
-            report.damaged.append(f"{plan.rel}/{rel}" if rel else plan.rel)
+            report.damaged.append(shown)
+            continue
+        except OSError as exc:  # disk full, read-only, a name too long: this file, not the rest
+            report.failed[shown] = _why(exc)
             continue
         if tick:
             tick(size)
-    if plan.writes or plan.make_dir:
+    if (plan.writes or plan.make_dir) and len(report.failed) == failed:
         report.restored.append(plan.rel)
+
+
+def _why(exc: OSError) -> str:
+    return exc.strerror or str(exc)
 
 
 def _prune_empty(top: Path) -> None:

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import yaml
-from mlv.storage import atomic
+from mlv.storage import atomic, paths, yamlfile
 from mlv.storage.errors import ConfigError, UsageError
 
 LINK_MODES = ("auto", "reflink", "hardlink", "symlink", "copy")
@@ -29,7 +29,7 @@ DEFAULT_GRACE = 3600
 TEMPLATE = """\
 # mlv settings; committed to git. Credentials never go here (use the environment or AWS profiles).
 cache:
-  dir: cache        # object store, relative to .mlv/ (or an absolute path)
+  dir: cache        # object store: a folder inside .mlv/, relative to it
   link: auto        # how checkout materializes files: auto (reflink, else copy) | reflink | hardlink | symlink | copy
   verify: true      # re-hash objects while checking them out; damaged data is never written
 gc:
@@ -94,7 +94,7 @@ def _unknown(path: Path | None, key: str, valid: list[str]) -> ConfigError:
 def load(path: Path) -> Config:
     """The settings in ``path`` (defaults if it does not exist); ``ConfigError`` if malformed."""
     try:
-        text = path.read_text(encoding="utf-8")
+        text = yamlfile.read_text(path, source=str(path), limit=yamlfile.CONFIG_BYTES)
     except FileNotFoundError:
         return Config()
     return _parse(text, path)
@@ -102,7 +102,7 @@ def load(path: Path) -> Config:
 
 def _parse(text: str, path: Path) -> Config:
     try:
-        data = yaml.safe_load(text) or {}
+        data = yamlfile.load(text, source=str(path)) or {}
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML ({exc})", path=str(path)) from exc
     if not isinstance(data, dict):
@@ -132,6 +132,7 @@ def _parse(text: str, path: Path) -> Config:
         remotes=remotes,
         default_remote=(data.get("core") or {}).get("remote"),
     )
+    _check_cache_dir(config.cache_dir, path)
     if config.link not in LINK_MODES:
         raise _fail(path, f"'cache.link' is {config.link!r}; choose one of {', '.join(LINK_MODES)}")
     if not isinstance(config.verify, bool):
@@ -140,6 +141,20 @@ def _parse(text: str, path: Path) -> Config:
         raise _fail(path, f"'gc.grace' must be a non-negative number of seconds, got {config.grace!r}")
     _check_default(config, path)
     return config
+
+
+_DOT_NAMES = frozenset({"runs", "tmp", "state.db", "lock", "run.lock", "config.yaml", ".gitignore"})
+
+
+def _check_cache_dir(value: str, path: Path | None) -> None:
+    """``cache.dir`` is committed, so it obeys the paths rule: a folder inside ``.mlv/`` (where git
+    ignores it), never a path that leads out of the repo or onto mlv's other files there."""
+    why = paths.problem(value, written=False)
+    if why is None and value.split("/")[0] in _DOT_NAMES:
+        why = f"is mlv's own '.mlv/{value.split('/')[0]}'"
+    if why is not None:
+        raise _fail(path, f"'cache.dir' {value!r} {why}; it must name a folder inside .mlv/ (default: cache), "
+                          "relative to .mlv/. Nothing was changed")
 
 
 def _check_default(config: Config, path: Path | None) -> None:

@@ -5,7 +5,9 @@ so a workspace file is either its old bytes or the complete new ones. With ``ver
 (the default) the object's bytes are hashed on the way and a mismatch raises
 ``ObjectCorrupt`` before anything is renamed: damaged data is never served.
 Packed objects have no file of their own, so they are always copied. Hard- and
-symlinked cache files are made read-only so an edit in the workspace can't damage them.
+symlinked cache files are made read-only so an edit in the workspace can't damage them;
+as root, where read-only bits stop nothing, hardlink and symlink fall back to ``auto``
+(reflink, else copy) and ``Linker.note`` says so.
 """
 
 from __future__ import annotations
@@ -14,11 +16,11 @@ import errno
 import fcntl
 import os
 import shutil
-import uuid
 from pathlib import Path
 
 from fsspec.implementations.local import LocalFileSystem
 from mlv.storage import digest as digests
+from mlv.storage.atomic import temp_name
 from mlv.storage.digest import CHUNK, Digest
 from mlv.storage.errors import ObjectMissing, UsageError
 from mlv.storage.objects import ObjectStore, damaged_error
@@ -32,6 +34,13 @@ class Linker:
 
     def __init__(self, store: ObjectStore, mode: str = "auto", *, verify: bool = True) -> None:
         self.store = store
+        self.note: str | None = None  # why the configured mode was not used, for a one-line warning
+        if mode in ("hardlink", "symlink") and os.geteuid() == 0:
+            # read-only mode bits are what keep an edit in the workspace out of a linked store file,
+            # and they do not stop root: `echo x >> data/big.bin` would corrupt the only stored copy
+            self.note = (f"`cache.link: {mode}` cannot protect the store when mlv runs as root (permission bits "
+                         "do not stop root), so files were reflinked or copied instead")
+            mode = "auto"
         self.mode = mode
         self.verify = verify
         self._reflink_ok = mode in ("auto", "reflink")
@@ -42,7 +51,7 @@ class Linker:
             return
         src = Path(self.store._tmp())
         src.write_bytes(b"mlv reflink probe")
-        dst = workspace / f".mlv-reflink-probe-{uuid.uuid4().hex[:8]}"
+        dst = workspace / temp_name()
         try:
             self._reflink(str(src), dst)
         finally:
@@ -52,7 +61,7 @@ class Linker:
 
     def materialize(self, digest: Digest, dest: Path, *, executable: bool = False) -> None:
         dest.parent.mkdir(parents=True, exist_ok=True)
-        tmp = dest.with_name(f".{dest.name}.mlv-{uuid.uuid4().hex[:8]}")
+        tmp = dest.with_name(temp_name())  # short: a name near NAME_MAX still gets a temp file
         loose = None if self.store.packed(digest) is not None else self.store.loose_path(digest)
         try:
             if loose is not None and self.mode in ("hardlink", "symlink"):

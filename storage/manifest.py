@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 import pyarrow.ipc
+from mlv.storage import paths as rules
 from mlv.storage.digest import ALGORITHM, Digest
 from mlv.storage.errors import StorageError
 
@@ -71,10 +72,12 @@ def load_table(data: bytes) -> pa.Table:
 
 
 def check_paths(paths: list[str]) -> None:
-    """Every path must be relative, normalised and inside its directory, sorted, and unique.
+    """Every path must be relative, normalised and inside its directory, sorted, and unique, and no
+    part of it may be ``.git`` or ``.mlv`` (the paths rule, ``mlv.storage.paths``).
 
     Manifests can arrive from remotes and commits nobody reviewed: a path like
-    ``../../x`` would make checkout write outside the tracked directory.
+    ``../../x`` would make checkout write outside the tracked directory, and
+    ``x/.git/hooks/post-checkout`` would plant a hook.
 
     >>> check_paths(["a", "b/c"])
     >>> check_paths(["../x"])
@@ -85,7 +88,8 @@ def check_paths(paths: list[str]) -> None:
     previous = None
     for p in paths:
         framed = f"/{p}/"
-        if not p or p[0] == "/" or "/../" in framed or "/./" in framed or "//" in framed or "\0" in p:
+        if not p or p[0] == "/" or "/../" in framed or "/./" in framed or "//" in framed or "\0" in p \
+                or ("/." in framed and rules.problem(p, written=False) is not None):  # .git/, .mlv/ inside
             raise StorageError(
                 f"manifest entry {p!r} is not a plain relative path inside its directory; "
                 "the manifest is damaged or was tampered with: run `mlv fsck`"

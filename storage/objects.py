@@ -214,7 +214,10 @@ class ObjectStore:
         entry = self.packed(digest)
         try:
             if entry is not None:
-                f = self.fs.open(self.pack_path(entry.pack), "rb")
+                try:
+                    f = self.fs.open(self.pack_path(entry.pack), "rb")
+                except FileNotFoundError:
+                    raise self._pack_gone(digest, entry.pack) from None
                 f.seek(entry.offset)
                 length = entry.length
             else:
@@ -230,6 +233,13 @@ class ObjectStore:
             ) from None
         return _Reader(f, digest, length, verify=verify)
 
+    def _pack_gone(self, digest: Digest, pack: str) -> ObjectMissing:
+        return ObjectMissing(
+            f"object {digest} is not in the store at '{self.root}': its pack 'packs/{pack}.pack' is gone while its "
+            "index remains; `mlv fsck` lists what it held, and `mlv pull` (or re-adding the data) brings it back",
+            digest=digest,
+        )
+
     def read_bytes(self, digest: Digest, *, verify: bool = True) -> bytes:
         """The whole object in memory (for small objects); packed ones reuse an open pack handle."""
         entry = self.packed(digest)
@@ -240,7 +250,10 @@ class ObjectStore:
         if f is None:
             if len(self._pack_handles) >= 8:
                 self._pack_handles.pop(next(iter(self._pack_handles))).close()
-            f = self._pack_handles[entry.pack] = self.fs.open(self.pack_path(entry.pack), "rb")
+            try:
+                f = self._pack_handles[entry.pack] = self.fs.open(self.pack_path(entry.pack), "rb")
+            except FileNotFoundError:
+                raise self._pack_gone(digest, entry.pack) from None
         f.seek(entry.offset)
         data = f.read(entry.length)
         if len(data) != entry.length:

@@ -7,7 +7,9 @@ Format (YAML)::
     size: 123456                     # total bytes
     nfiles: 20000                    # directories only
 
-Unknown keys and malformed values are ``ConfigError`` (exit 2) naming the file.
+Unknown keys and malformed values are ``ConfigError`` (exit 2) naming the file, and so
+is a pointer whose target breaks the paths rule (``mlv.storage.paths``): a committed
+``.git.mlv`` must never make checkout replace ``.git``.
 """
 
 from __future__ import annotations
@@ -16,12 +18,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
-from mlv.storage import atomic
+from mlv.storage import atomic, paths, yamlfile
 from mlv.storage.digest import Digest, parse
 from mlv.storage.errors import ConfigError
 
 SUFFIX = ".mlv"
-_SafeLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml's, when present
 _KEYS = ("path", "digest", "size", "nfiles")
 
 
@@ -47,10 +48,13 @@ def pointer_path(target: Path) -> Path:
     return target.with_name(target.name + SUFFIX)
 
 
-def load(file: Path) -> Pointer:
-    """Read and validate a pointer file."""
+def load(file: Path, *, root: Path) -> Pointer:
+    """Read and validate the pointer file ``file`` of the repo at ``root``."""
+    rel = file.relative_to(root).as_posix() if file.is_relative_to(root) else file.name
+    paths.check(rel[: -len(SUFFIX)], source=rel, what="the pointer's target")
+    where = str(file)
     try:
-        data = yaml.load(file.read_text(encoding="utf-8"), Loader=_SafeLoader)
+        data = yamlfile.load(yamlfile.read_text(file, source=where, limit=yamlfile.POINTER_BYTES), source=where)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = f":{mark.line + 1}" if mark else ""
@@ -59,10 +63,9 @@ def load(file: Path) -> Pointer:
             f"Restore it with `git checkout -- {file}` or re-run `mlv add`.",
             path=str(file),
         ) from exc
-    where = f"{file}"
     if not isinstance(data, dict):
         raise ConfigError(f"{where}: pointer file must be a mapping with keys {', '.join(_KEYS)}", path=where)
-    unknown = sorted(set(data) - set(_KEYS))
+    unknown = sorted(str(k) for k in set(data) - set(_KEYS))
     if unknown:
         raise ConfigError(f"{where}: unknown key '{unknown[0]}'; a pointer has only {', '.join(_KEYS)}", path=where)
     expected_name = file.name[: -len(SUFFIX)]

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import yaml
-from mlv.storage import pointers
+from mlv.storage import paths, pointers, yamlfile
 from mlv.storage.digest import Digest, parse
 from mlv.storage.errors import ConfigError, ObjectMissing, StorageError, UsageError
 from mlv.storage.workspace import Workspace
@@ -51,7 +51,7 @@ def roots(ws: Workspace, *, all_commits: bool = False) -> Roots:
     result = Roots()
     found = result.where
     for file in ws.pointer_files():
-        ptr = pointers.load(file)
+        ptr = pointers.load(file, root=ws.root)
         found.setdefault(ptr.digest, ws.rel(file))
         if ptr.is_dir:
             result.current_dirs.add(ptr.digest)
@@ -83,18 +83,24 @@ def lock_outputs(data: bytes) -> list[tuple[Digest, bool]] | None:
 
     Dep digests and fingerprints are not objects mlv stores, so they are not references.
     """
-    stages = lock_stages(data)
+    stages = lock_stages(data, check_paths=False)  # only digests are wanted here: nothing is written
     return None if stages is None else [out for outs in stages.values() for out in outs.values()]
 
 
-def lock_stages(data: bytes) -> dict[str, dict[str, tuple[Digest, bool]]] | None:
-    """``{stage: {out path: (digest, is a directory)}}`` from ``mlv.lock``; None if it is unreadable."""
+def lock_stages(data: bytes, *, check_paths: bool = True) -> dict[str, dict[str, tuple[Digest, bool]]] | None:
+    """``{stage: {out path: (digest, is a directory)}}`` from ``mlv.lock``; None if it is unreadable.
+
+    With ``check_paths`` an out path that breaks the paths rule is a ``PathError``."""
     try:
-        doc = yaml.safe_load(data) or {}
+        doc = yamlfile.load(data, source=LOCK_FILE) or {}
         stages = doc.get("stages") or {}
-        return {name: {path: (parse(out["digest"]), out.get("nfiles") is not None)
+        check = paths.check if check_paths else (lambda path, **_: path)
+        return {name: {check(path, source=LOCK_FILE, what=f"stage '{name}': out"):
+                       (parse(out["digest"]), out.get("nfiles") is not None)
                        for path, out in (entry.get("outs") or {}).items()}
                 for name, entry in stages.items()}
+    except paths.PathError:
+        raise  # a path that breaks the rule is named, not taken for an unreadable lock
     except (yaml.YAMLError, AttributeError, TypeError, KeyError, ConfigError):
         return None
 
@@ -114,7 +120,7 @@ def roots_of(ws: Workspace, targets: list[str]) -> Roots:
             rel = ws.rel(path).removesuffix(pointers.SUFFIX)
             pointer = ws.root / (rel + pointers.SUFFIX)
             if pointer.is_file():
-                ptr = pointers.load(pointer)
+                ptr = pointers.load(pointer, root=ws.root)
                 chosen = {rel: (ptr.digest, ptr.is_dir)}
             elif rel in outs:
                 chosen = {rel: outs[rel]}

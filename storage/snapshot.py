@@ -23,7 +23,7 @@ from mlv.storage import hashing
 from mlv.storage.digest import Digest
 from mlv.storage.errors import UsageError
 from mlv.storage.statcache import RACY_NS
-from mlv.storage.walk import FileStat, fingerprint, stat_file, walk
+from mlv.storage.walk import FileStat, check_inside, fingerprint, stat_file, walk
 from mlv.storage.workspace import Workspace
 
 ProgressFactory = Callable[[int, str], AbstractContextManager]
@@ -38,6 +38,7 @@ class Scan:
     is_dir: bool
     files: list[FileStat]
     started_ns: int
+    leftovers: list[str] = field(default_factory=list)  # mlv temp files a killed process left (not data)
 
     @property
     def size(self) -> int:
@@ -57,9 +58,13 @@ class Snapshot:
 
 
 def scan(ws: Workspace, target: Path) -> Scan:
+    """Stat ``target``; ``UsageError`` if it leads out of the repo (or into ``.git/``) through a symlink."""
     started = time.time_ns()
+    check_inside(target, repo_root=ws.root)
     if target.is_dir():
-        return Scan(target, ws.rel(target), True, walk(target, repo_root=ws.root), started)
+        leftovers: list[str] = []
+        return Scan(target, ws.rel(target), True, walk(target, repo_root=ws.root, leftovers=leftovers), started,
+                    leftovers)
     if target.is_file():
         return Scan(target, ws.rel(target), False, [stat_file(target, repo_root=ws.root)], started)
     if not target.exists():

@@ -12,11 +12,14 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from mlv.storage import paths as rules
 from mlv.storage import pointers, snapshot
 from mlv.storage.digest import Digest
 from mlv.storage.errors import StorageError, UsageError
 from mlv.storage.pointers import Pointer
 from mlv.storage.workspace import Workspace
+
+NAME_MAX = 255  # bytes in one file name on the filesystems mlv runs on
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +55,11 @@ def _validate_targets(ws: Workspace, paths: list[str]) -> list[Path]:
                 )
         if not t.is_dir() and not t.is_file():
             raise UsageError(f"'{ws.rel(t)}' is neither a regular file nor a directory")
+        if len(os.fsencode(pointers.pointer_path(t).name)) > NAME_MAX:
+            raise UsageError(f"'{ws.rel(t)}' has a name too long to put its pointer '<name>{pointers.SUFFIX}' "
+                             f"beside it ({NAME_MAX} bytes at most); add the directory that holds it instead")
+        if (why := rules.problem(ws.rel(t))) is not None:
+            raise UsageError(f"'{ws.rel(t)}' {why}; mlv does not track it")
     return targets
 
 
@@ -77,7 +85,7 @@ def add(ws: Workspace, paths: list[str], *, progress: snapshot.ProgressFactory |
 def _is_pointer(file: Path) -> bool:
     """A file that parses as a pointer (data may contain files that merely end in '.mlv')."""
     try:
-        pointers.load(file)
+        pointers.load(file, root=file.parent)
         return True
     except UsageError:
         return False
@@ -115,14 +123,14 @@ class PathStatus:
 def load_pointers(ws: Workspace, paths: list[str] | None = None) -> list[Pointer]:
     """The pointers for ``paths`` (data paths or pointer files), or all of them."""
     if not paths:
-        return [pointers.load(f) for f in ws.pointer_files()]
+        return [pointers.load(f, root=ws.root) for f in ws.pointer_files()]
     out = []
     for p in paths:
         target = ws.resolve(p, must_exist=False)
         file = target if target.name.endswith(pointers.SUFFIX) else pointers.pointer_path(target)
         if not file.exists():
             raise UsageError(f"'{p}' is not tracked (no '{ws.rel(file)}'); track it with `mlv add {p}`")
-        out.append(pointers.load(file))
+        out.append(pointers.load(file, root=ws.root))
     return out
 
 

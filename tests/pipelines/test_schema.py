@@ -338,7 +338,7 @@ def test_missing_and_unreadable_files(tmp_path):
         load_pipeline(tmp_path / "mlv.yaml", root=tmp_path)
     assert caught.value.line is None
     (tmp_path / "mlv.yaml").write_bytes(b"stages: {a: {cmd: \xff}}\n")
-    with pytest.raises(PipelineError, match=r"^mlv\.yaml: cannot read the pipeline file"):
+    with pytest.raises(PipelineError, match=r"^mlv\.yaml: not UTF-8 text \(byte 18 is b'\\xff'\)"):
         load_pipeline(tmp_path / "mlv.yaml", root=tmp_path)
 
 
@@ -349,11 +349,25 @@ def test_missing_and_unreadable_files(tmp_path):
         ("../elsewhere", "mlv.yaml:3:16: out '../elsewhere' leads outside the repository"),
         ("a/../..", "mlv.yaml:3:16: out 'a/../..' leads outside the repository"),
         (".", "mlv.yaml:3:16: out '.' is the repository root itself"),
-        (".mlv/cache", "mlv.yaml:3:16: '.mlv/cache' is inside .mlv/, which mlv and git manage"),
+        (".mlv/cache", "mlv.yaml:3:16: out '.mlv/cache' is inside '.mlv/', which mlv manages"),
+        ("src/.git/hooks", "mlv.yaml:3:16: out 'src/.git/hooks' is inside '.git/', which git manages"),
+        (".GIT", "mlv.yaml:3:16: out '.GIT' is inside '.GIT/', which git manages"),
+        ("mlv.lock", "mlv.yaml:3:16: out 'mlv.lock' is mlv's own file 'mlv.lock'"),
+        ("params.yaml", "mlv.yaml:3:16: out 'params.yaml' is mlv's own file 'params.yaml'"),
+        ("data/raw.mlv", "mlv.yaml:3:16: out 'data/raw.mlv' is a pointer file ('*.mlv')"),
     ],
 )
 def test_outputs_must_stay_inside_the_repository(tmp_path, path, message):
     fails(tmp_path, f"stages:\n  a:\n    outs: [ok, {path}]\n    cmd: x\n", message)
+
+
+def test_deps_and_wdir_keep_out_of_git_and_mlv_but_may_read_mlvs_own_files(tmp_path):
+    fails(tmp_path, "stages:\n  a: {cmd: x, deps: [.git/HEAD]}\n",
+          "mlv.yaml:2:22: dep '.git/HEAD' is inside '.git/', which git manages; read it from elsewhere")
+    fails(tmp_path, "stages:\n  a: {cmd: x, wdir: .mlv}\n", "mlv.yaml:2:21: wdir '.mlv' is inside '.mlv/'")
+    fails(tmp_path, "stages:\n  a: {cmd: x, wdir: .git, outs: [hooks/x]}\n", "mlv.yaml:2:21: wdir '.git' is inside '.git/'")
+    (tmp_path / "params.yaml").write_text("lr: 1\n")
+    assert load(tmp_path, "stages:\n  a: {cmd: x, deps: [params.yaml]}\n").stages["a"].deps == ("params.yaml",)
 
 
 def test_paths_escaping_through_wdir_are_refused(tmp_path):
@@ -426,3 +440,44 @@ def test_design_example_builds_a_dag_through_the_kind_input(tmp_path):
     pipeline = load(tmp_path, DESIGN_EXAMPLE)
     dag = build_graph(pipeline.stages.values(), exists=lambda path: path in {"data/raw", "src/prepare.py"})
     assert dag.edges() == [("prepare", "train")]
+
+
+def test_foreach_keys_that_cannot_name_a_stage_are_refused_with_the_key(tmp_path):
+    text = 'params:\n  keys: {"a b": 1, "$(touch pwned)": 2}\nstages:\n  s:\n    foreach: ${params.keys}\n' \
+           '    do: {cmd: "echo ${item}", outs: ["o-${key}"]}\n'
+    fails(tmp_path, text, "mlv.yaml:5:14: foreach key 'a b' names the stage 's@a b', so it may use only letters")
+    assert not (tmp_path / "pwned").exists()
+
+
+def test_foreach_list_values_that_cannot_name_a_stage_are_numbered(tmp_path):
+    spec = load(tmp_path, 'stages:\n  s:\n    foreach: ["a b", "data/x.csv", 0.5]\n    do: {cmd: "echo ${item}"}\n')
+    assert list(spec.stages) == ["s@0", "s@1", "s@0.5"]
+    assert spec.stages["s@1"].cmd == ("echo data/x.csv",)
+
+
+def test_foreach_over_number_keys_names_stages_and_params_by_them(tmp_path):
+    spec = load(tmp_path, "params:\n  sizes: {10: a, 20: b}\nstages:\n  s:\n    foreach: ${params.sizes}\n"
+                          "    do: {cmd: \"echo ${key} ${item}\"}\n")
+    assert list(spec.stages) == ["s@10", "s@20"]
+    assert spec.stages["s@10"].params == {"sizes.10": "a"}
+
+
+def test_a_matrix_too_big_to_run_is_refused_before_it_is_expanded(tmp_path):
+    axes = ", ".join(f"a{i}: [{', '.join(map(str, range(10)))}]" for i in range(6))
+    fails(tmp_path, f"stages:\n  s:\n    matrix: {{{axes}}}\n    cmd: echo\n",
+          "mlv.yaml:3:13: 'matrix' would make 1,000,000 stages; at most 10,000 are allowed")
+
+
+def test_nested_aliases_that_explode_are_refused(tmp_path):
+    lines = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+    lines += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]" for i in range(1, 9)]
+    text = "params:\n" + "".join(f"  {line}\n" for line in lines) + "stages:\n  s: {cmd: echo}\n"
+    (tmp_path / "mlv.yaml").write_text(text)
+    with pytest.raises(UsageError, match="too many aliases"):
+        load_pipeline(tmp_path / "mlv.yaml", root=tmp_path)
+
+
+def test_a_recursive_alias_is_refused(tmp_path):
+    (tmp_path / "mlv.yaml").write_text("params:\n  a: &a [1, *a]\nstages:\n  s: {cmd: echo}\n")
+    with pytest.raises(UsageError, match="refers to itself"):
+        load_pipeline(tmp_path / "mlv.yaml", root=tmp_path)

@@ -22,7 +22,8 @@ TWO_FILES_DIGEST = "xxh3-128:d4cafde460e59c6006dad5708f47d9f7"
 
 path_st = st.lists(
     st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\0/"), min_size=1, max_size=8).filter(
-        lambda part: part not in (".", "..")  # no file is named so: a walk never yields them
+        # no file is named so (a walk never yields them), and .git/.mlv are never stored (the paths rule)
+        lambda part: part not in (".", "..") and part.lower() not in (".git", ".mlv")
     ),
     min_size=1,
     max_size=3,
@@ -111,3 +112,9 @@ def test_a_different_schema_is_refused():
         writer.write_table(table)
     with pytest.raises(StorageError, match="schema"):
         manifest.load(sink.getvalue().to_pybytes())
+
+
+@pytest.mark.parametrize("path", ["x/.git/hooks/pre-commit", ".mlv/config.yaml", "a/.GIT/x", "../up", "/abs", "a//b"])
+def test_entries_that_break_the_paths_rule_are_refused_both_ways(path):
+    with pytest.raises(StorageError, match="not a plain relative path"):
+        manifest.check_paths([path])

@@ -27,7 +27,7 @@ def test_round_trip_directory(tmp_path):
     assert yaml.safe_load((tmp_path / "raw.mlv").read_text()) == {
         "path": "raw", "digest": DIGEST, "size": 1234, "nfiles": 20,
     }
-    loaded = pointers.load(tmp_path / "raw.mlv")
+    loaded = pointers.load(tmp_path / "raw.mlv", root=tmp_path)
     assert loaded == ptr
     assert loaded.is_dir and loaded.target == tmp_path / "raw"
 
@@ -36,7 +36,7 @@ def test_round_trip_file_has_no_nfiles(tmp_path):
     ptr = Pointer(tmp_path / "model.pkl.mlv", digests.parse(DIGEST), 0)
     pointers.dump(ptr)
     assert "nfiles" not in yaml.safe_load(ptr.file.read_text())
-    loaded = pointers.load(ptr.file)
+    loaded = pointers.load(ptr.file, root=tmp_path)
     assert loaded == ptr and not loaded.is_dir
     assert loaded.target == tmp_path / "model.pkl"
 
@@ -46,7 +46,7 @@ def test_dump_replaces_atomically_and_leaves_no_temp_files(tmp_path):
     pointers.dump(ptr)
     pointers.dump(Pointer(ptr.file, digests.of_bytes(b""), 2, 2))
     assert [p.name for p in tmp_path.iterdir()] == ["raw.mlv"]
-    assert pointers.load(ptr.file).size == 2
+    assert pointers.load(ptr.file, root=tmp_path).size == 2
 
 
 def test_pointer_path():
@@ -81,7 +81,7 @@ def test_pointer_path():
 def test_load_errors_name_the_file_and_the_problem(tmp_path, text, fragment):
     path = write(tmp_path, text)
     with pytest.raises(ConfigError, match=re.escape(fragment)) as info:
-        pointers.load(path)
+        pointers.load(path, root=tmp_path)
     assert str(path) in str(info.value)
     assert info.value.exit_code == 2
 
@@ -89,6 +89,6 @@ def test_load_errors_name_the_file_and_the_problem(tmp_path, text, fragment):
 def test_yaml_error_names_the_line(tmp_path):
     path = write(tmp_path, f"path: raw\ndigest: {DIGEST}\nsize: [1\n")
     with pytest.raises(ConfigError, match=re.escape(f"{path}:")) as info:
-        pointers.load(path)
+        pointers.load(path, root=tmp_path)
     assert re.search(re.escape(str(path)) + r":\d+:", str(info.value))
     assert "mlv add" in str(info.value) or "git checkout" in str(info.value)  # says how to fix

@@ -32,12 +32,12 @@ def test_template_loads_to_the_defaults(tmp_path):
 def test_settings_are_read(tmp_path):
     config = load_text(
         tmp_path,
-        "cache: {dir: /elsewhere, link: hardlink, verify: false}\n"
+        "cache: {dir: objects, link: hardlink, verify: false}\n"
         "gc: {grace: 0}\n"
         "remotes: {origin: {url: 's3://bucket/x'}}\n"
         "core: {remote: origin}\n",
     )
-    assert config == Config("/elsewhere", "hardlink", False, 0, {"origin": RemoteConfig("origin", "s3://bucket/x")}, "origin")
+    assert config == Config("objects", "hardlink", False, 0, {"origin": RemoteConfig("origin", "s3://bucket/x")}, "origin")
 
 
 @pytest.mark.parametrize("text", ["", "cache:\n", "cache: {}\ngc: {}\nremotes: {}\n"])
