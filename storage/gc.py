@@ -5,6 +5,10 @@ stored objects whose pointer is not written yet), and so does everything the
 workspace's pointers and ``mlv.lock`` reference (or any commit's, with ``all_commits``).
 Packs holding dead objects are rewritten: the new pack is sealed before the old index
 is removed, so a crash leaves duplicates at worst, never a lost object.
+
+gc removes only what mlv wrote: it refuses a cache folder without the store's ``FORMAT``
+and ``ID``, and within a store it touches only names of the store's own shapes (loose
+``<2 hex>/<30 hex>``, ``packs/<32 hex>.pack|.idx``, ``tmp/<32 hex>[.pack|.idx]``).
 """
 
 from __future__ import annotations
@@ -14,6 +18,8 @@ from dataclasses import dataclass, field
 
 from mlv.storage import references
 from mlv.storage.digest import Digest
+from mlv.storage.errors import UsageError
+from mlv.storage.objects import PACK, TEMP
 from mlv.storage.workspace import Workspace
 
 
@@ -36,6 +42,9 @@ def gc(ws: Workspace, *, all_commits: bool = False, dry_run: bool = False, grace
     grace = ws.config.grace if grace is None else grace
     store, fs = ws.store, ws.store.fs
     report = GcReport(dry_run=dry_run)
+    if not store.is_store():
+        raise UsageError(f"'{store.root}' holds files but no mlv store (no FORMAT and ID), so gc removes nothing "
+                         "there; check `cache.dir` in .mlv/config.yaml")
     with ws.lock(exclusive=True):
         live = references.closure(store, references.roots(ws, all_commits=all_commits), strict=True)
         cutoff = time.time() - grace
@@ -92,8 +101,8 @@ def _remove_leftovers(ws: Workspace, cutoff: float, dry_run: bool) -> None:
             continue
         for path in paths:
             base = path.rsplit("/", 1)[-1]
-            orphan_pack = sub == "packs" and base.endswith(".pack") and base[:-5] not in indexed
-            if (sub == "tmp" or orphan_pack) and fs.modified(path).timestamp() <= cutoff:
+            ours = TEMP.match(base) if sub == "tmp" else PACK.match(base) and base[:-5] not in indexed
+            if ours and fs.modified(path).timestamp() <= cutoff:  # only names mlv makes: nothing else is ours
                 leftovers.append(path)
     if not dry_run:
         for path in leftovers:

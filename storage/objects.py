@@ -14,6 +14,7 @@ from __future__ import annotations
 import errno
 import io
 import os
+import re
 import shutil
 import uuid
 from collections.abc import Iterable, Iterator
@@ -29,6 +30,11 @@ from mlv.storage.errors import ObjectCorrupt, ObjectMissing, StorageError
 from mlv.storage.packs import PackEntry, decode_index, encode_index
 
 FORMAT = "mlv-store 1\n"
+_HEX2 = re.compile(r"^[0-9a-f]{2}$")
+_HEX30 = re.compile(r"^[0-9a-f]{30}$")
+TEMP = re.compile(r"^[0-9a-f]{32}(\.pack|\.idx)?$")  # names ``_tmp()`` gives (``tmp/`` holds nothing else of ours)
+PACK = re.compile(r"^[0-9a-f]{32}\.pack$")
+INDEX = re.compile(r"^[0-9a-f]{32}\.idx$")
 PACK_THRESHOLD = 512 * 1024  # objects smaller than this are packed
 DAMAGED = "damaged"  # packs/damaged: digests fsck found damaged inside packs
 PACK_SIZE = 64 * 1024 * 1024  # a pack is sealed once it holds this many bytes
@@ -110,7 +116,7 @@ class ObjectStore:
         damaged = self.damaged()
         for path in names:
             base = path.rsplit("/", 1)[-1]
-            if base.endswith(".idx") and (name := base[:-4]) not in self._loaded_packs | set(self.unreadable):
+            if INDEX.match(base) and (name := base[:-4]) not in self._loaded_packs | set(self.unreadable):
                 try:
                     entries = decode_index(self.fs.cat_file(path), name)
                 except StorageError as exc:  # its objects read as missing; fsck names the index
@@ -196,12 +202,20 @@ class ObjectStore:
             return
         for top in tops:
             prefix = top.rsplit("/", 1)[-1]
-            if len(prefix) != 2 or not self.fs.isdir(top):
+            if not _HEX2.match(prefix) or not self.fs.isdir(top):
                 continue
             for path in self.fs.ls(top, detail=False):
                 rest = path.rsplit("/", 1)[-1]
-                if len(rest) == 30:
+                if _HEX30.match(rest):
                     yield Digest.from_hex(prefix + rest), path
+
+    def is_store(self) -> bool:
+        """Whether the root holds an mlv store (its ``FORMAT`` and ``ID``), or nothing at all yet."""
+        try:
+            names = {p.rsplit("/", 1)[-1] for p in self.fs.ls(self.root, detail=False)}
+        except FileNotFoundError:
+            return True
+        return not names or {"FORMAT", "ID"} <= names
 
     def iter_packed(self) -> Iterator[tuple[Digest, PackEntry]]:
         self.refresh()

@@ -222,15 +222,15 @@ def test_gc_removes_old_leftovers_of_killed_processes(repo, cli):
     make_tree(repo, V1)
     cli("add", "data/raw")
     tmp = repo / ".mlv/cache/tmp"
-    (tmp / "deadbeef").write_bytes(b"half an object")
-    (tmp / "cafe.pack").write_bytes(b"half a pack")
+    (tmp / ("de" * 16)).write_bytes(b"half an object")  # names as the store's temp files have them
+    (tmp / ("ca" * 16 + ".pack")).write_bytes(b"half a pack")
     orphan = repo / ".mlv/cache/packs" / ("0" * 32 + ".pack")  # sealed, but its index never written
     orphan.write_bytes(b"orphan")
     age(repo / ".mlv/cache")
-    (tmp / "young").write_bytes(b"another add is writing this right now")
+    (tmp / ("0f" * 16)).write_bytes(b"another add is writing this right now")
     cli("fsck")  # leftovers are not objects, so not damage
     cli("gc", "--grace", "60")
-    assert sorted(p.name for p in tmp.iterdir()) == ["young"]
+    assert sorted(p.name for p in tmp.iterdir()) == ["0f" * 16]
     assert not orphan.exists()
     cli("fsck")
 

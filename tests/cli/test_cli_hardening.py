@@ -317,3 +317,30 @@ def test_as_a_user_linked_files_are_links_to_read_only_store_files(repo, cli, mo
     linked = (repo / "big.bin").is_symlink() if mode == "symlink" else os.stat(repo / "big.bin").st_nlink == 2
     assert linked
     assert not os.stat(repo / "big.bin").st_mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH)
+
+
+# -- gc removes only what mlv wrote ----------------------------------------------------------
+
+
+def test_gc_refuses_a_cache_dir_that_is_not_an_mlv_store(repo, cli):
+    notes = repo / ".mlv/notes"
+    make_tree(notes, {"tmp/notes.txt": "mine", "packs/notes.pack": "mine", "ab/" + "c" * 30: "mine"})
+    (repo / ".mlv/config.yaml").write_text("cache: {dir: notes}\n")
+    before = snapshot(repo)
+    for args in (["gc", "--grace", "0"], ["gc", "--grace", "0", "--dry-run"]):
+        assert "no mlv store" in cli(*args, code=2).stderr
+    assert snapshot(repo) == before
+
+
+def test_gc_inside_a_store_removes_only_names_it_writes(repo, cli):
+    make_tree(repo, {"a.txt": "a\n"})
+    cli("add", "a.txt")
+    cache = repo / ".mlv/cache"
+    foreign = ["tmp/notes.txt", "packs/notes.pack", "packs/README", "ab/not-a-digest", "zz/" + "z" * 30, "notes"]
+    make_tree(cache, {name: "mine" for name in foreign})
+    old = time.time() - 10 * 3600
+    for name in foreign:
+        os.utime(cache / name, (old, old))
+    cli("gc", "--grace", "0")
+    assert all((cache / name).read_text() == "mine" for name in foreign)
+    assert cli.states() == {"a.txt": "unchanged"}
