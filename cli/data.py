@@ -29,6 +29,10 @@ def add(
     from mlv.storage import tracking
 
     ws = workspace()
+    if (ws.root / "mlv.yaml").exists():  # checked before importing the pipeline machinery for nothing
+        from mlv.pipelines import project
+
+        project.refuse_outputs(ws, paths)
     results = tracking.add(ws, paths, progress=progress)
     if json_:
         emit_json([{"path": ws.rel(r.pointer.target), "pointer": ws.rel(r.pointer.file), "digest": str(r.pointer.digest),

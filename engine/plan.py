@@ -15,6 +15,7 @@ from mlv.engine import lockfile
 from mlv.engine.dag import StageSpec
 from mlv.engine.fingerprint import fingerprint
 from mlv.engine.lockfile import LockEntry, Output
+from mlv.engine.outputs import check_overlaps
 from mlv.engine.records import RunIndex
 from mlv.storage import snapshot
 from mlv.storage.digest import Digest, parse
@@ -128,7 +129,10 @@ def _restorable(ws: Workspace, outs: dict[str, Output]) -> bool:
 
 def plan(ws: Workspace, specs: list[StageSpec], upstream: dict[str, set[str]], *, force: bool,
          fetch: Fetch | None = None) -> list[Decision]:
-    """Decide every stage in ``specs`` (topological order) without running or restoring anything."""
+    """Decide every stage in ``specs`` (topological order) without running or restoring anything.
+
+    Outputs that overlap tracked data or git-tracked files are a ``GraphError`` first."""
+    check_overlaps(ws, specs)
     lock = lockfile.load(ws.root)
     index = RunIndex(ws)
     decided: dict[str, Decision] = {}

@@ -21,6 +21,7 @@ from mlv.engine import execute, lockfile, provenance
 from mlv.engine.cluster import Cluster, ClusterConfig
 from mlv.engine.dag import Graph, StageSpec
 from mlv.engine.lockfile import LockEntry, Output
+from mlv.engine.outputs import check_unsaved
 from mlv.engine.plan import CACHED, RUN, UP_TO_DATE, Decision, Fetch, decide, plan
 from mlv.engine.records import (
     RunIndex,
@@ -114,6 +115,7 @@ class Runner:
         planned = plan(self.ws, list(specs.values()), upstream, force=self.options.force, fetch=self.options.fetch)
         to_run = [d.stage for d in planned if d.action == RUN]
         self._preflight([specs[n] for n in to_run])
+        check_unsaved(self.ws, [specs[d.stage] for d in planned if d.action in (RUN, CACHED)], force=self.options.force)
         python_calls = any(specs[n].call or specs[n].kind for n in to_run)
         gpu = [n for n in to_run if specs[n].resources.gpu]
         self.cluster = Cluster(self.cluster_config, jobs=self.options.jobs, gpu=bool(gpu), python_calls=python_calls)
@@ -247,7 +249,7 @@ class Runner:
 
         run_id, outs = decision.source
         restore(self.ws, [Version(self.ws.root / p, o.digest, o.nfiles is not None, o.size) for p, o in outs.items()],
-                force=True)
+                force=self.options.force)
         self._ignore(spec)
         self._commit_lock(spec, decision, run_id, outs)
         self.index.write(reuse_event(  # the lock keeps naming the original run; this notes that it was reused
@@ -278,6 +280,7 @@ class Runner:
     def _prepare(self, spec: StageSpec) -> execute.Job:
         root = self.ws.root
         run_id = new_run_id()
+        self.ws.state.mark_writing((*spec.outs, *spec.metrics), time.time_ns())  # what it writes is its own
         for out in (*spec.outs, *spec.metrics):  # a stage starts from a clean slate
             _remove(root / out)
             (root / out).parent.mkdir(parents=True, exist_ok=True)
@@ -317,9 +320,13 @@ class Runner:
                 state = "failed"
                 reasons = [f"declared output '{absent[0]}' was not produced"]
             else:
-                for p in (*spec.outs, *spec.metrics):
-                    snap = snapshot.store(self.ws, snapshot.scan(self.ws, self.ws.root / p))
-                    outs[p] = Output(snap.digest, snap.size, snap.nfiles)
+                try:
+                    for p in (*spec.outs, *spec.metrics):
+                        snap = snapshot.store(self.ws, snapshot.scan(self.ws, self.ws.root / p))
+                        outs[p] = Output(snap.digest, snap.size, snap.nfiles)
+                except UsageError as exc:  # e.g. a symlink leading out of the repo: never read into the store
+                    state, outs = "failed", {}
+                    reasons = [f"its output could not be stored: {exc}"]
         record = RunRecord(
             run_id=job.run_id, stage=spec.name, fingerprint=str(decision.fingerprint), definition=spec.definition(),
             params=dict(spec.params), deps={p: str(d) for p, d in decision.deps.items()},
@@ -333,6 +340,7 @@ class Runner:
         if state == "done":
             self._ignore(spec)
             self._commit_lock(spec, decision, job.run_id, outs)
+            self.ws.state.clear_writing(outs)
         result = StageResult(spec.name, state, reasons, job.run_id, outcome.ended - outcome.started,
                              outcome.exit_code, tail if state == "failed" else "")
         self.results[spec.name] = result

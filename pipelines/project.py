@@ -37,6 +37,23 @@ def load(ws: Workspace, *, check_deps: bool = True) -> tuple[Pipeline, Graph]:
     return pipeline, build_graph(pipeline.stages.values(), root=ws.root, exists=exists, source=PIPELINE_FILE)
 
 
+def refuse_outputs(ws: Workspace, paths: list[str]) -> None:
+    """``mlv add``: a path that is, holds or lies inside a stage's declared output is a ``UsageError``
+    naming the stage: the pointer and ``mlv.lock`` would fight over it on every checkout and run."""
+    if not (ws.root / PIPELINE_FILE).exists():
+        return
+    pipeline = load_pipeline(ws.root / PIPELINE_FILE, root=ws.root)
+    for path in paths:
+        rel = ws.rel(ws.resolve(path, must_exist=False))
+        for spec in pipeline.stages.values():
+            for out in (*spec.outs, *spec.metrics):
+                if rel == out or rel.startswith(out + "/") or out.startswith(rel + "/"):
+                    how = "is" if rel == out else "lies inside" if rel.startswith(out + "/") else "holds"
+                    raise UsageError(f"'{rel}' {how} '{out}', an output of stage '{spec.name}' "
+                                     f"({PIPELINE_FILE}:{spec.line}); `mlv run` versions it in {lockfile.NAME}, "
+                                     "so it is not added. Add the data the stage reads instead")
+
+
 def select(graph: Graph, selection: Selection) -> Graph:
     if not selection.targets:
         return graph

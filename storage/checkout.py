@@ -32,6 +32,8 @@ from mlv.storage.pointers import Pointer
 from mlv.storage.snapshot import ProgressFactory
 from mlv.storage.tracking import in_cache, load_pointers
 from mlv.storage.walk import check_inside
+
+MTIME_SLACK_NS = 2_000_000_000  # coarse filesystem clocks: a file the stage wrote may look up to 2 s older
 from mlv.storage.workspace import Workspace
 
 
@@ -109,7 +111,7 @@ def restore(ws: Workspace, versions: Iterable[Version | Pointer], *, force: bool
         versions = complete
     siblings: dict[Path, list[str]] = {}
     plans = [_plan(ws, v, siblings) for v in versions]
-    unsaved = [f"{p.rel}/{u}" if u else p.rel for p in plans for u in p.unsaved]
+    unsaved = _uncommitted(ws, [f"{p.rel}/{u}" if u else p.rel for p in plans for u in p.unsaved])
     if unsaved and not force:
         shown = "\n  ".join(unsaved[:10]) + (f"\n  … and {len(unsaved) - 10} more" if len(unsaved) > 10 else "")
         raise UnsavedChangesError(
@@ -174,9 +176,11 @@ def _plan(ws: Workspace, ptr: Version | Pointer, siblings: dict[Path, list[str]]
             f"'{rel}' is a symlink to a directory; checkout will not write or delete through it. "
             "Remove the link (the data it points to stays), then run checkout again"
         )
+    in_store: frozenset[str] = frozenset()
     if target.exists():  # a dangling symlink counts as absent: os.replace swaps it out
         scan = snapshot.scan(ws, target)
-        current = snapshot.identify(ws, scan, per_file=True).files
+        snap = snapshot.identify(ws, scan, per_file=True)
+        current, in_store = snap.files, snap.in_store
         exec_of = {f.rel: f.executable for f in scan.files} if scan.is_dir else {}
         plan.leftovers = scan.leftovers
     else:
@@ -203,26 +207,68 @@ def _plan(ws: Workspace, ptr: Version | Pointer, siblings: dict[Path, list[str]]
         plan.deletes += [p for p in current_files if p not in wanted]
         plan.make_dir = not target.is_dir() or target.is_symlink()
     overwritten = {w[0] for w in plan.writes} | set(plan.deletes)
-    damaged = ws.state.damaged()
-    plan.unsaved = sorted(p for p in overwritten if p in current and not _saved(store, current[p], damaged))
+    plan.unsaved = _not_stored(ws, current, in_store, overwritten)
     return plan
 
 
-def _saved(store, digest: Digest, damaged: dict) -> bool:
-    """Whether the store holds a good copy of bytes we are about to discard from the workspace.
+def unsaved(ws: Workspace, paths: Iterable[str]) -> list[str]:
+    """The files at or under ``paths`` (repo-relative) whose bytes are neither in the store nor
+    committed to git: what removing those paths would destroy (``mlv run`` asks before it clears
+    a stage's outputs). A failed or interrupted stage's own partial output (written since the
+    stage began, as ``StatCache.writing`` records) is not unsaved work."""
+    found = []
+    writing = ws.state.writing()
+    for rel in paths:
+        target = ws.root / rel
+        if not target.exists():
+            continue  # nothing there (a dangling symlink holds no bytes)
+        scan = snapshot.scan(ws, target)
+        since = writing.get(rel)
+        files = [f for f in scan.files if since is None or f.mtime_ns < since - MTIME_SLACK_NS]
+        if not files:
+            continue
+        scan = snapshot.Scan(scan.target, scan.rel, scan.is_dir, files, scan.started_ns)
+        snap = snapshot.identify(ws, scan, per_file=True)
+        found += [f"{rel}/{p}" if p else rel for p in _not_stored(ws, snap.files, snap.in_store, snap.files)]
+    return _uncommitted(ws, found)
 
-    A small (packed) object is re-hashed, which costs little; a large one must exist and not
-    be known damaged (``mlv fsck`` re-hashes those).
+
+def _not_stored(ws: Workspace, current: dict[str, Digest], in_store: frozenset[str], among: Iterable[str]) -> list[str]:
+    """Those of ``among`` in ``current`` whose bytes the store has no good copy of.
+
+    The stat cache's word that a file is stored is taken (as ``add`` takes it); otherwise a
+    small (packed) object is re-hashed, which costs little, and a large one must exist and
+    not be known damaged (``mlv fsck`` re-hashes those).
     """
-    if str(digest) in damaged or digest not in store:
-        return False
-    if store.packed(digest) is None:
-        return True
-    try:
-        store.read_bytes(digest)
-        return True
-    except StorageError:
-        return False
+    store, damaged = ws.store, ws.state.damaged()
+
+    def saved(rel: str) -> bool:
+        digest = current[rel]
+        if str(digest) in damaged:
+            return False
+        if rel in in_store:
+            return True
+        if digest not in store:
+            return False
+        if store.packed(digest) is None:
+            return True
+        try:
+            store.read_bytes(digest)
+            return True
+        except StorageError:
+            return False
+
+    return sorted(p for p in among if p in current and not saved(p))
+
+
+def _uncommitted(ws: Workspace, paths: list[str]) -> list[str]:
+    """``paths`` less those whose bytes git has committed (``git checkout`` brings them back)."""
+    if not paths or not ws.in_git:
+        return paths
+    from mlv.storage import gitfiles
+
+    committed = gitfiles.committed(ws.root, paths)
+    return [p for p in paths if p not in committed]
 
 
 def _apply(ws: Workspace, plan: Plan, linker: Linker, report: CheckoutReport, tick) -> None:

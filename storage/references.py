@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import yaml
-from mlv.storage import paths, pointers, yamlfile
+from mlv.storage import gitfiles, paths, pointers, yamlfile
 from mlv.storage.digest import Digest, parse
 from mlv.storage.errors import ConfigError, ObjectMissing, StorageError, UsageError
 from mlv.storage.workspace import Workspace
@@ -195,13 +195,10 @@ def _digests_in(data: bytes) -> list[Digest]:
 
 def _git_blobs(root: Path) -> list[tuple[str, bytes]]:
     """(commit:path, content) of every pointer file and mlv.lock in any commit."""
-    try:
-        commits = _git(root, "rev-list", "--all").split()
-    except FileNotFoundError:
-        raise UsageError("--all-commits needs git, which is not installed") from None
+    commits = gitfiles.run(root, "rev-list", "--all").split()
     blobs: dict[str, str] = {}
     for commit in commits:
-        for line in _git(root, "ls-tree", "-r", commit).splitlines():
+        for line in gitfiles.run(root, "ls-tree", "-r", commit).splitlines():
             meta, _, path = line.partition("\t")
             if path.endswith(pointers.SUFFIX) or path == LOCK_FILE or path.endswith("/" + LOCK_FILE):
                 blobs.setdefault(meta.split()[2], f"{commit[:8]}:{path}")
@@ -218,10 +215,3 @@ def _git_blobs(root: Path) -> list[tuple[str, bytes]]:
         out.append((where, batch[header_end + 1 : header_end + 1 + size]))
         pos = header_end + 1 + size + 1
     return out
-
-
-def _git(root: Path, *args: str) -> str:
-    proc = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise UsageError(f"git {' '.join(args)} failed in '{root}': {proc.stderr.strip()}; is this a git repo?")
-    return proc.stdout

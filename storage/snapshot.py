@@ -55,6 +55,7 @@ class Snapshot:
     files: dict[str, Digest] = field(default_factory=dict)
     stored: int = 0  # objects newly written
     hashed: int = 0  # files whose bytes were read
+    in_store: frozenset[str] = frozenset()  # files the stat cache knows the store holds (unless damaged since)
 
 
 def scan(ws: Workspace, target: Path) -> Scan:
@@ -77,17 +78,17 @@ def identify(ws: Workspace, s: Scan, *, per_file: bool = False) -> Snapshot:
     walked = fingerprint(s.files) if s.is_dir else ""
     if s.is_dir and not per_file and (known := ws.state.dir_digest(s.rel, walked)) is not None:
         return Snapshot(digests.parse(known), s.size, len(s.files))
-    hits, misses, _ = hashing.cached(s.files, ws.state, s.rel)
+    hits, misses, stored = hashing.cached(s.files, ws.state, s.rel)
     found = hashing.digest_all(misses)
     ws.state.record(hashing.stat_rows(misses, found, s.rel), s.started_ns)
     current = {**hits, **found}
     if not s.is_dir:
-        return Snapshot(current[""], s.size, None, current, hashed=len(misses))
+        return Snapshot(current[""], s.size, None, current, hashed=len(misses), in_store=frozenset(stored))
     from mlv.storage import manifest
 
     top = digests.of_bytes(manifest.dump(_entries(s, current)))
     _remember_dir(ws, s, walked, top)
-    return Snapshot(top, s.size, len(s.files), current, hashed=len(misses))
+    return Snapshot(top, s.size, len(s.files), current, hashed=len(misses), in_store=frozenset(stored))
 
 
 def store(ws: Workspace, s: Scan, *, progress: ProgressFactory | None = None) -> Snapshot:

@@ -13,6 +13,9 @@ Tables:
   the local store. Only ``gc`` deletes objects, and it clears this table.
 - ``damaged``: objects ``fsck`` or ``checkout`` found damaged (and the pack holding the
   bad copy). The next ``add`` of the same bytes sets the bad copy aside and stores them anew.
+- ``writing``: stage outputs ``mlv run`` cleared and handed to a stage, with when; the row
+  stays when the stage failed or was interrupted. Files there modified since are the
+  stage's own partial output, not unsaved work, so the next run may clear them again.
 
 Everything here is a cache: deleting ``state.db`` loses nothing but time.
 """
@@ -33,6 +36,7 @@ CREATE TABLE IF NOT EXISTS dirs (path TEXT PRIMARY KEY, walk TEXT, digest TEXT);
 CREATE TABLE IF NOT EXISTS complete (digest TEXT PRIMARY KEY);
 CREATE TABLE IF NOT EXISTS damaged (digest TEXT PRIMARY KEY, pack TEXT);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
+CREATE TABLE IF NOT EXISTS writing (path TEXT PRIMARY KEY, started_ns INTEGER);
 """
 
 
@@ -47,7 +51,8 @@ class StatCache:
         if self.db.execute("PRAGMA user_version").fetchone()[0] != VERSION:
             self.db.executescript(
                 "DROP TABLE IF EXISTS files; DROP TABLE IF EXISTS dirs; DROP TABLE IF EXISTS complete;"
-                f"DROP TABLE IF EXISTS damaged; DROP TABLE IF EXISTS meta; PRAGMA user_version = {VERSION};"
+                "DROP TABLE IF EXISTS damaged; DROP TABLE IF EXISTS meta; DROP TABLE IF EXISTS writing;"
+                f"PRAGMA user_version = {VERSION};"
             )
         self.db.executescript(_SCHEMA)
 
@@ -113,3 +118,14 @@ class StatCache:
 
     def clear_damaged(self, digest: str) -> None:
         self.db.execute("DELETE FROM damaged WHERE digest = ?", (digest,))
+
+    # -- writing ------------------------------------------------------------------
+    def mark_writing(self, paths: Iterable[str], started_ns: int) -> None:
+        self.db.executemany("INSERT OR REPLACE INTO writing VALUES (?, ?)", [(p, started_ns) for p in paths])
+
+    def clear_writing(self, paths: Iterable[str]) -> None:
+        self.db.executemany("DELETE FROM writing WHERE path = ?", [(p,) for p in paths])
+
+    def writing(self) -> dict[str, int]:
+        """``{output path: when a stage began writing it}`` for outputs no successful run has stored since."""
+        return dict(self.db.execute("SELECT path, started_ns FROM writing"))

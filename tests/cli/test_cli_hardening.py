@@ -344,3 +344,103 @@ def test_gc_inside_a_store_removes_only_names_it_writes(repo, cli):
     cli("gc", "--grace", "0")
     assert all((cache / name).read_text() == "mine" for name in foreign)
     assert cli.states() == {"a.txt": "unchanged"}
+
+
+# -- mlv run never destroys unsaved bytes ----------------------------------------------------
+
+
+def pipeline(repo: Path, stages: str) -> None:
+    (repo / "mlv.yaml").write_text("stages:\n" + stages)
+
+
+def content(repo: Path) -> dict:
+    """The repo's files, less the lock files a command takes (they hold no data)."""
+    return {k: v for k, v in snapshot(repo).items() if k not in (".mlv/lock", ".mlv/run.lock")}
+
+
+def test_an_output_over_uncommitted_source_blocks_the_run(repo, cli):
+    make_tree(repo, {"src/train.py": "print('my work')\n", "in.txt": "x\n"})
+    pipeline(repo, "  s: {cmd: mkdir -p src && cp in.txt src/out.txt, deps: [in.txt], outs: [src]}\n")
+    before = content(repo)
+    error = cli("run", code=2).stderr
+    assert "src/train.py" in error and "neither in the store nor committed to git" in error
+    assert content(repo) == before
+    cli("run", "--force")  # the user said so
+    assert not (repo / "src/train.py").exists()
+
+
+def test_an_output_over_git_tracked_files_is_a_pipeline_error(git_repo, cli):
+    make_tree(git_repo, {"src/train.py": "print('my work')\n", "in.txt": "x\n"})
+    commit_all(git_repo, "code")
+    pipeline(git_repo, "  s: {cmd: mkdir -p src && cp in.txt src/out.txt, deps: [in.txt], outs: [src]}\n")
+    for command in (["run"], ["run", "--force"], ["status"], ["run", "--dry-run"]):
+        error = cli(*command, code=2).stderr
+        assert "mlv.yaml:2: output 'src' of stage 's' holds 'src/train.py', which is tracked by git" in error
+    assert (git_repo / "src/train.py").read_text() == "print('my work')\n"
+
+
+def test_committed_metrics_may_be_rewritten(git_repo, cli):
+    make_tree(git_repo, {"in.txt": "x\n"})
+    pipeline(git_repo, "  s: {cmd: wc -l < in.txt > m.json, deps: [in.txt], metrics: [m.json]}\n")
+    cli("run")
+    commit_all(git_repo, "metrics")
+    (git_repo / "in.txt").write_text("x\ny\n")
+    cli("run")
+    assert (git_repo / "m.json").read_text().strip() == "2"
+
+
+def test_an_output_of_mlvs_own_file_is_refused(repo, cli):
+    pipeline(repo, "  s: {cmd: echo > mlv.yaml, outs: [mlv.yaml]}\n")
+    before = content(repo)
+    assert "is mlv's own file 'mlv.yaml'" in cli("run", "--force", code=2).stderr
+    assert content(repo) == before
+
+
+@pytest.mark.parametrize("out", ["data", "data/raw", "data/raw/sub"])
+def test_an_output_over_added_data_is_a_pipeline_error(repo, cli, out):
+    make_tree(repo, {"data/raw/a.csv": "1\n", "data/raw/sub/b.csv": "2\n", "in.txt": "x\n"})
+    cli("add", "data/raw")
+    pipeline(repo, f"  s: {{cmd: 'mkdir -p {out} && cp in.txt {out}/x', deps: [in.txt], outs: [{out}]}}\n")
+    before = content(repo)
+    error = cli("run", "--force", code=2).stderr
+    assert f"output '{out}' of stage 's'" in error and "data/raw.mlv" in error
+    assert content(repo) == before
+
+
+def test_a_failed_stages_partial_output_does_not_block_the_next_run(repo, cli):
+    make_tree(repo, {"in.txt": "x\n"})
+    pipeline(repo, "  s: {cmd: 'cp in.txt out.txt && test -e ok', deps: [in.txt], outs: [out.txt]}\n")
+    cli("run", code=1)
+    (repo / "ok").write_text("")
+    cli("run")
+    assert (repo / "out.txt").read_text() == "x\n"
+
+
+def test_adding_a_declared_output_names_the_stage(repo, cli):
+    make_tree(repo, {"in.txt": "x\n", "models/rf/w.bin": "w", "metrics.json": "{}"})
+    pipeline(repo, "  train: {cmd: 'true', deps: [in.txt], outs: [models/rf], metrics: [metrics.json]}\n")
+    for path, how in (("models/rf", "is"), ("models/rf/w.bin", "lies inside"), ("models", "holds"),
+                      ("metrics.json", "is")):
+        error = cli("add", path, code=2).stderr
+        assert f"'{path}' {how} '" in error and "an output of stage 'train' (mlv.yaml:2)" in error
+    assert not [p for p in repo.rglob("*.mlv") if p.is_file()]
+
+
+def test_a_stage_output_that_is_a_symlink_out_of_the_repo_fails_that_stage_only(repo, cli, tmp_path):
+    outside = tmp_path / "outside"
+    make_tree(outside, {"secret/key.pem": "PRIVATE", "file.txt": "outside bytes"})
+    make_tree(repo, {"in.txt": "x\n"})
+    pipeline(repo, f"  dirlink: {{cmd: 'ln -s {outside}/secret out', deps: [in.txt], outs: [out]}}\n"
+                   f"  filelink: {{cmd: 'ln -s {outside}/file.txt f.txt', deps: [in.txt], outs: [f.txt]}}\n"
+                   "  fine: {cmd: 'cp in.txt fine.txt', deps: [in.txt], outs: [fine.txt]}\n")
+    results = {r["stage"]: r for r in cli.json("run", code=1)}
+    assert {name: r["state"] for name, r in results.items()} == {"dirlink": "failed", "filelink": "failed",
+                                                                  "fine": "done"}
+    assert "through a symlink, outside the repo" in results["dirlink"]["reasons"][0]
+    from helpers import stored_digests
+    import xxhash
+    stored = stored_digests(repo)
+    assert not {f"xxh3-128:{xxhash.xxh3_128_hexdigest(b)}" for b in (b"PRIVATE", b"outside bytes")} & stored
+    assert (outside / "secret/key.pem").read_text() == "PRIVATE"
+    cli("run", code=1)  # the links are the stage's own output: the next run clears them without a fuss
+    assert (outside / "secret/key.pem").read_text() == "PRIVATE"

@@ -18,7 +18,7 @@ import yaml
 from conftest import (
     OUTPUTS, STAGES, edit_pipeline, on_disk, outputs, ran, read_lock, record, states, write_pipeline, xxh3,
 )
-from helpers import GIT_ENV, make_tree, run_mlv, stored_digests
+from helpers import GIT_ENV, make_tree, run_mlv, snapshot, stored_digests
 
 ALL_ONCE = {name: 1 for name in STAGES}
 DIGEST = re.compile(r"^xxh3-128:[0-9a-f]{32}$")
@@ -117,7 +117,7 @@ def test_deleted_outputs_are_restored_from_the_cache_without_running(pipeline, c
     shutil.rmtree(pipeline / "data/prepared")
     (pipeline / "models/model.txt").unlink()
     (pipeline / "metrics/eval.json").unlink()
-    (pipeline / "reports/notes.txt").write_text("edited by hand\n")
+    (pipeline / "reports/notes.txt").unlink()
 
     results = {r["stage"]: r for r in cli.json("run")}
     assert states(results.values()) == {"prepare": "cached", "train": "cached", "evaluate": "cached", "report": "cached"}
@@ -125,6 +125,17 @@ def test_deleted_outputs_are_restored_from_the_cache_without_running(pipeline, c
     assert outputs(pipeline) == before
     assert (pipeline / "mlv.lock").read_bytes() == lock
     assert any("reports/notes.txt" in reason for reason in results["report"]["reasons"])
+
+
+def test_a_hand_edited_output_is_never_overwritten_by_a_cached_restore(pipeline, cli):
+    cli("run")
+    (pipeline / "reports/notes.txt").write_text("edited by hand\n")
+    before = snapshot(pipeline)
+    error = cli("run", code=2).stderr
+    assert "reports/notes.txt" in error and "neither in the store nor committed" in error
+    assert snapshot(pipeline) == before
+    cli("checkout", "--force", "reports/notes.txt")  # the advice: bring back the recorded version
+    assert states(cli.json("run")) == {s: "up-to-date" for s in STAGES}
 
 
 def test_reverting_a_param_restores_the_earlier_outputs_from_run_records(pipeline, cli):

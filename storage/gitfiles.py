@@ -1,0 +1,51 @@
+"""What git knows of workspace files: which are tracked, and which are committed unchanged.
+
+mlv asks git two questions before it overwrites or deletes workspace files: is a path
+tracked (a stage output over tracked files is a pipeline error), and are these bytes
+committed (then removing them loses nothing: ``git checkout`` brings them back). Both are
+answered with one ``git`` call for many paths, and only inside a git work tree.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+from mlv.storage.errors import UsageError
+
+
+def run(root: Path, *args: str, data: bytes | None = None) -> str:
+    """``git ARGS`` in ``root``; its output, or ``UsageError`` with git's message."""
+    try:
+        proc = subprocess.run(["git", *args], cwd=root, capture_output=True, input=data)
+    except FileNotFoundError:
+        raise UsageError("git is not installed, and this needs it") from None
+    if proc.returncode != 0:
+        raise UsageError(f"git {' '.join(args[:2])} failed in '{root}': "
+                         f"{proc.stderr.decode(errors='replace').strip()}; is this a git repo?")
+    return proc.stdout.decode("utf-8", errors="surrogateescape")
+
+
+def _pathspecs(paths: list[str]) -> list[str]:
+    return [f":(literal){p}" for p in paths]  # never a glob or magic, whatever the name
+
+
+def tracked(root: Path, paths: list[str]) -> list[str]:
+    """The files git tracks at or under ``paths`` (repo-relative), in git's order."""
+    if not paths:
+        return []
+    return [p for p in run(root, "ls-files", "-z", "--", *_pathspecs(paths)).split("\0") if p]
+
+
+def committed(root: Path, paths: list[str]) -> set[str]:
+    """Those of ``paths`` (files, repo-relative) that git tracks and that match the index and ``HEAD``:
+    their bytes are in git, so removing them from the workspace loses nothing."""
+    if not paths:
+        return set()
+    known = set(tracked(root, paths))
+    if not known:
+        return set()
+    changed = run(root, "status", "--porcelain=v1", "-z", "--untracked-files=no", "--",
+                  *_pathspecs(sorted(known)))
+    dirty = {entry[3:] for entry in changed.split("\0") if len(entry) > 3}
+    return known - dirty
