@@ -11,7 +11,9 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import importlib
+import io
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -19,6 +21,8 @@ import threading
 import time
 import traceback
 from dataclasses import dataclass
+
+from mlv.storage import secrets
 
 _children: set[subprocess.Popen] = set()
 _children_lock = threading.Lock()
@@ -37,6 +41,7 @@ class Job:
     params: dict
     log: str  # absolute path of the log file to write
     gpu: int = 0
+    mask: tuple[str, ...] = ()  # more env var names whose values are masked in the log (``core.mask``)
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,26 +55,32 @@ class Outcome:
 
 
 def run_job(job: Job) -> Outcome:
-    """Run ``job`` to completion; a failure is an exit code, never an exception."""
+    """Run ``job`` to completion; a failure is an exit code, never an exception.
+
+    The captured output is masked on its way to the log: the values of this worker's
+    credential-like environment variables never reach the log, the store or a remote."""
     started = time.time()
+    masker = secrets.Masker(secrets.values(job.mask))
     with open(job.log, "wb") as log:
         if job.cmd is not None:
-            code = _run_commands(job, log)
+            code = _run_commands(job, log, masker)
         else:
-            code = _run_call(job, log)
+            code = _run_call(job, log, masker)
+        log.write(masker.flush())
     return Outcome(code, started, time.time(), os.uname().nodename, _worker_address(), _gpu(job))
 
 
-def _run_commands(job: Job, log) -> int:
+def _run_commands(job: Job, log, masker: secrets.Masker) -> int:
     env = {**os.environ, "MLV_STAGE": job.stage, "MLV_RUN_ID": job.run_id}
     for command in job.cmd or ():
         proc = subprocess.Popen(
-            ["/bin/sh", "-c", command], cwd=job.wdir, stdout=log, stderr=subprocess.STDOUT,
+            ["/bin/sh", "-c", command], cwd=job.wdir, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL, env=env, preexec_fn=_die_with_parent,
         )
         with _children_lock:
             _children.add(proc)
         try:
+            _pump(proc, log, masker)
             code = proc.wait()
         finally:
             with _children_lock:
@@ -79,9 +90,49 @@ def _run_commands(job: Job, log) -> int:
     return 0
 
 
-def _run_call(job: Job, log) -> int:
+def _pump(proc: subprocess.Popen, log, masker: secrets.Masker) -> None:
+    """Copy the command's output to the log, masked, until it ends.
+
+    A command may leave a background process holding the pipe open after it exits: once the
+    command is gone, what is already in the pipe is taken and the rest is not waited for."""
+    fd = proc.stdout.fileno()
+    try:
+        while True:
+            ready, _, _ = select.select([fd], [], [], 0.2)
+            if ready:
+                chunk = os.read(fd, 1 << 16)
+                if not chunk:
+                    return
+                log.write(masker.feed(chunk))
+            elif proc.poll() is not None:
+                os.set_blocking(fd, False)
+                try:
+                    while chunk := os.read(fd, 1 << 16):
+                        log.write(masker.feed(chunk))
+                except BlockingIOError:
+                    pass
+                return
+    finally:
+        proc.stdout.close()
+
+
+class _MaskedText(io.TextIOBase):
+    """A text stream over the log that masks what a ``call`` stage prints."""
+
+    def __init__(self, log, masker: secrets.Masker) -> None:
+        self.log, self.masker = log, masker
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        self.log.write(self.masker.feed(text.encode("utf-8", errors="replace")))
+        return len(text)
+
+
+def _run_call(job: Job, log, masker: secrets.Masker) -> int:
     module_name, _, func_name = (job.call or "").partition(":")
-    text = open(log.fileno(), "w", closefd=False, buffering=1)
+    text = _MaskedText(log, masker)
     with contextlib.redirect_stdout(text), contextlib.redirect_stderr(text), _cwd(job.wdir):
         try:
             func = getattr(_fresh_import(job.root, module_name), func_name)

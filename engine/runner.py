@@ -32,7 +32,7 @@ from mlv.engine.records import (
     new_run_id,
     reuse_event,
 )
-from mlv.storage import snapshot
+from mlv.storage import secrets, snapshot
 from mlv.storage.errors import LockedError, UsageError
 from mlv.storage.tracking import ignore_in_git
 from mlv.storage.workspace import Workspace
@@ -290,6 +290,7 @@ class Runner:
             run_id=run_id, stage=spec.name, root=str(root), wdir=str(root / spec.wdir), cmd=spec.cmd,
             call=spec.call, deps=tuple(str(root / d) for d in spec.deps), outs=tuple(str(root / o) for o in spec.outs),
             params=_nested(spec.params), log=str(logs / f"{run_id}.log"), gpu=spec.resources.gpu,
+            mask=self.ws.config.mask,
         )
         return job
 
@@ -362,7 +363,8 @@ def _outcome(spec: StageSpec, job: execute.Job, future) -> execute.Outcome:
     try:
         return future.result()
     except Exception as exc:  # the worker died or the task was cancelled: the stage failed, others go on
-        Path(job.log).write_text(f"mlv: the Dask task for stage '{spec.name}' failed: {exc!r}\n")
+        Path(job.log).write_text(secrets.scrub(f"mlv: the Dask task for stage '{spec.name}' failed: {exc!r}\n",
+                                               job.mask))
         return execute.Outcome(-1, time.time(), time.time(), host(), None, None)
 
 

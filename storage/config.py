@@ -76,9 +76,10 @@ class Config:
     grace: int = DEFAULT_GRACE
     remotes: dict[str, RemoteConfig] = field(default_factory=dict)
     default_remote: str | None = None
+    mask: tuple[str, ...] = ()  # more environment variables (fnmatch patterns) whose values are masked
 
 
-_SECTIONS = {"cache": {"dir", "link", "verify"}, "gc": {"grace"}, "remotes": None, "core": {"remote"}}
+_SECTIONS = {"cache": {"dir", "link", "verify"}, "gc": {"grace"}, "remotes": None, "core": {"remote", "mask"}}
 
 
 def _fail(path: Path | None, message: str) -> ConfigError:
@@ -131,6 +132,7 @@ def _parse(text: str, path: Path) -> Config:
         grace=gc.get("grace", DEFAULT_GRACE),
         remotes=remotes,
         default_remote=(data.get("core") or {}).get("remote"),
+        mask=_mask(path, (data.get("core") or {}).get("mask")),
     )
     _check_cache_dir(config.cache_dir, path)
     if config.link not in LINK_MODES:
@@ -141,6 +143,17 @@ def _parse(text: str, path: Path) -> Config:
         raise _fail(path, f"'gc.grace' must be a non-negative number of seconds, got {config.grace!r}")
     _check_default(config, path)
     return config
+
+
+def _mask(path: Path | None, value: object) -> tuple[str, ...]:
+    """``core.mask``: names (or fnmatch patterns) of environment variables whose values are secrets."""
+    if value is None:
+        return ()
+    if not isinstance(value, list) or not all(isinstance(v, str) and re.fullmatch(r"[A-Za-z0-9_*?\[\]!-]+", v)
+                                              for v in value):
+        raise _fail(path, f"'core.mask' must be a list of environment variable names or patterns, e.g. "
+                          f"[DB_URL, '*_DSN']; got {value!r}")
+    return tuple(value)
 
 
 _DOT_NAMES = frozenset({"runs", "tmp", "state.db", "lock", "run.lock", "config.yaml", ".gitignore"})
@@ -374,9 +387,11 @@ def _write(path: Path, config: Config) -> None:
     data = dict(before)
     data["remotes"] = {name: remote.to_dict() for name, remote in config.remotes.items()}
     if config.default_remote is not None:
-        data["core"] = {"remote": config.default_remote}
+        data["core"] = {**(data.get("core") or {}), "remote": config.default_remote}
     elif (data.get("core") or {}).get("remote") is not None:
-        del data["core"]
+        data["core"] = {k: v for k, v in data["core"].items() if k != "remote"}  # other core settings stay
+        if not data["core"]:
+            del data["core"]
     changed = [k for k in {**before, **data} if before.get(k, _ABSENT) != data.get(k, _ABSENT)]
     new_text = _splice(text, data, changed)
     if new_text is None:

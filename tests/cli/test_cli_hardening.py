@@ -444,3 +444,33 @@ def test_a_stage_output_that_is_a_symlink_out_of_the_repo_fails_that_stage_only(
     assert (outside / "secret/key.pem").read_text() == "PRIVATE"
     cli("run", code=1)  # the links are the stage's own output: the next run clears them without a fuss
     assert (outside / "secret/key.pem").read_text() == "PRIVATE"
+
+
+# -- secrets in captured output ---------------------------------------------------------------
+
+PLANTED = {"AWS_SECRET_ACCESS_KEY": "wJalrXUtnFEMI/K7MDENG/bPxRfiCYPLANTED1", "GITHUB_TOKEN": "ghp_plantedtoken1234",
+           "DB_URL": "postgres://app:hunter2-planted@db/prod"}
+
+
+def test_secret_values_never_leave_the_stage_unmasked(repo, cli, monkeypatch, tmp_path):
+    for name, value in PLANTED.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")  # a setting, not a credential: shown as it is
+    (repo / ".mlv/config.yaml").write_text("core: {mask: [DB_URL]}\n")
+    make_tree(repo, {"in.txt": "x\n", "steps/leak.py": "import os\n\ndef run(deps, outs, params):\n"
+                     "    print('call sees', os.environ['GITHUB_TOKEN'])\n    open(outs[0], 'w').write('ok')\n"})
+    half = len(PLANTED["GITHUB_TOKEN"]) // 2
+    split = f"printf '%s' {PLANTED['GITHUB_TOKEN'][:half]}; sleep 0.3; printf '%s\\n' {PLANTED['GITHUB_TOKEN'][half:]}"
+    pipeline(repo, "  leak:\n    cmd:\n      - echo key=$AWS_SECRET_ACCESS_KEY db=$DB_URL region=$AWS_DEFAULT_REGION\n"
+                   f"      - \"{split}\"\n      - exit 3\n    deps: [in.txt]\n    outs: [o.txt]\n"
+                   "  py: {call: 'steps.leak:run', deps: [in.txt], outs: [p.txt]}\n")
+    result = cli("run", code=1)
+    assert "key=*** db=*** region=us-east-1" in result.stderr and "***" in result.stderr
+    cli("remote", "add", "origin", str(tmp_path / "remote"))
+    cli("push")
+    shown = cli("show", "leak").stdout + cli("show", "py").stdout
+    assert "key=***" in shown and "call sees ***" in shown
+    everything = b"".join(p.read_bytes() for p in (*repo.rglob("*"), *(tmp_path / "remote").rglob("*"))
+                          if p.is_file())
+    for value in PLANTED.values():
+        assert value.encode() not in everything and value not in result.stderr + shown
