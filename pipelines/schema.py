@@ -106,8 +106,9 @@ def load_pipeline(path: Path, *, root: Path, kinds: Mapping[str, Collection[str]
         raise PipelineError(str(exc).removeprefix(f"{shown}: "), path=shown) from None
     except OSError as exc:
         raise PipelineError(f"cannot read the pipeline file: {exc}", path=shown) from exc
-    loader = yaml.SafeLoader(text)
+    loader = None
     try:
+        loader = yaml.SafeLoader(text)  # it checks the characters already: a NUL is a YAMLError here
         node = loader.get_single_node()
         if node is not None:
             yamlfile.check_node(node, source=shown)
@@ -124,7 +125,8 @@ def load_pipeline(path: Path, *, root: Path, kinds: Mapping[str, Collection[str]
     except yaml.YAMLError as exc:
         raise PipelineError(f"invalid YAML: {exc}", path=shown, line=1, column=1) from exc
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
     if node is None:
         raise PipelineError("the file is empty; add a 'stages:' section, e.g. stages: {prepare: {cmd: …}}",
                             path=shown, line=1, column=1)

@@ -67,8 +67,9 @@ def decode(data: bytes | str, *, source: str) -> str:
 def load(data: bytes | str, *, source: str) -> object:
     """Plain data from one YAML document (None for an empty one), within the limits above."""
     text = decode(data, source=source)
-    loader = _SafeLoader(text)
+    loader = None
     try:
+        loader = _SafeLoader(text)  # may refuse the characters already (a YAMLError)
         node = loader.get_single_node()
         if node is None:
             return None
@@ -77,7 +78,8 @@ def load(data: bytes | str, *, source: str) -> object:
     except RecursionError:
         raise YamlLimitError(f"{source}: nested too deeply to read; flatten it", path=source) from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
 
 
 def check_node(node: Node, *, source: str) -> None:
