@@ -26,6 +26,7 @@ bench: $(STAMP)
 	$(PY) bench/bench_pipeline.py
 	$(PY) bench/bench_trace.py
 	$(PY) bench/bench_remote.py
+	$(PY) bench/bench_paths.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis bench/.work
