@@ -74,13 +74,13 @@ def pull(
     from mlv.pipelines import project
     from mlv.storage.checkout import checkout
 
+    locked = project.locked_outputs(workspace())  # a lock that breaks the paths rule stops the pull before any transfer
     report = _fetch(targets, remote, jobs, dry_run)
     if dry_run:
         _render(report, json_)
         return
     ws = workspace()
-    restored = checkout(ws, _paths_of(ws, targets), force=force, extra=project.locked_outputs(ws),
-                        skip_missing=True, progress=progress)
+    restored = checkout(ws, _paths_of(ws, targets), force=force, extra=locked, skip_missing=True, progress=progress)
     for note in restored.notes:
         err.print(f"warning: {note}")
     if json_:
