@@ -56,8 +56,10 @@ def test_pull_refuses_a_lock_out_into_git_before_fetching(git_repo, cli, hook, t
     cli("remote", "add", "origin", str(tmp_path / "remote"))
     cli("push")
     locked(git_repo, ".git/hooks/post-checkout", digest, size)
+    subprocess.run(["rm", "-rf", str(git_repo / ".mlv/cache")], check=True)  # as in a fresh clone
     assert "'.git/hooks/post-checkout' is inside '.git/'" in cli("pull", "--force", code=2).stderr
     assert not (git_repo / ".git/hooks/post-checkout").exists()
+    assert not (git_repo / ".mlv/cache").exists()  # refused before anything was fetched
 
 
 @pytest.mark.parametrize("name", [".git", ".mlv", "mlv.yaml", "mlv.lock", "sub/.git", ".Mlv"])
