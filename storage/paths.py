@@ -12,15 +12,14 @@ never overrides it. A path is acceptable when it is:
   ``mlv.yaml``, ``mlv.lock``, ``params.yaml``, ``dask-cluster.yaml`` at the root, or a
   ``*.mlv`` pointer anywhere.
 
-``check_on_disk`` adds what only the filesystem can say: no directory on the way to the
-path is a symlink that leads out of the repo or into ``.git/``/``.mlv/``.
+What only the filesystem can say — that no symlink on the way leads out of the repo or
+into ``.git/`` — is ``mlv.storage.walk.check_inside``, which checkout and run call
+before they write or delete.
 """
 
 from __future__ import annotations
 
-import os
 import re
-from pathlib import Path
 
 from mlv.storage.errors import ConfigError
 
@@ -74,19 +73,6 @@ def check(rel: object, *, source: str, what: str = "path", line: int | None = No
     raise PathError(f"{where}: {what} {rel!r} {why}; mlv refuses it and changed nothing. "
                     "If this file came from a commit or a remote, restore it from a version you trust",
                     path=source, line=line)
-
-
-def check_on_disk(root: Path, rel: str, *, source: str) -> None:
-    """No directory on the way from ``root`` to ``rel`` is a symlink leading out of the repo or into
-    ``.git/``/``.mlv/``: writing through it would land there."""
-    parent = os.path.realpath(os.path.join(root, os.path.dirname(rel)))
-    real_root = os.path.realpath(root)
-    if parent != real_root:
-        inside = os.path.relpath(parent, real_root)
-        why = problem(inside.replace(os.sep, "/"), written=False)
-        if why is not None:
-            raise PathError(f"{source}: '{rel}' lies under a symlink to '{parent}', which {why}; "
-                            "mlv will not write through it. Remove the link, then try again", path=source)
 
 
 def line_of(text: str, needle: str) -> int | None:
