@@ -24,7 +24,7 @@ from pathlib import Path
 import yaml
 
 from mlv.engine.provenance import member_digest
-from mlv.storage import pointers, yamlfile
+from mlv.storage import gitfiles, pointers, yamlfile
 from mlv.storage.digest import Digest, of_bytes, parse
 from mlv.storage.errors import ConfigError, MlvError, StorageError, UsageError
 from mlv.storage.workspace import Workspace
@@ -56,15 +56,6 @@ class LockedStage:
     outs: dict[str, dict] = field(default_factory=dict)
 
 
-def git(root: Path, *args: str, stdin: bytes | None = None) -> bytes:
-    try:
-        proc = subprocess.run(["git", *args], cwd=root, input=stdin, capture_output=True)
-    except FileNotFoundError:
-        raise UsageError("this needs git, which is not installed") from None
-    if proc.returncode != 0:
-        raise UsageError(f"git {' '.join(args)} failed in '{root}': {proc.stderr.decode(errors='replace').strip()}")
-    return proc.stdout
-
 
 def resolve_rev(ws: Workspace, rev: str) -> str:
     """The commit ``rev`` names; ``UsageError`` (exit 2) if it names none."""
@@ -81,7 +72,7 @@ def show_files(root: Path, wanted: list[tuple[str, str]]) -> dict[tuple[str, str
     """``{(rev, path): bytes}`` for files at revisions (None where absent), in one ``git cat-file --batch``."""
     if not wanted:
         return {}
-    out = git(root, "cat-file", "--batch", stdin="".join(f"{rev}:{path}\n" for rev, path in wanted).encode())
+    out = gitfiles.output(root, "cat-file", "--batch", stdin="".join(f"{rev}:{path}\n" for rev, path in wanted).encode())
     found: dict[tuple[str, str], bytes | None] = {}
     pos = 0
     for key in wanted:

@@ -14,16 +14,21 @@ from pathlib import Path
 from mlv.storage.errors import UsageError
 
 
-def run(root: Path, *args: str, data: bytes | None = None) -> str:
-    """``git ARGS`` in ``root``; its output, or ``UsageError`` with git's message."""
+def output(root: Path, *args: str, stdin: bytes | None = None) -> bytes:
+    """What ``git ARGS`` prints in ``root``, or ``UsageError`` with git's message."""
     try:
-        proc = subprocess.run(["git", *args], cwd=root, capture_output=True, input=data)
+        proc = subprocess.run(["git", *args], cwd=root, capture_output=True, input=stdin)
     except FileNotFoundError:
         raise UsageError("git is not installed, and this needs it") from None
     if proc.returncode != 0:
         raise UsageError(f"git {' '.join(args[:2])} failed in '{root}': "
                          f"{proc.stderr.decode(errors='replace').strip()}; is this a git repo?")
-    return proc.stdout.decode("utf-8", errors="surrogateescape")
+    return proc.stdout
+
+
+def run(root: Path, *args: str) -> str:
+    """``output`` as text (names that are not UTF-8 survive as surrogate escapes)."""
+    return output(root, *args).decode("utf-8", errors="surrogateescape")
 
 
 def _pathspecs(paths: list[str]) -> list[str]:
