@@ -8,9 +8,22 @@ from one file). The walk is breadth-first and asks the provenance index a fixed 
 of batched queries per hop; ``verify`` then re-hashes every artifact's object and
 re-reads every run record, naming the hop that is broken.
 
-Invariants: a node's ``id`` is stable (``artifact:<path>@<digest>``, ``run:<run id>``);
-a run that the lineage needs but whose record is missing or damaged appears as a node
-with a ``problem``, never silently left out.
+Invariants:
+- A node's ``id`` is stable (``artifact:<path>@<digest>``, ``run:<run id>``); a run that
+  the lineage needs but whose record is missing or damaged appears as a node with a
+  ``problem``, never silently left out.
+- An artifact node is the bytes at a path, and the same bytes at the same path may have
+  been made by several runs (``mlv run --force``, a stage rerun that wrote what it wrote
+  before). A reader's record names the one run it took them from, so the walk links
+  output → reader on (path, digest, producing run): its frontier holds one entry per
+  (node, source) met, never one per node. Deduplicating by node would follow only the
+  first run to reach it and silently drop the readers (downstream) or the history
+  (upstream) of every other.
+- A downstream trace starts from the root's bytes at its path whichever run or pointer
+  made them (``ANY``); an upstream trace starts from the one source that ``mlv.lock``
+  or the pointer names. Past the root both follow recorded sources only, so for two
+  artifacts X, Y: Y is upstream of X iff X is downstream of Y, wherever equal
+  (path, digest) pairs have equal histories (the property test checks this).
 """
 
 from __future__ import annotations
@@ -26,6 +39,8 @@ from mlv.storage.errors import MlvError, ObjectCorrupt, ObjectMissing, StorageEr
 from mlv.storage.workspace import Workspace
 
 UPSTREAM, DOWNSTREAM = "upstream", "downstream"
+#: The source of a downstream trace's root: its bytes at its path, whoever made them.
+ANY: dict = {"any": True}
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +114,15 @@ class _Builder:
         self.nodes: dict[str, dict] = {}
         self.edges: dict[tuple[str, str], dict] = {}
         self.problems: list[str] = []
+        self._followed: set[tuple[str, str]] = set()
+
+    def first(self, node_id: str, source: dict | None) -> bool:
+        """True the first time the walk meets ``node_id`` as made by ``source`` (see the module docstring)."""
+        key = (node_id, "" if source is None else repr(sorted(source.items())))
+        if key in self._followed:
+            return False
+        self._followed.add(key)
+        return True
 
     def artifact(self, path: str, digest: str, depth: int, **facts: object) -> tuple[str, bool]:
         node_id = f"artifact:{path}@{digest}"
@@ -144,13 +168,14 @@ def trace(ws: Workspace, index: ProvenanceIndex, start: Start, *, downstream: bo
         root, _ = b.artifact(v.path, str(v.digest), 0, origin="member" if source.get("within") else v.origin,
                              nfiles=v.nfiles, pointer=source.get("added"), rev=start.rev)
         frontier = [(root, v.path, str(v.digest), v.source)]
-        later = [(root, v.path, str(v.digest), True, v.source)]
+        later = [(root, v.path, str(v.digest), True, ANY)]
         if downstream and source.get("within"):  # what was built from the whole directory holding this file
             container, _ = b.artifact(source["within"], source["digest"], 1, origin=_origin(source),
                                       pointer=source.get("added"))
             b.edge(root, container, "part")
-            outer = {k: source[k] for k in ("run", "added") if k in source}
-            later.append((container, source["within"], source["digest"], False, outer))  # not its other files
+            later.append((container, source["within"], source["digest"], False, ANY))  # not its other files
+    for entry in frontier if not downstream else later:
+        b.first(entry[0], entry[-1])
     if downstream:
         _walk_down(b, index, later, broken)
     else:
@@ -176,13 +201,13 @@ def _walk_up(b: _Builder, index: ProvenanceIndex, frontier: list, broken: dict) 
             if source is None:
                 continue  # a source file (code, config): mlv did not make it and does not store it
             if source.get("within"):  # a file inside a directory version: that directory is the next hop
-                container, new = b.artifact(source["within"], source["digest"], depth + 1, origin=_origin(source),
-                                            pointer=source.get("added"))
+                container, _ = b.artifact(source["within"], source["digest"], depth + 1, origin=_origin(source),
+                                          pointer=source.get("added"))
                 b.edge(container, node_id, "member")
                 b.nodes[node_id]["origin"] = "member"
                 node_id, depth = container, depth + 1
-                if not new:
-                    continue
+                if not b.first(container, {k: source[k] for k in ("run", "added") if k in source}):
+                    continue  # that directory version, from that source, is already on the frontier
             if "added" in source:
                 b.nodes[node_id].update(origin="added", pointer=source["added"])
                 continue
@@ -208,9 +233,9 @@ def _run_inputs(b: _Builder, index: ProvenanceIndex, depths: dict[str, int]) -> 
     for run_id, inputs in index.inputs_of(depths).items():
         hop = depths[run_id] + 1
         for row in inputs:
-            node_id, new = b.artifact(row.path, row.digest, hop)
+            node_id, _ = b.artifact(row.path, row.digest, hop)
             b.edge(node_id, f"run:{run_id}", "input")
-            if new:
+            if b.first(node_id, row.source):  # not `new`: the same bytes read from another run have another past
                 frontier.append((node_id, row.path, row.digest, row.source))
     return frontier
 
@@ -228,9 +253,9 @@ def _run_outputs(b: _Builder, index: ProvenanceIndex, run_ids: list[str], depth:
     later = []
     for run_id, outs in index.outputs_of(run_ids).items():
         for row in outs:
-            node_id, new = b.artifact(row.path, row.digest, depth, origin="output", nfiles=row.nfiles)
+            node_id, _ = b.artifact(row.path, row.digest, depth, origin="output", nfiles=row.nfiles)
             b.edge(f"run:{run_id}", node_id, "output")
-            if new:
+            if b.first(node_id, {"run": run_id}):  # not `new`: another run may have made these bytes first
                 later.append((node_id, row.path, row.digest, True, {"run": run_id}))
     return later
 
@@ -238,9 +263,10 @@ def _run_outputs(b: _Builder, index: ProvenanceIndex, run_ids: list[str], depth:
 def _walk_down(b: _Builder, index: ProvenanceIndex, frontier: list, broken: dict) -> None:
     """Artifacts → runs that read them (or a file inside them) → those runs' outputs, hop by hop.
 
-    Frontier entries are ``(node id, path, digest, whole, source)``; a run counts as a
-    reader only if what it read came from the same place (``_same_source``), so a copy
-    of the same bytes elsewhere does not pass for this artifact.
+    Frontier entries are ``(node id, path, digest, whole, source)``, one per source that
+    made the node; a run counts as a reader only if it read these bytes at this path
+    from that source (``_same_source``), so a copy of the same bytes elsewhere does not
+    pass for this artifact.
     """
     seen_runs: set[str] = set()
     while frontier:
@@ -253,7 +279,7 @@ def _walk_down(b: _Builder, index: ProvenanceIndex, frontier: list, broken: dict
                 if _same_source(source, path, row):
                     _reader(b, runs, seen_runs, node_id, row, depth)
             for row in inside.get(digest, []) if whole else ():
-                if _same_source(source, None, row):
+                if _same_source(source, path, row, inside=True):
                     member, _ = b.artifact(row.path, row.digest, depth + 1, origin="member")
                     b.edge(node_id, member, "member")
                     _reader(b, runs, seen_runs, member, row, depth + 1)
@@ -265,11 +291,19 @@ def _walk_down(b: _Builder, index: ProvenanceIndex, frontier: list, broken: dict
         frontier = later
 
 
-def _same_source(source: dict | None, path: str | None, row: InputRow) -> bool:
-    """Whether ``row`` read the artifact that came from ``source`` (at ``path``; None: any file inside it)."""
+def _same_source(source: dict | None, path: str, row: InputRow, *, inside: bool = False) -> bool:
+    """Whether ``row`` read the artifact at ``path`` (``""``: anywhere) made by ``source`` (``inside``: a file in it).
+
+    The bytes read must be the artifact's at its path; then the record's producer must be
+    ``source``, unless that is ``ANY`` (a downstream root) or the record does not say.
+    """
     theirs = row.source or {}
-    if not source or not theirs:  # a source file, or a record that does not say: the same bytes at the same path
-        return not theirs and (path == "" or (path is not None and row.path == path))
+    if path and (theirs.get("within") if inside else row.path) != path:
+        return False
+    if source is ANY or not theirs:  # a record that does not say: the same bytes at the same path
+        return True
+    if not source:  # a source file: mlv made no run or pointer for it, so a reader crediting one read other bytes
+        return False
     if "run" in source:
         return theirs.get("run") == source["run"]
     return theirs.get("added") == source.get("added")

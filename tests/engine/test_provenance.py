@@ -245,6 +245,87 @@ def test_downstream_lists_exactly_what_was_built_from_a_raw_file(repo, cli):
     assert "stage features" in human and "models/model.txt" in human and "data/prepared" not in human
 
 
+TWICE = """\
+stages:
+  prep:
+    cmd: sed s/a/b/ raw.txt > prep.txt
+    deps: [raw.txt]
+    outs: [prep.txt]
+  use1:
+    cmd: sed s/b/c/ prep.txt > use1.txt
+    deps: [prep.txt]
+    outs: [use1.txt]
+"""
+USE2 = """\
+  use2:
+    cmd: sed s/b/d/ prep.txt > use2.txt
+    deps: [prep.txt]
+    outs: [use2.txt]
+"""
+BOTH = """\
+  both:
+    cmd: cat use1.txt use2.txt > both.txt
+    deps: [use1.txt, use2.txt]
+    outs: [both.txt]
+"""
+
+
+@pytest.fixture
+def made_twice(git_repo: Path, cli) -> Path:
+    """prep.txt made by two runs with the same bytes: use1 read the first run's, use2 (added later) the second's."""
+    (git_repo / "raw.txt").write_text("a\n")
+    cli("add", "raw.txt")
+    write_pipeline(git_repo, TWICE)
+    cli("run")
+    cli("run", "--force", "prep")
+    write_pipeline(git_repo, TWICE + USE2)
+    cli("run")
+    return git_repo
+
+
+def test_downstream_reaches_the_readers_of_every_run_that_made_the_same_bytes(made_twice, cli):
+    lock = read_lock(made_twice)
+    first = record(made_twice, lock["use1"]["run_id"])["producers"]["prep.txt"]["run"]
+    assert first != lock["prep"]["run_id"] == record(made_twice, lock["use2"]["run_id"])["producers"]["prep.txt"]["run"]
+    made = {"prep.txt": out_digest(made_twice, "prep", "prep.txt"), "use1.txt": out_digest(made_twice, "use1", "use1.txt"),
+            "use2.txt": out_digest(made_twice, "use2", "use2.txt")}
+
+    raw = cli.json("trace", "raw.txt", "--downstream")
+    assert {p: d for p, d in artifacts(raw).items() if p != "raw.txt"} == made
+    assert set(runs(raw)) == {"prep", "use1", "use2"}
+    assert {n["run_id"] for n in raw["nodes"] if n.get("stage") == "prep"} == {first, lock["prep"]["run_id"]}
+    prep = cli.json("trace", "prep.txt", "--downstream")
+    assert built_from(prep) == {"use1.txt", "use2.txt"} and set(runs(prep)) == {"use1", "use2"}
+    assert {runs(prep)[s] for s in ("use1", "use2")} == {lock["use1"]["run_id"], lock["use2"]["run_id"]}
+    for graph in (raw, prep):
+        ids = {n["id"] for n in graph["nodes"]}
+        assert all(e["source"] in ids and e["target"] in ids for e in graph["edges"])
+    human = cli("trace", "prep.txt", "--downstream").stdout
+    assert "stage use1" in human and "stage use2" in human
+
+    # upstream is unchanged: each output goes back through the run its reader named, to raw.txt
+    assert runs(cli.json("trace", "use1.txt"))["prep"] == first
+    assert runs(cli.json("trace", "use2.txt"))["prep"] == lock["prep"]["run_id"]
+    assert runs(cli.json("trace", "prep.txt"))["prep"] == lock["prep"]["run_id"]  # the run mlv.lock names
+
+
+def test_upstream_and_verify_follow_both_runs_that_made_bytes_read_twice(made_twice, cli):
+    write_pipeline(made_twice, TWICE + USE2 + BOTH)
+    cli("run")
+    lock = read_lock(made_twice)
+    first = record(made_twice, lock["use1"]["run_id"])["producers"]["prep.txt"]["run"]
+    graph = cli.json("trace", "both.txt", "--verify")
+    preps = {n["run_id"] for n in graph["nodes"] if n.get("stage") == "prep"}
+    assert preps == {first, lock["prep"]["run_id"]} and graph["problems"] == []
+    prep_txt = f"artifact:prep.txt@{out_digest(made_twice, 'prep', 'prep.txt')}"
+    assert {(f"run:{r}", prep_txt, "output") for r in preps} <= shape(graph)[1]
+
+    path = made_twice / ".mlv/runs" / f"{first}.json"  # damage the run that only use1 names
+    path.write_text(path.read_text().replace('"status": "succeeded"', '"status": "Succeeded"'))
+    result = cli("trace", "both.txt", "--verify", code=1)
+    assert f"run {first} (stage 'prep')" in result.stderr and "record_digest" in result.stderr
+
+
 def test_a_run_id_a_digest_or_a_prefix_is_a_target_and_anything_else_exits_2(repo, cli):
     lock = read_lock(repo)
     model = out_digest(repo, "train", "models/model.txt")
