@@ -2,9 +2,9 @@
 
 ``dask-cluster.yaml`` (at the repo root, or the file given to ``--cluster``) says which.
 Without a scheduler, the local cluster is the cheapest form that serves: threads in
-mlv's own process when only shell commands run, worker processes when Python ``call``
-stages run (they import user code and hold the GIL). ``distributed`` is imported only
-here, and only when a cluster is actually needed.
+mlv's own process, one per running stage, since every stage (``call`` stages too) runs
+in a child process of its own. ``distributed`` is imported only here, and only when a
+cluster is actually needed (a scheduler, GPU workers, or ``local.processes: true``).
 """
 
 from __future__ import annotations
@@ -75,18 +75,17 @@ def load_config(path: Path) -> ClusterConfig:
 class Cluster:
     """A Dask client made on first use and closed (with any cluster mlv started) on exit."""
 
-    def __init__(self, config: ClusterConfig, *, jobs: int | None, python_calls: bool, gpu: bool) -> None:
+    def __init__(self, config: ClusterConfig, *, jobs: int | None, gpu: bool) -> None:
         self.config = config
         self.jobs = jobs
-        self.python_calls = python_calls
         self.gpu = gpu
         self._client = None
         self._local = None
 
-    def threads_suffice(self, *, python_calls: bool, gpu: bool) -> bool:
-        """Whether Dask's threaded scheduler in this process serves: local, shell commands only, no GPU."""
-        return not (self.config.scheduler or python_calls or gpu or self.config.gpu_workers
-                    or self.config.processes is True)
+    def threads_suffice(self, *, gpu: bool) -> bool:
+        """Whether Dask's threaded scheduler in this process serves: local and no GPU. Every stage runs in
+        a child process of its own (``call`` stages too), so a thread per running stage is all it takes."""
+        return not (self.config.scheduler or gpu or self.config.gpu_workers or self.config.processes is True)
 
     @property
     def started(self) -> bool:
@@ -112,7 +111,7 @@ class Cluster:
         from distributed import Client, LocalCluster
 
         cores = os.cpu_count() or 1
-        processes = self.python_calls if self.config.processes == "auto" else bool(self.config.processes)
+        processes = self.config.processes is True
         resources = {"GPU": 1} if self.config.gpu_workers else None
         if processes or resources:
             workers = self.config.gpu_workers or self.config.workers or min(cores, self.jobs or cores)

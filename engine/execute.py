@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import importlib
-import io
+import json
 import os
 import select
 import signal
@@ -19,11 +18,12 @@ import subprocess
 import sys
 import threading
 import time
-import traceback
 from dataclasses import dataclass
+from pathlib import Path
 
 from mlv.storage import secrets
 
+CALL_STAGE = str(Path(__file__).with_name("callstage.py"))  # run as a script by path: see its docstring
 _children: set[subprocess.Popen] = set()
 _children_lock = threading.Lock()
 
@@ -57,41 +57,45 @@ class Outcome:
 def run_job(job: Job) -> Outcome:
     """Run ``job`` to completion; a failure is an exit code, never an exception.
 
-    The captured output is masked on its way to the log: the values of this worker's
-    credential-like environment variables never reach the log, the store or a remote."""
+    Every stage runs in a child process of its own (a ``call`` stage in ``callstage.py``), so
+    nothing it does touches this worker's cwd, streams or imports. Its output is masked on
+    the way to the log: the values of this worker's credential-like environment variables
+    never reach the log, the store or a remote."""
     started = time.time()
     masker = secrets.Masker(secrets.values(job.mask))
+    env = {**os.environ, "MLV_STAGE": job.stage, "MLV_RUN_ID": job.run_id}
+    if job.cmd is not None:
+        argvs = [["/bin/sh", "-c", command] for command in job.cmd]
+    else:
+        call = {"root": job.root, "wdir": job.wdir, "call": job.call, "deps": list(job.deps), "outs": list(job.outs),
+                "params": job.params}
+        argvs = [[sys.executable, CALL_STAGE, json.dumps(call)]]
+    code = 0
     with open(job.log, "wb") as log:
-        if job.cmd is not None:
-            code = _run_commands(job, log, masker)
-        else:
-            code = _run_call(job, log, masker)
+        for argv in argvs:  # commands run one after another, stopping at the first that fails
+            code = _run(argv, job.wdir, env, log, masker)
+            if code != 0:
+                break
         log.write(masker.flush())
     return Outcome(code, started, time.time(), os.uname().nodename, _worker_address(), _gpu(job))
 
 
-def _run_commands(job: Job, log, masker: secrets.Masker) -> int:
-    env = {**os.environ, "MLV_STAGE": job.stage, "MLV_RUN_ID": job.run_id}
-    for command in job.cmd or ():
-        proc = subprocess.Popen(
-            ["/bin/sh", "-c", command], cwd=job.wdir, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL, env=env, preexec_fn=_die_with_parent,
-        )
+def _run(argv: list[str], cwd: str, env: dict, log, masker: secrets.Masker) -> int:
+    proc = subprocess.Popen(argv, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            stdin=subprocess.DEVNULL, env=env, preexec_fn=_die_with_parent)
+    with _children_lock:
+        _children.add(proc)
+    try:
+        _pump(proc, log, masker)
+        code = proc.wait()
+    finally:
         with _children_lock:
-            _children.add(proc)
-        try:
-            _pump(proc, log, masker)
-            code = proc.wait()
-        finally:
-            with _children_lock:
-                _children.discard(proc)
-        if code != 0:
-            return code if code > 0 else 128 - code  # killed by signal N -> 128+N, as shells report it
-    return 0
+            _children.discard(proc)
+    return code if code >= 0 else 128 - code  # killed by signal N -> 128+N, as shells report it
 
 
 def _pump(proc: subprocess.Popen, log, masker: secrets.Masker) -> None:
-    """Copy the command's output to the log, masked, until it ends.
+    """Copy the process's output to the log, masked, until it ends.
 
     A command may leave a background process holding the pipe open after it exits: once the
     command is gone, what is already in the pipe is taken and the rest is not waited for."""
@@ -114,74 +118,6 @@ def _pump(proc: subprocess.Popen, log, masker: secrets.Masker) -> None:
                 return
     finally:
         proc.stdout.close()
-
-
-class _MaskedText(io.TextIOBase):
-    """A text stream over the log that masks what a ``call`` stage prints."""
-
-    def __init__(self, log, masker: secrets.Masker) -> None:
-        self.log, self.masker = log, masker
-
-    def writable(self) -> bool:
-        return True
-
-    def write(self, text: str) -> int:
-        self.log.write(self.masker.feed(text.encode("utf-8", errors="replace")))
-        return len(text)
-
-
-def _run_call(job: Job, log, masker: secrets.Masker) -> int:
-    module_name, _, func_name = (job.call or "").partition(":")
-    text = _MaskedText(log, masker)
-    with contextlib.redirect_stdout(text), contextlib.redirect_stderr(text), _cwd(job.wdir):
-        try:
-            func = getattr(_fresh_import(job.root, module_name), func_name)
-            func(deps=list(job.deps), outs=list(job.outs), params=dict(job.params))
-            return 0
-        except SystemExit as exc:
-            return exc.code if isinstance(exc.code, int) else 1
-        except BaseException:  # the user's function failed: its traceback is the stage's log
-            traceback.print_exc()
-            return 1
-        finally:
-            text.flush()
-
-
-def _fresh_import(root: str, module_name: str):
-    """Import ``module_name`` from the repo at ``root`` as it is now.
-
-    A long-lived worker keeps modules in ``sys.modules``: a stage whose code changed (a
-    new fingerprint) must not run the old version, and two repos with a ``src`` package
-    must not share one. So every module loaded from a repo directory is dropped first,
-    and this repo's root goes first on ``sys.path``.
-    """
-    global _repo_root
-    prefixes = {p for p in (_repo_root, root) if p}
-    for name, module in list(sys.modules.items()):
-        file = getattr(module, "__file__", None) or ""
-        if any(file.startswith(p.rstrip("/") + "/") for p in prefixes):
-            del sys.modules[name]
-    if _repo_root and _repo_root != root and _repo_root in sys.path:
-        sys.path.remove(_repo_root)
-    if root in sys.path:
-        sys.path.remove(root)
-    sys.path.insert(0, root)
-    _repo_root = root
-    importlib.invalidate_caches()
-    return importlib.import_module(module_name)
-
-
-_repo_root: str | None = None
-
-
-@contextlib.contextmanager
-def _cwd(path: str):
-    old = os.getcwd()
-    os.chdir(path)
-    try:
-        yield
-    finally:
-        os.chdir(old)
 
 
 def kill_children() -> None:

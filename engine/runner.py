@@ -116,13 +116,12 @@ class Runner:
         to_run = [d.stage for d in planned if d.action == RUN]
         self._preflight([specs[n] for n in to_run])
         check_unsaved(self.ws, [specs[d.stage] for d in planned if d.action in (RUN, CACHED)], force=self.options.force)
-        python_calls = any(specs[n].call or specs[n].kind for n in to_run)
         gpu = [n for n in to_run if specs[n].resources.gpu]
-        self.cluster = Cluster(self.cluster_config, jobs=self.options.jobs, gpu=bool(gpu), python_calls=python_calls)
+        self.cluster = Cluster(self.cluster_config, jobs=self.options.jobs, gpu=bool(gpu))
         try:
             if gpu:
                 self.cluster.require_gpu(gpu)
-            if to_run and self.cluster.threads_suffice(python_calls=python_calls, gpu=bool(gpu)):
+            if to_run and self.cluster.threads_suffice(gpu=bool(gpu)):
                 self._threaded(order, specs, upstream)
             else:  # also when nothing must run: settling up-to-date and cached stages needs no Dask at all
                 self._loop(order, specs, upstream)
@@ -181,7 +180,7 @@ class Runner:
                 execute.kill_children()
 
     def _threaded(self, order: list[str], specs: dict[str, StageSpec], upstream: dict[str, set[str]]) -> None:
-        """Shell commands only, no cluster named: Dask's threaded scheduler in this process.
+        """No cluster named and no GPU: Dask's threaded scheduler in this process (every stage is a child process).
 
         The cheapest form that serves: no ``distributed`` to import, no cluster to start.
         Each stage is a task that depends on its upstream stages' tasks, so Dask starts it

@@ -172,3 +172,69 @@ def test_a_gpu_stage_without_a_gpu_worker_fails_before_anything_runs(gpu_repo, c
     assert "dask-cluster.yaml" in message
     assert ran(gpu_repo) == {"prepare": 1}  # nothing ran, not even the CPU stage upstream
     assert on_disk(gpu_repo) == before  # mlv.lock, outputs and store unchanged
+
+
+ISOLATED = '''\
+import os
+import sys
+import time
+
+
+def work(deps, outs, params):
+    name = next(iter(params["names"].values()))["name"]
+    for i in range(20):
+        print(f"{name} line {i}")
+        sys.stdout.flush()
+        time.sleep(0.01)
+    with open("here.txt", "w") as f:  # relative: lands in this stage's own wdir
+        f.write(f"{name} {os.getcwd()}\\n")
+    assert os.path.samefile(os.path.dirname(outs[0]), os.getcwd())
+'''
+
+
+@pytest.fixture(scope="module")
+def wide_worker(tmp_path_factory) -> str:
+    """A scheduler and one `dask worker --nthreads 4`: several stages share one worker process."""
+    from distributed import Client
+
+    home = tmp_path_factory.mktemp("dask-wide")
+    scheduler_file = home / "scheduler.json"
+    procs = [_start(["scheduler", "--host", "127.0.0.1", "--port", "0", "--no-dashboard",
+                     "--scheduler-file", os.fspath(scheduler_file)], home)]
+    try:
+        wait_for(lambda: scheduler_file.exists() and scheduler_file.stat().st_size > 0, 30, "the scheduler file")
+        address = json.loads(scheduler_file.read_text())["address"]
+        procs.append(_start(["worker", address, "--nthreads", "4", "--no-dashboard",
+                             "--local-directory", os.fspath(home / "w")], home))
+        with Client(address, timeout="10s") as client:
+            client.wait_for_workers(1, timeout=30)
+        yield address
+    finally:
+        for proc in reversed(procs):
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+        for proc in procs:
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+
+
+def test_eight_call_stages_on_one_multithreaded_worker_keep_their_cwd_and_output(repo, cli, wide_worker):
+    (repo / "dask-cluster.yaml").write_text(f"scheduler: {wide_worker}\n")
+    make_tree(repo, {"isolated_step.py": ISOLATED})
+    stages = "".join(f"  s{i}:\n    call: isolated_step:work\n    wdir: s{i}\n    deps: [../isolated_step.py]\n"
+                     f"    outs: [here.txt]\n    params: [names.s{i}]\n" for i in range(8))
+    names = "".join(f"    s{i}: {{name: stage{i}}}\n" for i in range(8))
+    (repo / "mlv.yaml").write_text(f"params:\n  names:\n{names}stages:\n{stages}")
+    for i in range(8):
+        (repo / f"s{i}").mkdir()
+    results = cli.json("run")
+    assert states(results) == {f"s{i}": "done" for i in range(8)}
+    workers = {record(repo, r["run_id"])["worker"] for r in results}
+    assert len(workers) == 1 and next(iter(workers)).startswith("tcp://")  # one worker process ran them all
+    for i in range(8):
+        assert (repo / f"s{i}/here.txt").read_text() == f"stage{i} {repo / f's{i}'}\n"
+        log = cli.json("show", f"s{i}")["output"]
+        assert log.splitlines() == [f"stage{i} line {n}" for n in range(20)]

@@ -376,7 +376,7 @@ def boom(deps, outs, params):
 '''
 
 
-def test_call_stages_run_in_a_worker_process_with_absolute_paths_and_nested_params(repo, cli):
+def test_call_stages_run_in_a_process_of_their_own_with_absolute_paths_and_nested_params(repo, cli):
     make_tree(repo, {"steps/__init__.py": "", "steps/numbers.py": STEP, "data/n.txt": "1\n2\n"})
     write_pipeline(repo, """\
         params:
@@ -402,11 +402,12 @@ def test_call_stages_run_in_a_worker_process_with_absolute_paths_and_nested_para
     assert written["outs"] == [str(repo / "out/scaled.json")]
     assert written["params"] == {"model": {"factor": 3}}
     assert written["cwd"] == str(repo)
-    assert written["pid"] != os.getpid()  # user code ran in a worker process, not in mlv's
+    assert written["pid"] != os.getpid()  # user code ran in a process of its own, not in mlv's
+    assert os.getcwd() != written["cwd"] or os.getcwd() == str(repo)  # mlv's cwd is not the stage's business
     lock = read_lock(repo)
     assert set(lock) == {"scale"}
     rec = record(repo, lock["scale"]["run_id"])
-    assert rec["worker"].startswith("tcp://")
+    assert rec["worker"].startswith("thread://")  # no cluster of worker processes to start for call stages
     assert cli("show", "scale").stdout.rstrip().endswith("scaling by 3")
 
 
