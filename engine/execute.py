@@ -21,6 +21,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from mlv.engine import interpreter
 from mlv.storage import secrets
 
 CALL_STAGE = str(Path(__file__).with_name("callstage.py"))  # run as a script by path: see its docstring
@@ -52,6 +53,7 @@ class Outcome:
     host: str
     worker: str | None  # a Dask worker address, or thread://host/pid/thread for the threaded scheduler
     gpu: str | None
+    interpreter: dict | None = None  # the Python the stage ran with (``interpreter.describe``), if any
 
 
 def run_job(job: Job) -> Outcome:
@@ -77,7 +79,9 @@ def run_job(job: Job) -> Outcome:
             if code != 0:
                 break
         log.write(masker.flush())
-    return Outcome(code, started, time.time(), os.uname().nodename, _worker_address(), _gpu(job))
+    ended = time.time()
+    used = interpreter.describe(interpreter.used_by(job.cmd, env), env, job.wdir)
+    return Outcome(code, started, ended, os.uname().nodename, _worker_address(), _gpu(job), used)
 
 
 def _run(argv: list[str], cwd: str, env: dict, log, masker: secrets.Masker) -> int:

@@ -71,7 +71,9 @@ class RunRecord:
     gpu: str | None
     log: str | None  # digest of the captured stdout+stderr
     git: dict = field(default_factory=dict)  # {"commit": sha | None, "dirty": bool}
-    environment: dict = field(default_factory=dict)  # python and key package versions
+    # {"mlv": mlv's own python and key package versions, "interpreter": {"path", "version", "packages": digest of
+    # the JSON list of its distributions} or None: the Python the stage ran with (engine.interpreter)}
+    environment: dict = field(default_factory=dict)
     reused_from: str | None = None  # set on a "reuse" event: the run whose outputs were restored
     # dep path -> where it came from: {"run": id} (an output of that run), {"added": "<path>.mlv"}
     # (data from `mlv add`), either with "within" + "digest" when the dep is a file inside that

@@ -11,6 +11,7 @@ an interrupt leaves every finished stage committed and nothing half-written.
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import time
 from collections.abc import Callable
@@ -333,7 +334,7 @@ class Runner:
             outs={p: o.to_dict() for p, o in outs.items()}, status="succeeded" if state == "done" else "failed",
             exit_code=outcome.exit_code, started=outcome.started, ended=outcome.ended, host=outcome.host,
             worker=outcome.worker, gpu=outcome.gpu, log=str(log_digest) if log_digest else None,
-            git=self._context[0], environment=self._context[1],
+            git=self._context[0], environment=self._environment(outcome),
             producers=provenance.input_producers(self.ws, decision.deps, self.lock),
         )
         self.index.write(record)
@@ -347,6 +348,15 @@ class Runner:
         detail = "" if state != "failed" else reasons[0] if outcome.exit_code == 0 and reasons else f"exit {outcome.exit_code}"
         self.notify(spec.name, state, detail)
         return result
+
+    def _environment(self, outcome: execute.Outcome) -> dict:
+        """mlv's own versions, and the interpreter the stage ran with: its package list is one stored object."""
+        used = outcome.interpreter
+        if used is not None:
+            listing = json.dumps(used["packages"], separators=(",", ":")).encode()
+            used = {"path": used["path"], "version": used["version"],
+                    "packages": str(self.ws.store.put_bytes(listing))}
+        return {"mlv": self._context[1], "interpreter": used}
 
     def _commit_lock(self, spec: StageSpec, decision: Decision, run_id: str, outs: dict[str, Output]) -> None:
         self.lock[spec.name] = LockEntry(decision.fingerprint, run_id, dict(decision.deps), dict(spec.params), outs)

@@ -24,7 +24,7 @@ if TYPE_CHECKING:  # roots need neither fsspec nor pyarrow: a no-op push must st
     from mlv.storage.objects import ObjectStore
 
 DIGEST_RE = re.compile(rb"xxh3-128:([0-9a-f]{32})")
-_LOG_RE = re.compile(rb'"log": "xxh3-128:([0-9a-f]{32})"')
+_LOG_RE = re.compile(rb'"(?:log|packages)": "xxh3-128:([0-9a-f]{32})"')  # objects a run record names
 LOCK_FILE = "mlv.lock"
 _ARROW_STREAM = b"\xff\xff\xff\xff"
 
@@ -141,13 +141,12 @@ def run_ids(ws: Workspace) -> list[str]:
 
 
 def _run_logs(ws: Workspace) -> list[Digest]:
-    """Captured stage output named by run records, kept so `mlv show` can print it."""
+    """Objects run records name: captured stage output (so `mlv show` can print it) and the package list
+    of the interpreter a stage ran with."""
     runs = ws.dot / "runs"
     found = []
     for path in runs.glob("*.json") if runs.is_dir() else ():
-        m = _LOG_RE.search(path.read_bytes())
-        if m:
-            found.append(Digest.from_hex(m.group(1).decode()))
+        found += [Digest.from_hex(m.group(1).decode()) for m in _LOG_RE.finditer(path.read_bytes())]
     return found
 
 
