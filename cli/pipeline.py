@@ -57,9 +57,10 @@ class _Progress:
         return table
 
     def __call__(self, stage: str, state: str, detail: str) -> None:
-        if state == "cluster":
+        if state in ("cluster", "note"):
             if detail and not self.quiet:
-                (self.live.console.print if self.live else err.print)(f"Dask dashboard: {detail}")
+                text = f"Dask dashboard: {detail}" if state == "cluster" else f"note: {detail}"
+                (self.live.console.print if self.live else err.print)(text)
             return
         now = time.monotonic()
         if state == "running":

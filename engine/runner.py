@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mlv.engine import execute, lockfile, provenance
+from mlv.engine import execute, inputs, lockfile, provenance
 from mlv.engine.cluster import Cluster, ClusterConfig
 from mlv.engine.dag import Graph, StageSpec
 from mlv.engine.lockfile import LockEntry, Output
@@ -64,7 +64,7 @@ class StageResult:
                 "elapsed": round(self.elapsed, 3), "exit_code": self.exit_code}
 
 
-Listener = Callable[[str, str, str], None]  # (stage, state, detail); ("", "cluster", dashboard) once Dask starts
+Listener = Callable[[str, str, str], None]  # (stage, state, detail); ("", "cluster", dashboard), ("", "note", text)
 
 
 class RunLock:
@@ -122,6 +122,8 @@ class Runner:
         try:
             if gpu:
                 self.cluster.require_gpu(gpu)
+            # the last check passed: from here on the run changes things, first saving what it will read
+            inputs.save(self.ws, self.graph, [specs[n] for n in to_run], lambda text: self.notify("", "note", text))
             if to_run and self.cluster.threads_suffice(gpu=bool(gpu)):
                 self._threaded(order, specs, upstream)
             else:  # also when nothing must run: settling up-to-date and cached stages needs no Dask at all
