@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
-
 from mlv.cli.main import app, command, emit_json, out, workspace
 
 remote_app = typer.Typer(no_args_is_help=True, add_completion=False)
@@ -26,15 +25,21 @@ def add(
     name: Name,
     url: Annotated[str, typer.Argument(help="s3://bucket/prefix, any fsspec URL, or a local directory.")],
     default: Annotated[bool, typer.Option("--default", help="Make it the default remote.")] = False,
-    endpoint_url: Annotated[Optional[str], typer.Option(help="S3-compatible server, e.g. http://127.0.0.1:9000.")] = None,
-    region: Annotated[Optional[str], typer.Option(help="The bucket's region (s3 only).")] = None,
-    profile: Annotated[Optional[str], typer.Option(help="AWS profile whose credentials to use (s3 only).")] = None,
+    endpoint_url: Annotated[str | None, typer.Option(help="S3-compatible server, e.g. http://127.0.0.1:9000.")] = None,
+    region: Annotated[str | None, typer.Option(help="The bucket's region (s3 only).")] = None,
+    profile: Annotated[str | None, typer.Option(help="AWS profile whose credentials to use (s3 only).")] = None,
+    timeout: Annotated[float | None, typer.Option(help="Seconds a request may wait to connect or to hear more "
+                                                          "from the server (s3 only; default 15).")] = None,
+    retries: Annotated[int | None, typer.Option(help="Tries after the first for a request that failed or timed "
+                                                        "out (s3 only; default 2).")] = None,
 ) -> None:
     """Add a remote (the first one becomes the default). Credentials never go in the URL."""
     from mlv.storage import config as configs
 
     ws = workspace()
-    remote = configs.RemoteConfig(name, _from_root(ws.root, url), endpoint_url, region, profile)
+    timeout = int(timeout) if timeout is not None and timeout.is_integer() else timeout  # 30, not 30.0, in the file
+    remote = configs.RemoteConfig(name, _from_root(ws.root, url), endpoint_url, region, profile,
+                                  timeout=timeout, retries=retries)
     made_default = configs.add_remote(ws.dot / "config.yaml", remote, default=default)
     out.print(f"added remote '{name}' → {remote.url}" + (" (default)" if made_default else ""))
 
@@ -54,7 +59,8 @@ def list_(json_: Annotated[bool, typer.Option("--json", help="Machine-readable o
     """List the remotes; `*` marks the default."""
     config = workspace().config
     rows = [{"name": r.name, "url": r.url, "default": r.name == config.default_remote, "endpoint_url": r.endpoint_url,
-             "region": r.region, "profile": r.profile} for r in config.remotes.values()]
+             "region": r.region, "profile": r.profile, "timeout": r.timeout, "retries": r.retries}
+            for r in config.remotes.values()]
     if json_:
         emit_json(rows)
         return
@@ -62,7 +68,8 @@ def list_(json_: Annotated[bool, typer.Option("--json", help="Machine-readable o
         out.print("no remotes; add one with `mlv remote add NAME URL`")
     width = max((len(r["name"]) for r in rows), default=0)
     for r in rows:
-        extra = ", ".join(f"{key.replace('_', ' ')} {r[key]}" for key in ("endpoint_url", "region", "profile") if r[key])
+        extra = ", ".join(f"{key.replace('_', ' ')} {r[key]}" for key in ("endpoint_url", "region", "profile", "timeout",
+                                                                           "retries") if r[key] is not None)
         out.print(f"{'*' if r['default'] else ' '} {r['name']:<{width}}  {r['url']}" + (f"  ({extra})" if extra else ""))
 
 

@@ -81,6 +81,7 @@ class Cluster:
         self.gpu = gpu
         self._client = None
         self._local = None
+        self._cpu_workers: list[str] | None = None
 
     def threads_suffice(self, *, gpu: bool) -> bool:
         """Whether Dask's threaded scheduler in this process serves: local and no GPU. Every stage runs in
@@ -110,20 +111,36 @@ class Cluster:
     def _start_local(self):
         from distributed import Client, LocalCluster
 
+        if self.config.gpu_workers:
+            return Client(self._start_local_gpus())
         cores = os.cpu_count() or 1
         processes = self.config.processes is True
-        resources = {"GPU": 1} if self.config.gpu_workers else None
-        if processes or resources:
-            workers = self.config.gpu_workers or self.config.workers or min(cores, self.jobs or cores)
+        if processes:
+            workers = self.config.workers or min(cores, self.jobs or cores)
             threads = self.config.threads_per_worker
         else:
             workers, threads = 1, self.jobs or self.config.workers or cores
         self._local = LocalCluster(
             n_workers=workers, threads_per_worker=threads, processes=processes,
-            memory_limit=self.config.memory_limit, resources=resources,
+            memory_limit=self.config.memory_limit,
             **({"dashboard_address": ":0"} if _has_bokeh() else {"scheduler_kwargs": {"dashboard": False}}),
         )
         return Client(self._local)
+
+    def _start_local_gpus(self):
+        """One worker per GPU, each pinned to its device with ``CUDA_VISIBLE_DEVICES``: dask-cuda's
+        ``LocalCUDACluster`` (the ``gpu`` extra), offering the resource ``GPU=1``."""
+        try:
+            from dask_cuda import LocalCUDACluster
+        except ImportError:
+            raise UsageError(f"{self.config.source}: 'local.gpu_workers' needs dask-cuda, which pins one worker to "
+                             "each GPU; install it with `pip install 'mlv[gpu]'`") from None
+        self._local = LocalCUDACluster(
+            n_workers=self.config.gpu_workers, threads_per_worker=1, memory_limit=self.config.memory_limit,
+            resources={"GPU": 1},
+            **({"dashboard_address": ":0"} if _has_bokeh() else {"scheduler_kwargs": {"dashboard": False}}),
+        )
+        return self._local
 
     def gpu_workers(self) -> int:
         """How many workers offer the GPU resource (connects to the scheduler if needed)."""
@@ -131,6 +148,30 @@ class Cluster:
             return self.config.gpu_workers
         info = self.client().scheduler_info()
         return sum(1 for w in info.get("workers", {}).values() if (w.get("resources") or {}).get("GPU", 0) > 0)
+
+    def check_devices(self) -> None:
+        """``local.gpu_workers`` asks for local GPU workers: each needs a GPU this machine shows."""
+        wanted = self.config.gpu_workers
+        if self.config.scheduler or not wanted:
+            return
+        from mlv.engine import gpus
+
+        found = gpus.visible()
+        if len(found) < wanted:
+            seen = f"only {len(found)} ({', '.join(map(str, found))})" if found else "none"
+            raise UsageError(
+                f"{self.config.source}: 'local.gpu_workers' is {wanted}, but this machine shows {seen} GPU(s) "
+                "(nvidia-smi, honouring CUDA_VISIBLE_DEVICES). Set it to the number of GPUs here, or 0; GPU "
+                f"workers elsewhere join through 'scheduler' (`dask cuda worker <scheduler-address> --resources GPU=1`)"
+            )
+
+    def cpu_workers(self) -> list[str]:
+        """Addresses of the workers that offer no GPU (CPU stages go there first), once per run."""
+        if self._cpu_workers is None:
+            info = self.client().scheduler_info()
+            self._cpu_workers = sorted(a for a, w in info.get("workers", {}).items()
+                                       if not (w.get("resources") or {}).get("GPU"))
+        return self._cpu_workers
 
     def require_gpu(self, stages: list[str]) -> None:
         if self.gpu_workers() == 0:

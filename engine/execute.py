@@ -21,7 +21,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from mlv.engine import interpreter
+from mlv.engine import gpus, interpreter
 from mlv.storage import secrets
 
 CALL_STAGE = str(Path(__file__).with_name("callstage.py"))  # run as a script by path: see its docstring
@@ -153,6 +153,5 @@ def _worker_address() -> str:
 
 
 def _gpu(job: Job) -> str | None:
-    if not job.gpu:
-        return None
-    return os.environ.get("CUDA_VISIBLE_DEVICES", "GPU") or "GPU"
+    """The device(s) a GPU stage could see — model and UUID (``gpus.describe``) — not a label."""
+    return gpus.describe() if job.gpu else None

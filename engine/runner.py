@@ -120,6 +120,7 @@ class Runner:
         gpu = [n for n in to_run if specs[n].resources.gpu]
         self.cluster = Cluster(self.cluster_config, jobs=self.options.jobs, gpu=bool(gpu))
         try:
+            self.cluster.check_devices()
             if gpu:
                 self.cluster.require_gpu(gpu)
             # the last check passed: from here on the run changes things, first saving what it will read
@@ -301,9 +302,10 @@ class Runner:
         client = self.cluster.client()
         if first:
             self.notify("", "cluster", self.cluster.dashboard or "")
-        resources = {"GPU": spec.resources.gpu} if spec.resources.gpu else None
-        future = client.submit(execute.run_job, job, key=f"mlv-{spec.name}-{job.run_id}", resources=resources,
-                               pure=False)
+        placement: dict = {"resources": {"GPU": spec.resources.gpu}} if spec.resources.gpu else {}
+        if not spec.resources.gpu and (cpu := self.cluster.cpu_workers()):  # GPU workers stay free for GPU stages
+            placement = {"workers": cpu, "allow_other_workers": True}
+        future = client.submit(execute.run_job, job, key=f"mlv-{spec.name}-{job.run_id}", pure=False, **placement)
         self.notify(spec.name, "running", "")
         return future
 

@@ -38,7 +38,10 @@ remotes: {}
 """
 
 REMOTE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
-REMOTE_KEYS = ("url", "endpoint_url", "region", "profile")
+REMOTE_KEYS = ("url", "endpoint_url", "region", "profile", "timeout", "retries")
+_REMOTE_TEXT_KEYS = ("url", "endpoint_url", "region", "profile")
+REMOTE_TIMEOUT = 15  # seconds a request may wait to connect, or for the next bytes of a reply (s3fs's own default)
+REMOTE_RETRIES = 2  # tries after the first: a silent endpoint fails in (1 + retries) x timeout, under a minute
 S3_PROTOCOLS = ("s3", "s3a")
 LOCAL_PROTOCOLS = ("file", "local")
 
@@ -52,6 +55,8 @@ class RemoteConfig:
     endpoint_url: str | None = None  # s3 only, e.g. MinIO or moto
     region: str | None = None  # s3 only
     profile: str | None = None  # s3 only: an AWS profile name; the credentials stay in ~/.aws
+    timeout: float | None = None  # s3 only: seconds a request may wait to connect or to hear more (REMOTE_TIMEOUT)
+    retries: int | None = None  # s3 only: tries after the first (REMOTE_RETRIES)
 
     @property
     def protocol(self) -> str:
@@ -63,7 +68,7 @@ class RemoteConfig:
         parts = re.split(r"(::|://)", self.url, maxsplit=1)
         return parts[0] if len(parts) > 1 else "file"
 
-    def to_dict(self) -> dict[str, str]:
+    def to_dict(self) -> dict[str, str | float | int]:
         """The settings as written under ``remotes.NAME``: only the keys that are set."""
         return {k: v for k in REMOTE_KEYS if (v := getattr(self, k)) is not None}
 
@@ -268,15 +273,17 @@ def parse_remote(name: object, settings: object, *, path: Path | None = None) ->
     if url is None:
         raise _fail(path, f"'{where}.url' is missing; set it to an fsspec URL such as s3://bucket/prefix, "
                           "or a local directory")
-    for key in REMOTE_KEYS:
+    for key in _REMOTE_TEXT_KEYS:
         value = settings.get(key)
         if value is not None and (not isinstance(value, str) or not value.strip()):
             raise _fail(path, f"'{where}.{key}' must be a non-empty string, got {value!r}")
         if value is not None and (shown := masked(value)) is not None:
             raise _credentials_error(path, f"{where}.{key}", shown)
-    remote = RemoteConfig(name, url, settings.get("endpoint_url"), settings.get("region"), settings.get("profile"))
+    remote = RemoteConfig(name, url, settings.get("endpoint_url"), settings.get("region"), settings.get("profile"),
+                          _seconds(settings.get("timeout"), f"{where}.timeout", path),
+                          _count(settings.get("retries"), f"{where}.retries", path))
     if remote.protocol not in S3_PROTOCOLS:
-        for key in ("endpoint_url", "region", "profile"):
+        for key in ("endpoint_url", "region", "profile", "timeout", "retries"):
             if getattr(remote, key) is not None:
                 raise _fail(path, f"'{where}.{key}' applies only to s3:// remotes, and '{name}' is a "
                                   f"{remote.protocol} remote ({url}); remove it, or use an s3:// URL")
@@ -285,6 +292,28 @@ def parse_remote(name: object, settings: object, *, path: Path | None = None) ->
         raise _fail(path, f"'{where}.endpoint_url' is {endpoint!r}; it must start with http:// or https:// "
                           "(e.g. http://127.0.0.1:9000)")
     return remote
+
+
+def _seconds(value: object, key: str, path: Path | None) -> float | None:
+    """A remote's ``timeout``: a number of seconds, over 0 and at most an hour.
+
+    >>> _seconds(2.5, "t", None), _seconds(None, "t", None)
+    (2.5, None)
+    """
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 3600:
+        raise _fail(path, f"'{key}' must be a number of seconds over 0 and at most 3600 (e.g. 30), got {value!r}")
+    return value
+
+
+def _count(value: object, key: str, path: Path | None) -> int | None:
+    """A remote's ``retries``: a whole number from 0 to 10."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 10:
+        raise _fail(path, f"'{key}' must be a whole number of retries from 0 to 10 (e.g. 2), got {value!r}")
+    return value
 
 
 def local_path(remote: RemoteConfig, root: Path) -> Path | None:

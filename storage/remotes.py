@@ -15,6 +15,9 @@ its upload completed, so objects go straight to their key; elsewhere (``file://`
 they are written under ``tmp/`` and renamed. Nothing is written before what it refers to:
 data, then manifests, then a pack's index, then run-record catalogs.
 
+Every wait on a remote is bounded (``remote_access``: timeouts and retries per remote, and a
+watch on upload bodies in ``multipart``), so a silent or frozen server is an error, not a hang.
+
 Credentials come only from where the filesystem library looks (environment, AWS config and
 profiles); they are never written by mlv, and every message from a remote is scrubbed of
 the credential values in the environment before anyone sees it.
@@ -25,7 +28,6 @@ from __future__ import annotations
 import os
 import re
 import sqlite3
-import sys
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -43,6 +45,13 @@ from mlv.storage.digest import of_file as digest_of_file
 from mlv.storage.errors import MlvError, ObjectCorrupt, StorageError, UsageError
 from mlv.storage.objects import FORMAT
 from mlv.storage.packs import PackEntry, decode_index
+from mlv.storage.remote_access import (
+    RemoteError,
+    failure,
+    filesystem,
+    limits,
+    transport_errors,
+)
 from mlv.storage.workspace import Workspace
 
 ATOMIC_PUT = {"s3", "s3a", "gs", "gcs", "az", "abfs", "abfss", "memory"}  # a key appears only when complete
@@ -53,10 +62,6 @@ _CATALOG = re.compile(r"^runs/([0-9a-f]{32})\.list$")
 _SECRET_ENV = re.compile(r"SECRET|TOKEN|PASSWORD|ACCESS_KEY|CREDENTIAL", re.IGNORECASE)
 _CACHE_SCHEMA = """CREATE TABLE IF NOT EXISTS remote_files
     (url TEXT, key TEXT, size INTEGER, data BLOB, PRIMARY KEY (url, key))"""
-
-
-class RemoteError(MlvError):
-    """A remote could not be reached, refused access, or holds something unusable (exit 1)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +98,7 @@ class Remote:
         self.state_db = state_db
         self._db: sqlite3.Connection | None = None
         self.jobs = 8  # concurrent requests (and multipart parts in flight); from --jobs
+        self.timeout, self.retries = limits(config)  # per request: seconds without an answer, tries after the first
         self.notes: list[str] = []  # what was passed over (an unreadable index, a bad catalog line), for a warning
 
     # -- paths ------------------------------------------------------------------------
@@ -119,8 +125,9 @@ class Remote:
             yield
         except MlvError:
             raise
-        except _transport_errors() as exc:
-            raise RemoteError(scrub(f"{self.where}: {doing} failed: {_describe(exc)}; {_hint(exc)}")) from None
+        except transport_errors() as exc:
+            error, message = failure(self.config, self.where, doing, exc)
+            raise error(scrub(message) if error is RemoteError else message) from None  # the server's words: scrubbed
 
     # -- listing ----------------------------------------------------------------------
     def inventory(self) -> Inventory:
@@ -232,14 +239,18 @@ class Remote:
         final = self.path(key)
         check = None if expect is None else (lambda: _check_file(local, expect))
         with self.guard(f"uploading {key}"):
-            if self.config.protocol in ("s3", "s3a") and os.path.getsize(local) >= 2 * PART_SIZE:
-                multipart.upload(self.fs, local, final, part_size=PART_SIZE, window=parts, callback=callback,
-                                 verify=check)
+            s3 = self.config.protocol in ("s3", "s3a")
+            if s3 and os.path.getsize(local) >= 2 * PART_SIZE:
+                multipart.upload(self.fs, local, final, part_size=PART_SIZE, window=parts, stall=self.timeout,
+                                 callback=callback, verify=check)
                 return
             if check is not None:
                 check()
+            if s3:  # one PUT, its body watched: the client alone would wait forever on a frozen server
+                multipart.put(self.fs, local, final, stall=self.timeout, callback=callback)
+                return
             if self.atomic:
-                self.fs.put_file(os.fspath(local), final, callback=callback or Callback(), **self._put_options())
+                self.fs.put_file(os.fspath(local), final, callback=callback or Callback())
                 return
             tmp = self.path(f"tmp/{uuid.uuid4().hex}")
             self.fs.makedirs(self.path("tmp"), exist_ok=True)
@@ -260,6 +271,9 @@ class Remote:
     def put_bytes(self, key: str, data: bytes) -> None:
         """Upload small metadata (FORMAT, ID, a catalog) the same all-or-nothing way."""
         with self.guard(f"uploading {key}"):
+            if self.config.protocol in ("s3", "s3a"):
+                multipart.put(self.fs, data, self.path(key), stall=self.timeout)
+                return
             if self.atomic:
                 self.fs.pipe_file(self.path(key), data)
                 return
@@ -301,10 +315,6 @@ class Remote:
         self.put_bytes("ID", uuid.uuid4().hex.encode())
         inv.formatted = True
 
-    def _put_options(self) -> dict:
-        # a CRC32 the server checks, as boto3's uploads carry (see multipart.py for big files)
-        return {"ChecksumAlgorithm": "CRC32"} if self.config.protocol in ("s3", "s3a") else {}
-
     def _get_options(self) -> dict:
         # One GET streams the object: parallel ranged GETs pay off only on very large objects,
         # and some S3-compatible servers cost time proportional to the object per ranged GET.
@@ -314,38 +324,13 @@ class Remote:
 def connect(ws: Workspace, name: str | None = None, *, jobs: int | None = None) -> Remote:
     """The remote called ``name`` (default: the configured default), ready for calls."""
     config = remote_for(ws.config, name)
-    fs, root = _filesystem(config, ws.root)
+    fs, root = filesystem(config, ws.root, jobs=jobs or 8)
     if local_path(config, ws.root) is not None:
         _refuse_own_store(ws, Path(root), config)
     remote = Remote(config, fs, root, ws.dot / "state.db")
     if jobs is not None:
         remote.jobs = jobs
     return remote
-
-
-def _filesystem(config: RemoteConfig, repo: Path) -> tuple[fsspec.AbstractFileSystem, str]:
-    if (path := local_path(config, repo)) is not None:
-        return fsspec.filesystem("file"), str(path)
-    options: dict = {"skip_instance_cache": True}
-    if config.protocol in ("s3", "s3a"):
-        # bounded time on a dead endpoint: 5 s to connect, 3 attempts with backoff, then a message
-        options.update(
-            config_kwargs={"connect_timeout": 5, "read_timeout": 60,
-                           "retries": {"max_attempts": 3, "mode": "standard"}},
-        )
-        if config.endpoint_url:
-            options["endpoint_url"] = config.endpoint_url
-        if config.region:
-            options["client_kwargs"] = {"region_name": config.region}
-        if config.profile:
-            options["profile"] = config.profile
-    try:
-        return fsspec.core.url_to_fs(config.url, **options)
-    except (ImportError, ValueError) as exc:
-        raise UsageError(scrub(
-            f"remote '{config.name}': cannot open {config.url!r} ({exc}); for {config.protocol}:// URLs install "
-            "the fsspec implementation (s3fs, gcsfs, adlfs, sshfs…)"
-        )) from None
 
 
 def _refuse_own_store(ws: Workspace, root: Path, config: RemoteConfig) -> None:
@@ -367,34 +352,6 @@ def scrub(text: str) -> str:
         if len(value) >= 6 and _SECRET_ENV.search(name) and value in text:
             text = text.replace(value, "***")
     return text
-
-
-def _transport_errors() -> tuple[type[BaseException], ...]:
-    """What reaching a remote may raise: OS errors (s3fs translates S3 errors to them), timeouts,
-    and the AWS and HTTP client errors, where those libraries are loaded."""
-    errors: list[type[BaseException]] = [OSError, TimeoutError, ValueError]
-    if (botocore := sys.modules.get("botocore.exceptions")) is not None:
-        errors += [botocore.BotoCoreError, botocore.ClientError]
-    if (aiohttp := sys.modules.get("aiohttp")) is not None:
-        errors.append(aiohttp.ClientError)
-    if (fs_errors := sys.modules.get("fsspec.exceptions")) is not None:
-        errors.append(fs_errors.FSTimeoutError)
-    return tuple(errors)
-
-
-def _describe(exc: BaseException) -> str:
-    text = str(exc) or type(exc).__name__
-    return text if len(text) < 400 else text[:400] + "…"
-
-
-def _hint(exc: BaseException) -> str:
-    name = type(exc).__name__
-    if isinstance(exc, PermissionError) or "Credential" in name or "AccessDenied" in str(exc):
-        return ("check the credentials: AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY in the environment, or an AWS "
-                "profile (`mlv remote add … --profile P`); mlv never stores them")
-    if isinstance(exc, FileNotFoundError):
-        return "check the URL: the bucket or folder must exist (mlv does not create buckets)"
-    return "check the URL and endpoint, and that the server is reachable; nothing local was changed"
 
 
 def _mtime(info: dict) -> float:

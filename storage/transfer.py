@@ -4,15 +4,17 @@ and what this clone remembers of a remote.
 ``push`` and ``fetch`` (modules of their own) both start from one listing of the remote
 (``Remote.inventory``) and its pack indexes (cached locally), so deciding what to send or
 get costs a few requests whatever the number of objects. Transfers run ``remote.jobs`` at
-a time on a thread pool (``run_all``); results are handled in the calling thread, so the
+a time on daemon threads (``run_all``); results are handled in the calling thread, so the
 local store's writer is never shared between threads.
 """
 
 from __future__ import annotations
 
+import queue
 import re
+import threading
+import time
 from collections.abc import Callable, Iterable
-from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from contextlib import AbstractContextManager
 
 from fsspec.callbacks import Callback
@@ -128,26 +130,53 @@ def build_pack(path: str, items: Iterable[tuple[bytes, bytes]]) -> tuple[str, di
 def run_all(remote: Remote, jobs: list[Callable], *, collect: bool = False,
             handlers: list[Callable] | None = None) -> list:
     """Run ``jobs`` ``remote.jobs`` at a time; each result goes to its handler in this thread as it
-    arrives. The first failure cancels what has not started and is raised."""
-    results = []
+    arrives. The first failure stops what has not started and is raised.
+
+    The workers are daemon threads: every remote call is bounded by the remote's timeouts, but a
+    call that hangs all the same (a filesystem library without them) must not keep the process
+    from exiting once the error is out. After a failure, the jobs still running get one timeout
+    to end (those failing for the same reason do), not the time a healthy big transfer takes.
+    """
+    results: list = []
     if not jobs:
         return results
-    with ThreadPoolExecutor(max_workers=max(1, min(remote.jobs, len(jobs)))) as pool:
-        futures: dict[Future, int] = {pool.submit(job): i for i, job in enumerate(jobs)}
-        pending = set(futures)
-        try:
-            while pending:
-                done, pending = wait(pending, return_when=FIRST_EXCEPTION)
-                for fut in done:
-                    value = fut.result()
-                    if handlers is not None:
-                        handlers[futures[fut]](value)
-                    if collect:
-                        results.append(value)
-        except BaseException:
-            for fut in pending:
-                fut.cancel()
-            raise
+    todo: queue.SimpleQueue = queue.SimpleQueue()
+    for item in enumerate(jobs):
+        todo.put(item)
+    done: queue.SimpleQueue = queue.SimpleQueue()
+    stop = threading.Event()
+
+    def work() -> None:
+        while not stop.is_set():
+            try:
+                i, job = todo.get_nowait()
+            except queue.Empty:
+                return
+            try:
+                done.put((i, job(), None))
+            except BaseException as exc:  # noqa: BLE001 - handed to the calling thread, which raises it
+                done.put((i, None, exc))
+
+    workers = [threading.Thread(target=work, name=f"mlv-{remote.name}-{n}", daemon=True)
+               for n in range(max(1, min(remote.jobs, len(jobs))))]
+    for worker in workers:
+        worker.start()
+    try:
+        for _ in jobs:
+            i, value, exc = done.get()
+            if exc is not None:
+                raise exc
+            if handlers is not None:
+                handlers[i](value)
+            if collect:
+                results.append(value)
+    except BaseException as exc:
+        stop.set()
+        if not isinstance(exc, KeyboardInterrupt):  # jobs failing alike (a dead server) end within one timeout
+            deadline = time.monotonic() + remote.timeout
+            for worker in workers:
+                worker.join(max(0.0, deadline - time.monotonic()))
+        raise
     return results
 
 

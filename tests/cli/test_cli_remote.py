@@ -46,8 +46,9 @@ def test_list_json_shape_and_human_output(repo, cli):
     cli("remote", "add", "backup", "../backup")
     assert cli.json("remote", "list") == [
         {"name": "origin", "url": "s3://b/p", "default": True, "endpoint_url": "http://127.0.0.1:5000",
-         "region": "us-east-1", "profile": "dev"},
-        {"name": "backup", "url": "../backup", "default": False, "endpoint_url": None, "region": None, "profile": None},
+         "region": "us-east-1", "profile": "dev", "timeout": None, "retries": None},
+        {"name": "backup", "url": "../backup", "default": False, "endpoint_url": None, "region": None, "profile": None,
+         "timeout": None, "retries": None},
     ]
     lines = cli("remote", "list").stdout.splitlines()
     assert lines[0].startswith("* origin") and "s3://b/p" in lines[0] and "profile dev" in lines[0]
@@ -124,11 +125,44 @@ def test_credentials_in_the_url_are_refused_and_not_echoed(repo, cli, url, shown
 
 @pytest.mark.parametrize(
     ("option", "url"),
-    [("--endpoint-url", "file:///srv/remote"), ("--region", "/srv/remote"), ("--profile", "gs://bucket")],
+    [("--endpoint-url", "file:///srv/remote"), ("--region", "/srv/remote"), ("--profile", "gs://bucket"),
+     ("--timeout", "/srv/remote"), ("--retries", "../remote")],
 )
 def test_s3_settings_on_a_non_s3_remote_are_refused(repo, cli, option, url):
-    value = "http://127.0.0.1:9000" if option == "--endpoint-url" else "x"
+    value = {"--endpoint-url": "http://127.0.0.1:9000", "--timeout": "5", "--retries": "1"}.get(option, "x")
     refused(cli, repo, "remote", "add", "origin", url, option, value, fragment="applies only to s3:// remotes")
+
+
+def test_timeout_and_retries_are_written_listed_and_read_back(repo, cli):
+    cli("remote", "add", "origin", "s3://b/p", "--timeout", "30", "--retries", "0")
+    cli("remote", "add", "slow", "s3://b/q", "--timeout", "2.5")
+    text = config_file(repo).read_text()
+    assert "timeout: 30\n" in text and "retries: 0\n" in text and "timeout: 2.5\n" in text
+    rows = {r["name"]: (r["timeout"], r["retries"]) for r in cli.json("remote", "list")}
+    assert rows == {"origin": (30, 0), "slow": (2.5, None)}
+    assert "timeout 30, retries 0" in cli("remote", "list").stdout
+
+
+@pytest.mark.parametrize(
+    ("setting", "fragment"),
+    [("timeout: -1", "'remotes.origin.timeout' must be a number of seconds"),
+     ("timeout: soon", "'remotes.origin.timeout' must be a number of seconds"),
+     ("timeout: 86400", "at most 3600"),
+     ("retries: 1.5", "'remotes.origin.retries' must be a whole number"),
+     ("retries: true", "'remotes.origin.retries' must be a whole number"),
+     ("retries: 99", "from 0 to 10")],
+)
+def test_bad_timeout_or_retries_in_the_config_name_the_file_and_key(repo, cli, setting, fragment):
+    path = config_file(repo)
+    path.write_text(path.read_text().replace("remotes: {}", f"remotes:\n  origin:\n    url: s3://b\n    {setting}\n"))
+    for args in (("remote", "list"), ("push",), ("fetch",), ("fsck", "--remote", "origin")):
+        result = refused(cli, repo, *args, fragment=fragment)
+        assert result.stderr.startswith(f"error: {path}: ")
+
+
+def test_bad_timeout_or_retries_on_the_command_line_are_refused(repo, cli):
+    refused(cli, repo, "remote", "add", "origin", "s3://b/p", "--timeout", "0", fragment="over 0")
+    refused(cli, repo, "remote", "add", "origin", "s3://b/p", "--retries", "-1", fragment="from 0 to 10")
 
 
 @pytest.mark.parametrize("url", [".mlv", ".mlv/remote", "./.mlv/cache/x", "ABS/.mlv/remote", "file://ABS/.mlv/x",

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from conftest import on_disk, ran, read_lock, record, states, wait_for, write_pipeline
+from mlv.engine import gpus
 from helpers import make_tree
 
 DASK = Path(sys.executable).with_name("dask")
@@ -97,9 +98,10 @@ def test_a_gpu_stage_runs_on_the_gpu_worker_of_the_configured_scheduler(gpu_repo
     assert states(results.values()) == {"prepare": "done", "train": "done"}
     train = record(gpu_repo, results["train"]["run_id"])
     assert train["worker"] == dask_cluster.gpu_worker
-    assert train["gpu"]  # the record says a GPU was used
+    assert train["gpu"] == gpus.describe()  # the devices it could see (model, UUID), not a label: none here
     prepare = record(gpu_repo, results["prepare"]["run_id"])
-    assert prepare["worker"] in (dask_cluster.gpu_worker, dask_cluster.cpu_worker)  # not a local cluster
+    assert prepare["worker"] == dask_cluster.cpu_worker  # a CPU stage leaves the GPU worker free
+    assert prepare["gpu"] is None
     assert set(read_lock(gpu_repo)) == {"prepare", "train"}
     assert (gpu_repo / "model.txt").read_text().startswith("raw\n")
 
@@ -238,3 +240,25 @@ def test_eight_call_stages_on_one_multithreaded_worker_keep_their_cwd_and_output
         assert (repo / f"s{i}/here.txt").read_text() == f"stage{i} {repo / f's{i}'}\n"
         log = cli.json("show", f"s{i}")["output"]
         assert log.splitlines() == [f"stage{i} line {n}" for n in range(20)]
+
+
+def test_local_gpu_workers_on_a_machine_without_that_many_gpus_is_exit_2(gpu_repo, cli):
+    wanted = len(gpus.visible()) + 1
+    (gpu_repo / "dask-cluster.yaml").write_text(f"local: {{gpu_workers: {wanted}}}\n")
+    before = on_disk(gpu_repo)
+    message = cli("run", code=2).stderr
+    assert f"'local.gpu_workers' is {wanted}, but this machine shows" in message and "GPU(s)" in message
+    assert ran(gpu_repo) == {}
+    assert {k: v for k, v in on_disk(gpu_repo).items() if k != ".mlv/lock"} == before  # no output, object or lock
+
+
+def test_gpu_pinning_follows_cuda_visible_devices(monkeypatch):
+    found = gpus.visible({"PATH": os.environ.get("PATH", "")})
+    assert gpus.visible({"PATH": os.environ.get("PATH", ""), "CUDA_VISIBLE_DEVICES": ""}) == []
+    if found:
+        first = found[0]
+        assert gpus.visible({"PATH": os.environ["PATH"], "CUDA_VISIBLE_DEVICES": str(first.index)}) == [first]
+        assert gpus.visible({"PATH": os.environ["PATH"], "CUDA_VISIBLE_DEVICES": first.uuid}) == [first]
+        assert gpus.describe({"PATH": os.environ["PATH"], "CUDA_VISIBLE_DEVICES": first.uuid}) == str(first)
+    else:  # no driver: a pin is a label, recorded as given
+        assert gpus.describe({"PATH": "/nonexistent", "CUDA_VISIBLE_DEVICES": "3"}) == "3"

@@ -128,7 +128,7 @@ def test_protocol_matches_fsspec(url, protocol):
         pytest.param("remotes: {origin: {url: 5}}\n", "'remotes.origin.url' must be a non-empty string", id="int-url"),
         pytest.param("remotes: {origin: {url: 's3://b', region: 5}}\n", "'remotes.origin.region'", id="int-region"),
         pytest.param("remotes: {origin: {url: 's3://b', endpoint: 'http://h'}}\n",
-                     "unknown key 'remotes.origin.endpoint'; valid: endpoint_url, profile, region, url. "
+                     "unknown key 'remotes.origin.endpoint'; valid: endpoint_url, profile, region, retries, timeout, url. "
                      "Did you mean 'endpoint_url'?", id="unknown-key"),
         pytest.param("remotes: {origin: {url: /x, endpoint_url: 'http://h'}}\n",
                      "'remotes.origin.endpoint_url' applies only to s3:// remotes", id="endpoint-on-file"),
