@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Annotated
@@ -37,7 +38,12 @@ def push(
     roots = references.roots_of(ws, targets) if targets else references.roots(ws, all_commits=all_commits)
     if remote_state.has_everything(ws.dot / "state.db", config, roots, references.run_ids(ws)):
         # known to be there from the last listing: no need to load the client stack and ask again
-        _render(remote_state.TransferReport(config.name, "push", dry_run, present=len(roots.where)), json_)
+        report = remote_state.TransferReport(config.name, "push", dry_run, present=len(roots.where))
+        if json_:
+            _render(report, json_)
+        else:  # say whose word it is: damage marked since by another clone shows at the next listing
+            ago = time.time() - remote_state.load(ws.dot / "state.db", config).listed
+            out.print(f"nothing to push: remote '{config.name}' has everything (as this clone saw it {_ago(ago)} ago)")
         return
     from mlv.storage import push as pushing
     from mlv.storage import remotes
@@ -171,6 +177,10 @@ def _problems(report) -> None:
         err.print(f"error: {len(report.rejected)} object(s) or run record(s) were refused:")
         for what, why in list(report.rejected.items())[:5]:
             err.print(f"  {what}: {why}")
+
+
+def _ago(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.0f} min"
 
 
 def _default_jobs() -> int:

@@ -5,8 +5,10 @@ downloaded whole (one streamed GET); from a pack, most of it -> the whole pack (
 adopted as a local pack when every object in it verifies), a few objects -> just their
 byte ranges. Every byte is hashed before it enters the store; a copy whose bytes are
 wrong is refused and the next copy of the same object (a pack re-sent after damage) is
-tried. Directory manifests are read first (to know their members) and stored last, after
-their members. Run records arrive before the roots are computed: their logs are roots.
+tried. Copies known bad (``remote_damage``) are tried last, and a copy found bad here is
+marked on the remote, so every clone's push knows to send good bytes. Directory manifests
+are read first (to know their members) and stored last, after their members. Run records
+arrive before the roots are computed: their logs are roots.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from collections import defaultdict
 from collections.abc import Callable
 from contextlib import nullcontext
 
-from mlv.storage import atomic, manifest, references
+from mlv.storage import atomic, manifest, references, remote_damage
 from mlv.storage import digest as digests
 from mlv.storage.digest import Digest
 from mlv.storage.errors import MlvError, ObjectCorrupt, StorageError
@@ -33,8 +35,6 @@ from mlv.storage.transfer import (
     Tick,
     TransferProgress,
     catalog,
-    damaged_on,
-    held,
     read_ranges,
     remember,
     run_all,
@@ -53,7 +53,9 @@ def fetch(ws: Workspace, remote: Remote, roots_of: Callable[[], Roots], *, dry_r
     with ws.lock():
         inv = remote.inventory()
         remote.check_format(inv)
-        getter = _Getter(store, remote, inv, report)
+        packs = remote.pack_index(inv)
+        damage = remote_damage.known(remote, inv, packs)
+        getter = _Getter(store, remote, inv, report, packs, damage.bad)
         runs = catalog(remote, inv)
         if records:
             _fetch_records(ws, runs, getter, report, check_record)
@@ -89,8 +91,11 @@ def fetch(ws: Workspace, remote: Remote, roots_of: Callable[[], Roots], *, dry_r
                 for d, data in fetched_manifests.items():  # a manifest lands after its members
                     writer.put_bytes(data, d)
                     report.objects += 1
-        remember(remote, held(remote, inv, getter.packs), manifests, set(runs),
-                 damaged=damaged_on(remote) | getter.refused)
+        if dry_run:  # writes nothing, not even a marker: this clone keeps what it saw
+            damage.local |= getter.found.keys() - damage.marked
+        else:  # marked on the remote, so that any clone's push repairs it
+            remote_damage.record(remote, damage, getter.found, by="fetch")
+        remember(remote, remote_damage.sound(inv, packs, damage), manifests, set(runs), damaged=damage.local)
     return report
 
 
@@ -138,24 +143,23 @@ class _Getter:
     """Locates wanted objects on the remote and downloads them: loose whole, packs whole or by ranges.
 
     An object may have several copies (a pack re-sent after damage, say): the first is tried,
-    and one whose bytes are wrong sends the next round to the next copy. Only when every copy
-    is wrong is the object refused (``refused``, and reported).
+    copies known bad last, and one whose bytes are wrong sends the next round to the next copy.
+    Only when every copy is wrong is the object refused (reported). Every copy seen wrong is
+    in ``found``, for the caller to mark on the remote.
     """
 
-    def __init__(self, store: ObjectStore, remote: Remote, inv: Inventory, report: TransferReport) -> None:
+    def __init__(self, store: ObjectStore, remote: Remote, inv: Inventory, report: TransferReport,
+                 packs: dict[str, dict[bytes, PackEntry]], bad: set[remote_damage.Copy]) -> None:
         self.store, self.remote, self.inv, self.report = store, remote, inv, report
-        self.packs = remote.pack_index(inv)
+        self.packs = packs
         self.copies: dict[bytes, list[PackEntry | None]] = defaultdict(list)  # None: the loose object
-        for name in sorted(self.packs):
-            if name in inv.packs:  # an index whose pack is gone offers nothing
-                for raw, entry in self.packs[name].items():
-                    self.copies[raw].append(entry)
-        for raw in inv.loose:
-            self.copies[raw].append(None)
+        for raw, where in remote_damage.copies(inv, packs).items():
+            where = sorted(where, key=lambda w: (raw, w) in bad)  # known bad last, in order otherwise
+            self.copies[raw] = [None if w == remote_damage.LOOSE else packs[w][raw] for w in where]
         self.attempt: dict[bytes, int] = {}
         self.named: dict[bytes, str] = {}
         self.failed: dict[bytes, str] = {}  # wrong bytes in the copy tried last
-        self.refused: set[bytes] = set()  # wrong bytes in every copy
+        self.found: dict[remote_damage.Copy, str] = {}  # every copy seen wrong -> what was wrong
         self.loose: list[Digest] = []
         self.whole: dict[str, list[bytes]] = {}
         self.ranged: dict[str, list[bytes]] = {}
@@ -188,7 +192,6 @@ class _Getter:
                 self.attempt[raw] = n
                 again[d] = self.named[raw]
             else:
-                self.refused.add(raw)
                 self.report.rejected[str(d)] = why
             del self.failed[raw]
         return again
@@ -273,9 +276,11 @@ class _Getter:
         return False
 
     def _wrong(self, raw: bytes, actual: object) -> None:
+        entry = self.copies[raw][self.attempt.get(raw, 0)]
+        self.found[(raw, remote_damage.LOOSE if entry is None else entry.pack)] = f"bytes hash to {actual}"
         self.failed[raw] = (f"the remote's bytes hash to {actual} (damaged or tampered with); they were not "
-                            f"stored. `mlv fsck --remote {self.remote.name}` lists damage; a push from a clone "
-                            "with good bytes repairs it")
+                            "stored. The damage is marked on the remote, so `mlv push` from any clone with good "
+                            "bytes repairs it")
 
     def _store(self, writer: Writer, raw: bytes, data: bytes | memoryview) -> None:
         if self._verified(raw, data):
@@ -308,6 +313,8 @@ class _Getter:
                             if e.offset + e.length <= len(view)
                             and digests.of_bytes(view[e.offset : e.offset + e.length]).raw == raw}
                     whole = len(good) == len(entries) and digests.of_bytes(view).hexdigest == name
+                    for raw in entries.keys() - good.keys() - set(wanted):  # seen bad, if not wanted: worth a marker
+                        self.found[(raw, name)] = "its bytes in the pack do not hash to it"
                     if not whole:
                         for raw in wanted:
                             e = entries[raw]

@@ -9,6 +9,11 @@ Order keeps the remote consistent at every instant: file objects, then manifests
 directory is visible only once its members are), each pack's index after its bytes, and
 last the run-record catalog after the records' own pack. An upload refused because its
 local bytes are damaged stops the phases after it, so nothing names what is not there.
+
+Damage on the remote is repaired from here (``remote_damage``): an object whose every copy
+there is known bad counts as absent and goes up again. A loose one replaces its bad copy
+under the same key; a pack that is known bad is uploaded again even though its name and size
+are there. The markers of the copies replaced are then removed.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ from contextlib import nullcontext
 from dataclasses import dataclass, field
 
 from mlv.storage import digest as digests
-from mlv.storage import references
+from mlv.storage import references, remote_damage
 from mlv.storage.digest import Digest
 from mlv.storage.errors import MlvError, ObjectCorrupt, StorageError
 from mlv.storage.objects import PACK_SIZE, ObjectStore
@@ -36,8 +41,6 @@ from mlv.storage.transfer import (
     TransferProgress,
     build_pack,
     catalog,
-    damaged_on,
-    held,
     remember,
     run_all,
 )
@@ -57,6 +60,7 @@ class _Upload:
     then: list[_Upload] = field(default_factory=list)
     raws: frozenset[bytes] = frozenset()  # the objects it puts on the remote
     rejected: str | None = None  # why it was not sent (set by the job)
+    done: bool = False  # written (set by the job)
 
 
 def push(ws: Workspace, remote: Remote, roots: Roots, *, dry_run: bool = False,
@@ -71,8 +75,10 @@ def push(ws: Workspace, remote: Remote, roots: Roots, *, dry_run: bool = False,
         live = references.closure(store, roots, manifests=manifests)
         inv = remote.inventory()
         remote.check_format(inv)
-        damaged = damaged_on(remote)
-        there = held(remote, inv) - damaged  # those are sent again: a good copy replaces or joins them
+        packs = remote.pack_index(inv)
+        damage = remote_damage.known(remote, inv, packs)
+        there = remote_damage.sound(inv, packs, damage)  # the rest is sent again: a good copy replaces or joins it
+        bad_packs = {name for _, name in damage.bad if name != remote_damage.LOOSE}
         runs = set(catalog(remote, inv))
         absent = set(store.absent(d for d in live if d.raw not in there))
         for m, members in manifests.items():  # a directory missing files here waits, like one with damaged files
@@ -81,7 +87,7 @@ def push(ws: Workspace, remote: Remote, roots: Roots, *, dry_run: bool = False,
         temps: list[str] = []
         try:
             phases = _plan_push(store, live, there, {m.raw for m in manifests}, inv, report,
-                                None if dry_run else temps)
+                                None if dry_run else temps, bad_packs=bad_packs)
             if report.rejected:  # damaged here: what names it (manifests, records) waits for a good push
                 phases = phases[:1]
             else:
@@ -98,10 +104,14 @@ def push(ws: Workspace, remote: Remote, roots: Roots, *, dry_run: bool = False,
                 with progress("pushing", report.bytes, report.objects) if progress else nullcontext() as tick:
                     sent = _upload(remote, phases, report, tick)
                 there |= sent
-                damaged -= sent
+                written = {w.key for u in uploads for w in (u, *u.then) if w.done}
+                remote_damage.clear(remote, damage, {
+                    (raw, where) for raw, where in damage.bad
+                    if (Remote.loose_key(Digest.from_raw(raw)) if where == remote_damage.LOOSE
+                        else Remote.pack_key(where)) in written})
             if not report.rejected:  # a refused upload's catalog was not sent either: keep the listing's word
                 runs |= set(references.run_ids(ws))
-            remember(remote, there, manifests, runs, damaged=damaged)
+            remember(remote, there, manifests, runs, damaged=damage.local)
         finally:
             for tmp in temps:
                 if store.fs.exists(tmp):
@@ -131,7 +141,8 @@ def _upload(remote: Remote, phases: list[list[_Upload]], report: TransferReport,
 
 
 def _plan_push(store: ObjectStore, live: dict[Digest, str], there: set[bytes], manifests: set[bytes],
-               inv: Inventory, report: TransferReport, temps: list[str] | None) -> list[list[_Upload]]:
+               inv: Inventory, report: TransferReport, temps: list[str] | None, *,
+               bad_packs: frozenset[str] | set[str] = frozenset()) -> list[list[_Upload]]:
     """Uploads in two phases: file objects (loose, and packs without manifests), then manifests."""
     index = store.index()
     by_pack: dict[str, list[bytes]] = defaultdict(list)
@@ -158,11 +169,11 @@ def _plan_push(store: ObjectStore, live: dict[Digest, str], there: set[bytes], m
             repack.extend(raws)
             continue
         phase = meta if manifests.intersection(raws) else data
-        phase.append(_pack_upload(store.pack_path(name), name, entries, inv, check=True))
+        phase.append(_pack_upload(store.pack_path(name), name, entries, inv, check=True, bad_packs=bad_packs))
     small_data = sorted(r for r in repack if r not in manifests)
     small_meta = sorted(r for r in repack if r in manifests)
-    data += _repack(store, small_data, inv, report, temps)
-    meta += _repack(store, small_meta, inv, report, temps)
+    data += _repack(store, small_data, inv, report, temps, bad_packs)
+    meta += _repack(store, small_meta, inv, report, temps, bad_packs)
     return [data, meta]
 
 
@@ -178,19 +189,20 @@ def _whole(store: ObjectStore, name: str, wanted: list[bytes]) -> dict[bytes, tu
 
 
 def _pack_upload(local: str, name: str, entries: dict[bytes, tuple[int, int]], inv: Inventory, *,
-                 check: bool) -> _Upload:
-    """A pack, then its index; a pack already on the remote (an interrupted push) only needs the index."""
+                 check: bool, bad_packs: frozenset[str] | set[str] = frozenset()) -> _Upload:
+    """A pack, then its index; a pack already on the remote (an interrupted push) only needs the index,
+    unless its bytes there are known bad: then it goes up again, whole."""
     size = os.path.getsize(local)
     idx = _Upload(Remote.pack_key(name, ".idx"), 0, 0, data=encode_index(entries), raws=frozenset(entries))
     idx.size = len(idx.data)
-    if (item := inv.packs.get(name)) is not None and item.size == size:
+    if (item := inv.packs.get(name)) is not None and item.size == size and name not in bad_packs:
         idx.objects = len(entries)
         return idx
     return _Upload(Remote.pack_key(name), size, len(entries), local=local, check=name if check else None, then=[idx])
 
 
 def _repack(store: ObjectStore, raws: list[bytes], inv: Inventory, report: TransferReport,
-            temps: list[str] | None) -> list[_Upload]:
+            temps: list[str] | None, bad_packs: frozenset[str] | set[str] = frozenset()) -> list[_Upload]:
     """Pack ``raws`` (sorted, so a re-run after an interruption builds the same packs) into temp files;
     with no ``temps`` (a dry run), only say how big they would be."""
     uploads = []
@@ -203,7 +215,7 @@ def _repack(store: ObjectStore, raws: list[bytes], inv: Inventory, report: Trans
         temps.append(tmp)
         name, entries = build_pack(tmp, _sound(store, chunk, report))
         if entries:
-            uploads.append(_pack_upload(tmp, name, entries, inv, check=False))
+            uploads.append(_pack_upload(tmp, name, entries, inv, check=False, bad_packs=bad_packs))
     return uploads
 
 
@@ -297,6 +309,7 @@ def _send(remote: Remote, upload: _Upload, tick: Tick | None,
                                    "not sent; run `mlv fsck`, re-add the data, then push again")
                 return sent
             bar.finish(u.size, u.objects)
+            u.done = True
             sent |= u.raws
         return sent
 

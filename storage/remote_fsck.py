@@ -1,11 +1,18 @@
-"""``mlv fsck --remote``: verify every byte on a remote, read-only.
+"""``mlv fsck --remote``: verify every byte on a remote.
 
-fsck only reads the remote. From one listing it downloads every loose object and every
-visible pack (``remote.jobs`` at a time, into the local store's ``tmp/``, always removed)
-and re-hashes them; pack indexes and run-record catalogs are read fresh, never from the
-local cache. Then it checks that what the workspace references is there, directories
-with every member. What verified (never a damaged copy) is saved as the remote's
-``remote_state``, so the next push does not take it for granted that the rest is there.
+From one listing fsck downloads every loose object and every visible pack (``remote.jobs``
+at a time, into the local store's ``tmp/``, always removed) and re-hashes them; pack indexes
+and run-record catalogs are read fresh, never from the local cache. Then it checks that what
+the workspace references is there, directories with every member. What verified is saved
+as the remote's ``remote_state``, so the next push does not take it for granted that the
+rest is there.
+
+The one thing it writes is what it learned about damage (``remote_damage``): a marker for
+each bad copy, so that every clone's push sends good bytes again and every fetch tries that
+copy last; and a marker its check disproves (the copy verifies now) is removed. Both are
+best effort: with a read-only credential the finding stays in this clone. A bad copy of an
+object that also has a sound copy breaks nothing: it is reported as ``superseded``, not as a
+problem (``mlv gc --remote`` removes it).
 """
 
 from __future__ import annotations
@@ -17,7 +24,7 @@ from contextlib import nullcontext
 from dataclasses import dataclass, field
 
 from mlv.storage import digest as digests
-from mlv.storage import manifest, references, remote_state
+from mlv.storage import manifest, references, remote_damage, remote_state
 from mlv.storage.digest import Digest
 from mlv.storage.errors import ConfigError, StorageError
 from mlv.storage.fsck import FsckReport, Problem
@@ -40,14 +47,28 @@ class _Checked:
 
     objects: int = 0
     bytes: int = 0
-    good: list[bytes] = field(default_factory=list)  # copies that hash to their digest
+    good: list[remote_damage.Copy] = field(default_factory=list)  # copies that hash to their digest
     problems: list[Problem] = field(default_factory=list)
     wanted: dict[bytes, bytes] = field(default_factory=dict)  # verified bytes of manifests asked for
+    bad: dict[remote_damage.Copy, str] = field(default_factory=dict)  # copies that do not -> what is wrong
 
 
-def fsck(ws: Workspace, remote: Remote, *, progress: ProgressFactory | None = None) -> FsckReport:
+@dataclass(slots=True)
+class RemoteFsckReport(FsckReport):
+    """``FsckReport`` plus the damage that breaks nothing, and what could not be written."""
+
+    superseded: list[Problem] = field(default_factory=list)  # bad copies of objects with a sound copy too
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return {**FsckReport.to_dict(self), "superseded": [p.to_dict() for p in self.superseded],
+                "notes": self.notes}
+
+
+def fsck(ws: Workspace, remote: Remote, *, progress: ProgressFactory | None = None) -> RemoteFsckReport:
     """Re-hash everything on ``remote`` and check that what the workspace references is there."""
-    report = FsckReport()
+    report = RemoteFsckReport()
+    report.notes = remote.notes
     store = ws.store
     with ws.lock():
         inv = remote.inventory()
@@ -68,23 +89,39 @@ def fsck(ws: Workspace, remote: Remote, *, progress: ProgressFactory | None = No
             jobs += [_check_pack(remote, store, name, entries, want, tick) for name, entries in sorted(visible.items())]
             run_all(remote, jobs, handlers=[checked.append] * len(jobs))
         present = set(inv.loose).union(*visible.values())
-        good: set[bytes] = set()
+        good: set[remote_damage.Copy] = set()
+        bad: dict[remote_damage.Copy, str] = {}
         fetched: dict[bytes, bytes] = {}
         for c in checked:
             report.objects += c.objects
             report.bytes += c.bytes
             good.update(c.good)
+            bad.update(c.bad)
             problems += c.problems
             fetched.update(c.wanted)
-        damaged = {p.digest for p in problems if p.kind == "corrupt"}
-        verified = {raw for raw in good if str(Digest.from_raw(raw)) not in damaged}
+        verified = {raw for raw, _ in good}  # a sound copy is there
+        damage = remote_damage.known(remote, inv, packs)
+        remote_damage.clear(remote, damage, good)  # a marker this check disproves goes
+        remote_damage.record(remote, damage, bad, by="fsck --remote")
+        for p in problems:
+            if p.kind == "corrupt" and _raw(p.digest) in verified:
+                p.detail += f"; a sound copy is there too: `mlv gc --remote {remote.name}` removes this one"
+                report.superseded.append(p)
+            elif p.kind == "corrupt" and _raw(p.digest) in {raw for raw, _ in damage.local}:
+                p.detail += " (known to this clone only: the remote refused the damage marker)"
+        problems = [p for p in problems if not (p.kind == "corrupt" and _raw(p.digest) in verified)]
         runs = _check_catalogs(remote, inv, present, verified, problems)
         manifests = _check_references(roots, local, fetched, present, verified, problems)
         report.problems = sorted(problems, key=lambda p: (p.kind, p.digest, p.where))
         complete = remote_state.complete_manifests(manifests, verified)
-        bad = {raw for raw in present - good if str(Digest.from_raw(raw)) in damaged}  # no sound copy anywhere
-        remote_state.save(remote.state_db, remote.config, Seen(verified, complete, runs, damaged=bad))
+        remote_state.save(remote.state_db, remote.config, Seen(verified, complete, runs, damaged=damage.local))
     return report
+
+
+def _raw(digest: str) -> bytes | None:
+    """The raw bytes of a problem's ``xxh3-128:<hex>`` digest (None for a pack's or catalog's name)."""
+    algorithm, _, hexdigest = digest.partition(":")
+    return bytes.fromhex(hexdigest) if algorithm and hexdigest else None
 
 
 def _local_bytes(store: ObjectStore, d: Digest) -> bytes | None:
@@ -116,8 +153,9 @@ def _check_loose(remote: Remote, store: ObjectStore, raw: bytes, want: set[bytes
             c = _Checked(objects=1, bytes=size)
             if actual.raw != raw:
                 c.problems.append(_corrupt(raw, key, f"bytes hash to {actual}"))
+                c.bad[(raw, remote_damage.LOOSE)] = f"bytes hash to {actual}"
             else:
-                c.good.append(raw)
+                c.good.append((raw, remote_damage.LOOSE))
                 if raw in want:
                     with open(path, "rb") as f:
                         c.wanted[raw] = f.read()
@@ -139,10 +177,12 @@ def _check_pack(remote: Remote, store: ObjectStore, name: str, entries: dict[byt
                         where = f"{key}@{e.offset}"
                         if e.offset + e.length > size:
                             c.problems.append(_corrupt(raw, where, "truncated: the pack ends before it does"))
+                            c.bad[(raw, name)] = "truncated: the pack ends before it does"
                         elif (actual := digests.of_bytes(view[e.offset : e.offset + e.length])).raw != raw:
                             c.problems.append(_corrupt(raw, where, f"bytes hash to {actual}"))
+                            c.bad[(raw, name)] = f"bytes hash to {actual}"
                         else:
-                            c.good.append(raw)
+                            c.good.append((raw, name))
                             if raw in want:
                                 c.wanted[raw] = bytes(view[e.offset : e.offset + e.length])
                     whole = digests.of_bytes(view).hexdigest

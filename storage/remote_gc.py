@@ -7,6 +7,12 @@ some dead entries is rewritten: its live entries are downloaded, verified, packe
 and uploaded (pack, then index) before the old index, then the old pack, are deleted, so
 an interruption leaves duplicates at worst, never a lost object. A directory version the
 workspace names whose manifest cannot be read aborts gc before anything is removed.
+
+Damage (``remote_damage``): a copy known bad goes, whatever its age, once its object has a
+copy not known bad elsewhere: its pack is rewritten without it (or dropped), a loose one is
+removed. A live entry that proves bad while its pack is rewritten is left out the same way
+when another copy exists; otherwise the pack stays as it is, marked, and gc says so (exit 1).
+Markers of copies that are gone go last.
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mlv.storage import digest as digests
-from mlv.storage import manifest, multipart, references, remote_state
+from mlv.storage import manifest, multipart, references, remote_damage, remote_state
 from mlv.storage.digest import Digest
 from mlv.storage.errors import StorageError
 from mlv.storage.objects import ObjectStore
@@ -42,11 +48,14 @@ class RemoteGcReport:
     kept: int = 0
     skipped: dict[str, str] = field(default_factory=dict)  # pack key -> why it was left as it was
     aborted_uploads: int = 0  # S3 multipart uploads a killed push left open
+    damaged_removed: list[str] = field(default_factory=list)  # "<digest> in <key>": bad copies of kept objects
+    markers_cleared: int = 0  # damage markers of copies that are gone
 
     def to_dict(self) -> dict:
         return {"remote": self.remote, "dry_run": self.dry_run, "removed": self.removed,
                 "freed_bytes": self.freed_bytes, "repacked": self.repacked, "kept": self.kept,
-                "skipped": self.skipped, "aborted_uploads": self.aborted_uploads}
+                "skipped": self.skipped, "aborted_uploads": self.aborted_uploads,
+                "damaged_removed": self.damaged_removed, "markers_cleared": self.markers_cleared}
 
 
 @dataclass(slots=True)
@@ -57,6 +66,7 @@ class _Plan:
     freed: dict[str, int] = field(default_factory=dict)  # rewritten pack -> bytes freed
     dead: dict[str, list[bytes]] = field(default_factory=dict)  # pack -> its dead entries
     leftovers: dict[str, int] = field(default_factory=dict)  # tmp/…, index-less packs, pack-less indexes
+    bad_loose: dict[bytes, int] = field(default_factory=dict)  # bad loose copy of an object held elsewhere -> size
     kept: int = 0
 
 
@@ -77,20 +87,27 @@ def gc(ws: Workspace, remote: Remote, *, all_commits: bool = False, dry_run: boo
         if remote.config.protocol in ("s3", "s3a"):
             with remote.guard("listing unfinished uploads"):
                 report.aborted_uploads = multipart.abort_stale(remote.fs, remote.root, cutoff, dry_run=dry_run)
-        if not (inv.loose or inv.packs or inv.indexes or inv.tmp):
+        if not (inv.loose or inv.packs or inv.indexes or inv.tmp or inv.damaged):
             return report
         packs = remote.pack_index(inv, strict=True)  # a damaged index is an error: what its pack holds is unknown
+        damage = remote_damage.known(remote, inv, packs)
         live = _live(ws, remote, inv, packs, all_commits)
         # a file whose age the listing does not give counts as young, unless no grace was asked for
-        plan = _plan(inv, packs, live, lambda item: item.mtime > cutoff or (not item.mtime and grace > 0))
+        plan = _plan(inv, packs, live, lambda item: item.mtime > cutoff or (not item.mtime and grace > 0),
+                     remote_damage.superseded(inv, packs, damage))
         if not dry_run:
-            _execute(ws, remote, inv, packs, plan, report)
+            _execute(ws, remote, inv, packs, plan, report, damage)
             remote_state.forget(remote.state_db, remote.config)
-        removed = set(plan.loose).union(*(plan.dead[name] for name in (*plan.drop, *plan.rewrite)
-                                          if Remote.pack_key(name) not in report.skipped))
+        done = [name for name in (*plan.drop, *plan.rewrite) if Remote.pack_key(name) not in report.skipped]
+        report.damaged_removed += [f"{Digest.from_raw(raw)} in {Remote.pack_key(name)}" for name in done
+                                   for raw in plan.dead[name] if raw in live]
+        report.damaged_removed += [f"{Digest.from_raw(raw)} in {Remote.loose_key(Digest.from_raw(raw))}"
+                                   for raw in plan.bad_loose]
+        removed = set(plan.loose).union(*(plan.dead[name] for name in done)) - live
         report.removed = sorted(str(Digest.from_raw(raw)) for raw in removed)
         report.repacked = len(plan.rewrite) - len(report.skipped)
         report.freed_bytes = sum(plan.loose.values()) + sum(plan.drop.values()) + sum(plan.leftovers.values()) \
+            + sum(plan.bad_loose.values()) \
             + sum(n for name, n in plan.freed.items() if Remote.pack_key(name) not in report.skipped)
         report.kept = plan.kept + sum(len(plan.dead[n]) for n in plan.rewrite if Remote.pack_key(n) in report.skipped)
     return report
@@ -118,8 +135,7 @@ def _live(ws: Workspace, remote: Remote, inv: Inventory, packs: dict[str, dict[b
     # a record this clone holds (same bytes) had its log counted among the roots already
     elsewhere = {d.raw for run_id, d in runs.items() if not _same(folder / f"{run_id}.json", d)}
     for data in _read_objects(remote, inv, copies, elsewhere).values():
-        if m := references._LOG_RE.search(data):
-            live.add(bytes.fromhex(m.group(1).decode()))
+        live.update(bytes.fromhex(m.group(1).decode()) for m in references._LOG_RE.finditer(data))
     return live
 
 
@@ -204,11 +220,14 @@ def _read_objects(remote: Remote, inv: Inventory, copies: dict[bytes, list[PackE
 
 
 def _plan(inv: Inventory, packs: dict[str, dict[bytes, PackEntry]], live: set[bytes],
-          young: Callable[[Item], bool]) -> _Plan:
-    """What to remove and rewrite; a pack is judged whole by its entries (and its age)."""
+          young: Callable[[Item], bool], superseded: set[remote_damage.Copy] = frozenset()) -> _Plan:
+    """What to remove and rewrite; a pack is judged whole by its entries (and its age). A copy in
+    ``superseded`` (bad, its object held elsewhere) goes whatever its age."""
     plan = _Plan()
     for raw, item in inv.loose.items():
-        if raw in live or young(item):
+        if (raw, remote_damage.LOOSE) in superseded:
+            plan.bad_loose[raw] = item.size
+        elif raw in live or young(item):
             plan.kept += 1
         else:
             plan.loose[raw] = item.size
@@ -219,12 +238,14 @@ def _plan(inv: Inventory, packs: dict[str, dict[bytes, PackEntry]], live: set[by
                 plan.leftovers[Remote.pack_key(name, ".idx")] = idx.size
             continue
         pack = inv.packs[name]
-        dead = [raw for raw in entries if raw not in live]
-        if not dead or young(pack) or young(idx):
+        fresh = young(pack) or young(idx)
+        dead = [raw for raw in entries if (raw, name) in superseded or (raw not in live and not fresh)]
+        if not dead:
             plan.kept += len(entries)
             continue
         plan.dead[name] = dead
-        keep = {raw: e for raw, e in entries.items() if raw in live}
+        gone = set(dead)
+        keep = {raw: e for raw, e in entries.items() if raw not in gone}
         if keep:  # the new pack and index cost what the live entries and their records weigh
             plan.rewrite[name] = keep
             new = sum(e.length for e in keep.values()) + _IDX_BYTES[0] + _IDX_BYTES[1] * len(keep)
@@ -242,21 +263,37 @@ def _plan(inv: Inventory, packs: dict[str, dict[bytes, PackEntry]], live: set[by
 
 
 def _execute(ws: Workspace, remote: Remote, inv: Inventory, packs: dict[str, dict[bytes, PackEntry]], plan: _Plan,
-             report: RemoteGcReport) -> None:
-    """Rewrite mixed packs first (live entries safe in new packs), then remove: indexes before their packs."""
+             report: RemoteGcReport, damage: remote_damage.Damage) -> None:
+    """Rewrite mixed packs first (live entries safe in new packs), then remove: indexes before their packs;
+    then the damage markers of copies that are gone."""
     built: list[_Built] = []
     temps: list[str] = []
+    found: dict[remote_damage.Copy, str] = {}  # bad copies met while rewriting
+    held = remote_damage.copies(inv, packs)
+    bad = damage.bad
 
-    def done(result: _Built | tuple[str, str]) -> None:
+    def done(result: _Built | tuple[str, str, dict[bytes, str]]) -> None:
         if isinstance(result, _Built):
-            built.append(result)
+            found.update(((raw, result.old), why) for raw, why in result.bad.items())
+            plan.dead[result.old] += list(result.bad)  # left out: their objects are held elsewhere
+            plan.kept -= len(result.bad)
+            if result.new is not None:
+                built.append(result)
         else:
-            report.skipped[Remote.pack_key(result[0])] = result[1]
+            name, why, wrong = result
+            report.skipped[Remote.pack_key(name)] = why
+            found.update(((raw, name), what) for raw, what in wrong.items())
+
+    def elsewhere(name: str) -> set[bytes]:
+        """The objects of ``name`` with a copy not known bad outside it."""
+        return {raw for raw in packs[name]
+                if any(w != name and (raw, w) not in bad for w in held.get(raw, ()))}
 
     if plan.rewrite:
         ws.store.create()  # a clone's store may not exist yet: the new packs are built in its tmp/
     try:
-        jobs = [_repack(ws.store, remote, name, entries, temps) for name, entries in sorted(plan.rewrite.items())]
+        jobs = [_repack(ws.store, remote, name, entries, temps, elsewhere(name))
+                for name, entries in sorted(plan.rewrite.items())]
         run_all(remote, jobs, handlers=[done] * len(jobs))
         # Two rewrites can come out byte for byte alike (empty objects add no bytes), or like a pack
         # already there: one upload per name, with one index naming every live entry of them all.
@@ -280,36 +317,48 @@ def _execute(ws: Workspace, remote: Remote, inv: Inventory, packs: dict[str, dic
     leftovers = [k for k in plan.leftovers if k.removeprefix("packs/").rsplit(".", 1)[0] not in produced]
     remote.remove([Remote.pack_key(n, ".idx") for n in gone] + [k for k in leftovers if k.endswith(".idx")])
     remote.remove([Remote.pack_key(n) for n in gone] + [k for k in leftovers if not k.endswith(".idx")])
-    remote.remove([Remote.loose_key(Digest.from_raw(raw)) for raw in plan.loose])
+    remote.remove([Remote.loose_key(Digest.from_raw(raw)) for raw in (*plan.loose, *plan.bad_loose)])
+    remote_damage.record(remote, damage, {c: why for c, why in found.items() if c[1] not in gone}, by="gc --remote")
+    listed = {(raw, w) for raw, where in held.items() for w in where}
+    obsolete = {(raw, n) for n in gone for raw in packs[n]} | {(raw, remote_damage.LOOSE) for raw in
+                                                               (*plan.loose, *plan.bad_loose)}
+    before = len(damage.marked)
+    remote_damage.clear(remote, damage, obsolete | (damage.marked - listed))  # and markers of copies long gone
+    report.markers_cleared = before - len(damage.marked)
 
 
 @dataclass(slots=True)
 class _Built:
-    """A new pack in a local temp file: the live entries of an old one."""
+    """A new pack in a local temp file: the live entries of an old one (``new`` None: none was sound)."""
 
     old: str
-    new: str
+    new: str | None
     tmp: str
     size: int
     entries: dict[bytes, tuple[int, int]]
+    bad: dict[bytes, str]  # entries left out: their bytes were wrong, and their objects are held elsewhere
 
 
-def _repack(store: ObjectStore, remote: Remote, name: str, entries: dict[bytes, PackEntry],
-            temps: list[str]) -> Callable[[], _Built | tuple[str, str]]:
+def _repack(store: ObjectStore, remote: Remote, name: str, entries: dict[bytes, PackEntry], temps: list[str],
+            elsewhere: set[bytes]) -> Callable[[], _Built | tuple[str, str, dict[bytes, str]]]:
     """A job: the pack's live entries downloaded, verified and packed anew into a temp file (listed in
-    ``temps``, for the caller to remove); or ``(name, why)`` when one is damaged there: then the old
-    pack stays as it is (``mlv fsck --remote`` reports it)."""
+    ``temps``, for the caller to remove). A damaged entry whose object is held ``elsewhere`` is left
+    out; any other damaged entry gives ``(name, why, damaged entries)``: then the old pack stays as it
+    is (``mlv fsck --remote`` reports it)."""
 
-    def job() -> _Built | tuple[str, str]:
+    def job() -> _Built | tuple[str, str, dict[bytes, str]]:
         got = read_ranges(remote, name, list(entries.items()))()
-        for raw, data in got:
-            if (actual := digests.of_bytes(data)).raw != raw:
-                return name, (f"live object {Digest.from_raw(raw)} is damaged in it (its bytes hash to "
-                              f"{actual}); the pack was left as it is")
+        wrong = {raw: f"bytes hash to {actual}" for raw, data in got if (actual := digests.of_bytes(data)).raw != raw}
+        if stuck := sorted(set(wrong) - elsewhere):
+            return name, (f"live object {Digest.from_raw(stuck[0])} is damaged in it (its {wrong[stuck[0]]}) and "
+                          "has no sound copy elsewhere; the pack was left as it is"), wrong
+        sound = [(raw, data) for raw, data in got if raw not in wrong]
+        if not sound:
+            return _Built(name, None, "", 0, {}, wrong)
         tmp = store._tmp() + ".pack"
         temps.append(tmp)
-        new, new_entries = build_pack(tmp, got)
-        return _Built(name, new, tmp, sum(n for _, n in new_entries.values()), new_entries)
+        new, new_entries = build_pack(tmp, sound)
+        return _Built(name, new, tmp, sum(n for _, n in new_entries.values()), new_entries, wrong)
     return job
 
 

@@ -11,11 +11,12 @@ importing fsspec or pyarrow.
 Objects on a remote are immutable and only ``mlv gc --remote`` removes them. The clone
 that runs it forgets this record; other clones cannot know, so the record is trusted for
 ``FRESH`` seconds after the listing it came from, and any later push lists the remote
-again. Any listing (``push``, ``fetch``, ``pull``, ``fsck --remote``) replaces it. Objects
-whose remote bytes proved wrong (``fsck --remote``, or a fetch that refused them) are
-kept apart as ``damaged`` until a push sends good bytes: a listing cannot tell them apart. A
-remote emptied behind mlv's back is the one case it cannot see: ``mlv fsck --remote``
-then names what is gone and the next push re-sends it.
+again. Any listing (``push``, ``fetch``, ``pull``, ``fsck --remote``) replaces it. Copies
+whose remote bytes proved wrong are marked on the remote itself (``remote_damage``), so
+every clone's listing shows them; ``damaged`` here holds only the copies this clone found
+but could not mark (the remote refused the write), until a push replaces them. A remote
+emptied behind mlv's back is the one case it cannot see: ``mlv fsck --remote`` then names
+what is gone and the next push re-sends it.
 
 Also here: ``TransferReport``, what a push or fetch did, so the fast path reports like
 the slow one without importing the transfer machinery.
@@ -71,7 +72,8 @@ class Seen:
     complete: set[bytes] = field(default_factory=set)  # manifests whose members are all there too
     runs: set[str] = field(default_factory=set)
     listed: float = 0.0
-    damaged: set[bytes] = field(default_factory=set)  # listed, but their bytes are wrong (fsck, a refused fetch)
+    # copies (digest, pack name or "loose") found bad but not marked on the remote (see ``remote_damage``)
+    damaged: set[tuple[bytes, str]] = field(default_factory=set)
 
 
 def key(config: RemoteConfig) -> str:
@@ -88,7 +90,7 @@ def load(state_db: Path, config: RemoteConfig) -> Seen | None:
     if row is None:
         return None
     listed, objects, complete, runs, damaged = row
-    return Seen(_split(objects), _split(complete), set(filter(None, runs.split("\n"))), listed, _split(damaged))
+    return Seen(_split(objects), _split(complete), set(filter(None, runs.split("\n"))), listed, _copies(damaged))
 
 
 def save(state_db: Path, config: RemoteConfig, seen: Seen) -> None:
@@ -96,8 +98,9 @@ def save(state_db: Path, config: RemoteConfig, seen: Seen) -> None:
         return
     with _connect(state_db) as db:
         db.execute("INSERT OR REPLACE INTO remote_seen VALUES (?, ?, ?, ?, ?, ?)",
-                   (key(config), seen.listed or time.time(), b"".join(sorted(seen.objects - seen.damaged)),
-                    b"".join(sorted(seen.complete)), "\n".join(sorted(seen.runs)), b"".join(sorted(seen.damaged))))
+                   (key(config), seen.listed or time.time(), b"".join(sorted(seen.objects)),
+                    b"".join(sorted(seen.complete)), "\n".join(sorted(seen.runs)),
+                    "".join(f"{raw.hex()} {where}\n" for raw, where in sorted(seen.damaged))))
 
 
 def forget(state_db: Path, config: RemoteConfig) -> None:
@@ -121,6 +124,18 @@ def has_everything(state_db: Path, config: RemoteConfig, roots: Roots, run_ids: 
 def complete_manifests(manifests: dict[Digest, Iterable[bytes]], there: set[bytes]) -> set[bytes]:
     """The manifests (digest -> member digests) that are on the remote with every member."""
     return {d.raw for d, members in manifests.items() if d.raw in there and all(m in there for m in members)}
+
+
+def _copies(text: str | bytes | None) -> set[tuple[bytes, str]]:
+    """Damaged copies as saved: ``<hex> <pack name|loose>`` lines (a blob of digests from before: unknown copies,
+    dropped; ``mlv fsck --remote`` finds them again).
+
+    >>> _copies("00" * 15 + "01 loose" + chr(10)) == {(bytes(15) + bytes([1]), "loose")}, _copies(bytes(16))
+    (True, set())
+    """
+    if not isinstance(text, str):
+        return set()
+    return {(bytes.fromhex(h), where) for h, _, where in (line.partition(" ") for line in text.splitlines())}
 
 
 def _split(blob: bytes | None) -> set[bytes]:

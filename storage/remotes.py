@@ -8,6 +8,8 @@ Layout under the remote's URL (the local store's, plus catalogs of run records):
                                       pack's bytes; a pack is visible once its ``.idx`` exists
     runs/<name>.list                  run-record catalogs: ``<run id> <digest>`` lines; the records'
                                       bytes are packed objects like any other
+    damaged/<hex>.<pack name|loose>   a copy of object ``<hex>`` (in that pack, or the loose one) whose
+                                      bytes proved wrong; one line saying what was found (``remote_damage``)
     tmp/                              uploads in flight, on filesystems without atomic writes
 
 Writes never expose a partial object: object stores (S3, GCS, Azure) show a key only once
@@ -59,6 +61,7 @@ PART_SIZE = 8 * 1024 * 1024  # multipart chunk; parts in flight × this is what 
 _LOOSE = re.compile(r"^([0-9a-f]{2})/([0-9a-f]{30})$")
 _PACKED = re.compile(r"^packs/([0-9a-f]{32})\.(pack|idx)$")
 _CATALOG = re.compile(r"^runs/([0-9a-f]{32})\.list$")
+_DAMAGED = re.compile(r"^damaged/([0-9a-f]{32})\.([0-9a-f]{32}|loose)$")
 _SECRET_ENV = re.compile(r"SECRET|TOKEN|PASSWORD|ACCESS_KEY|CREDENTIAL", re.IGNORECASE)
 _CACHE_SCHEMA = """CREATE TABLE IF NOT EXISTS remote_files
     (url TEXT, key TEXT, size INTEGER, data BLOB, PRIMARY KEY (url, key))"""
@@ -79,6 +82,7 @@ class Inventory:
     indexes: dict[str, Item] = field(default_factory=dict)  # name -> the .idx (its pack is visible)
     catalogs: dict[str, Item] = field(default_factory=dict)
     tmp: dict[str, Item] = field(default_factory=dict)  # key -> leftovers of interrupted uploads
+    damaged: set[tuple[bytes, str]] = field(default_factory=set)  # (digest, pack name or "loose"): marked bad
     formatted: bool = False  # FORMAT exists
 
     @property
@@ -148,6 +152,8 @@ class Remote:
                 (inv.packs if m.group(2) == "pack" else inv.indexes)[m.group(1)] = item
             elif m := _CATALOG.match(key):
                 inv.catalogs[m.group(1)] = item
+            elif m := _DAMAGED.match(key):
+                inv.damaged.add((bytes.fromhex(m.group(1)), m.group(2)))
             elif key.startswith("tmp/"):
                 inv.tmp[key] = item
             elif key == "FORMAT":

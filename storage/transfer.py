@@ -39,22 +39,10 @@ Tick = Callable[[int, int], None]  # advance(bytes, objects)
 
 
 
-def held(remote: Remote, inv: Inventory, packs: dict[str, dict[bytes, PackEntry]] | None = None) -> set[bytes]:
-    """Every object the remote holds: loose ones, and those of packs whose bytes and index are both there."""
-    packs = remote.pack_index(inv) if packs is None else packs
-    return set(inv.loose).union(*(entries for name, entries in packs.items() if name in inv.packs))
-
-
-def damaged_on(remote: Remote) -> set[bytes]:
-    """Objects the remote lists but whose bytes proved wrong (by ``fsck --remote`` or a refused fetch)."""
-    seen = remote_state.load(remote.state_db, remote.config)
-    return seen.damaged if seen is not None else set()
-
-
 def remember(remote: Remote, there: set[bytes], manifests: dict[Digest, list[bytes]], runs: set[str], *,
-             damaged: set[bytes]) -> None:
-    """Leave in ``state.db`` what the remote holds, for the next push's shortcut (see ``remote_state``)."""
-    there = there - damaged
+             damaged: set[tuple[bytes, str]]) -> None:
+    """Leave in ``state.db`` what the remote holds (``there``: objects it can serve), for the next push's
+    shortcut, and the bad copies this clone could not mark there (see ``remote_state``)."""
     seen = Seen(there, remote_state.complete_manifests(manifests, there), runs, damaged=damaged)
     remote_state.save(remote.state_db, remote.config, seen)
 

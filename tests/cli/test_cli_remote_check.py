@@ -380,4 +380,8 @@ def test_gc_remote_keeps_a_pack_whose_live_object_is_damaged(git_repo, cli, file
     before = file_remote.listing()
     result = cli("gc", "--remote", "origin", "--grace", "0", code=1)
     assert f"warning: {pack} on remote 'origin' was kept" in result.stderr
-    assert pack in file_remote.listing() and len(file_remote.listing()) < len(before)  # the rest went
+    after = file_remote.listing()
+    assert pack in after and len([k for k in after if not k.startswith("damaged/")]) < len(before)  # the rest went
+    digest = d("same in both\n").partition(":")[2]
+    marker = f"damaged/{digest}.{pack.removeprefix('packs/').removesuffix('.pack')}"
+    assert marker in after  # what gc found, every clone now knows
