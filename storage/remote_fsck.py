@@ -103,13 +103,15 @@ def fsck(ws: Workspace, remote: Remote, *, progress: ProgressFactory | None = No
         damage = remote_damage.known(remote, inv, packs)
         remote_damage.clear(remote, damage, good)  # a marker this check disproves goes
         remote_damage.record(remote, damage, bad, by="fsck --remote")
-        for p in problems:
-            if p.kind == "corrupt" and _raw(p.digest) in verified:
+        unmarked = {raw for raw, _ in damage.local}
+        for p in (p for p in problems if p.kind == "corrupt"):
+            if _raw(p.digest) in verified:
                 p.detail += f"; a sound copy is there too: `mlv gc --remote {remote.name}` removes this one"
                 report.superseded.append(p)
-            elif p.kind == "corrupt" and _raw(p.digest) in {raw for raw, _ in damage.local}:
+            elif _raw(p.digest) in unmarked:
                 p.detail += " (known to this clone only: the remote refused the damage marker)"
-        problems = [p for p in problems if not (p.kind == "corrupt" and _raw(p.digest) in verified)]
+        harmless = {id(p) for p in report.superseded}
+        problems = [p for p in problems if id(p) not in harmless]
         runs = _check_catalogs(remote, inv, present, verified, problems)
         manifests = _check_references(roots, local, fetched, present, verified, problems)
         report.problems = sorted(problems, key=lambda p: (p.kind, p.digest, p.where))

@@ -154,8 +154,9 @@ def test_a_damaged_loose_object_is_replaced_in_place_and_its_marker_goes(git_rep
     assert remote.markers() == {f"damaged/{big[9:]}.loose"}
     assert (reader / "data/f00.txt").exists()  # the rest landed
 
-    monkeypatch.chdir(git_repo)  # the clone that pushed: a listing shows it the marker
-    cli("fetch")
+    monkeypatch.chdir(git_repo)  # the clone that pushed, within 15 minutes of its own listing:
+    assert "as this clone saw it" in cli("push").stdout  # it says whose word "nothing to push" is
+    cli("fetch")  # a listing shows it the marker
     pushed = cli.json("push")
     assert pushed["objects"] == 1 and pushed["bytes"] == len(BIG)
     assert remote.read(key) == BIG and remote.markers() == set()
