@@ -23,7 +23,10 @@ Invariants:
   made them (``ANY``); an upstream trace starts from the one source that ``mlv.lock``
   or the pointer names. Past the root both follow recorded sources only, so for two
   artifacts X, Y: Y is upstream of X iff X is downstream of Y, wherever equal
-  (path, digest) pairs have equal histories (the property test checks this).
+  (path, digest) pairs have equal histories (the property test checks this). A command
+  that makes the same bytes from different inputs breaks that premise: downstream then
+  reaches X through an earlier run of X's bytes, which upstream (from mlv.lock's run)
+  does not list.
 """
 
 from __future__ import annotations

@@ -22,6 +22,12 @@ Invariants:
   a few queries per hop, whatever the size of the history.
 - A record that cannot be read is never skipped silently: it is listed in
   ``broken_records``, and ``check_records`` (for ``mlv fsck``) reports every damaged file.
+- A digest has one ``outputs`` row per run that wrote it (``mlv run --force``, a rerun
+  that made the same bytes): there is no "the" producer of a digest. An ``inputs`` row's
+  ``producer`` is the one run its reader took the bytes from, whichever that was (the
+  run ``mlv.lock`` named then). So an output reaches its readers through (digest, path,
+  producing run), and a walk must follow each producing run it meets, not one per
+  digest; ``mlv.engine.lineage`` does.
 """
 
 from __future__ import annotations
