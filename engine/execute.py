@@ -1,9 +1,8 @@
-"""What runs on a Dask worker: one stage's command or Python call, its output captured.
+"""Running one stage's commands or Python call in a process of its own, its output captured.
 
 Everything here is module-level and takes a plain ``Job`` (picklable, no open files or
-stores), so it runs the same in a thread of mlv's own process, in a local worker
-process or on a remote worker that shares the repo's filesystem. It returns facts
-(exit code, times, worker, GPU), never data: outputs are hashed and stored by the client.
+stores), so it runs the same in a thread of mlv's own process or on a Dask worker.
+``worker.run`` wraps it: clearing the outputs before, storing them after.
 """
 
 from __future__ import annotations
@@ -43,6 +42,7 @@ class Job:
     log: str  # absolute path of the log file to write
     gpu: int = 0
     mask: tuple[str, ...] = ()  # more env var names whose values are masked in the log (``core.mask``)
+    outputs: tuple[str, ...] = ()  # repo-relative outs and metrics: cleared before, stored after (``worker``)
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,16 +53,19 @@ class Outcome:
     host: str
     worker: str | None  # a Dask worker address, or thread://host/pid/thread for the threaded scheduler
     gpu: str | None
-    interpreter: dict | None = None  # the Python the stage ran with (``interpreter.describe``), if any
+    interpreter: dict | None = None  # the Python the stage ran with: path, version, packages (a digest)
+    log: str | None = None  # digest of the captured output, stored by the worker
+    outs: dict[str, dict] | None = None  # out path -> {digest, size, nfiles?}, stored by the worker (when it succeeded)
+    reason: str | None = None  # why a stage that exited 0 still failed (an output missing or unstorable)
 
 
-def run_job(job: Job) -> Outcome:
-    """Run ``job`` to completion; a failure is an exit code, never an exception.
+def run_stage(job: Job) -> tuple[int, dict | None, float, float]:
+    """Run the stage's commands (or call) to the end, its output masked into ``job.log``.
 
     Every stage runs in a child process of its own (a ``call`` stage in ``callstage.py``), so
-    nothing it does touches this worker's cwd, streams or imports. Its output is masked on
-    the way to the log: the values of this worker's credential-like environment variables
-    never reach the log, the store or a remote."""
+    nothing it does touches this worker's cwd, streams or imports. The values of this worker's
+    credential-like environment variables never reach the log. Returns the exit status (a
+    failure is a status, never an exception), the interpreter it ran with, start and end."""
     started = time.time()
     masker = secrets.Masker(secrets.values(job.mask))
     env = {**os.environ, "MLV_STAGE": job.stage, "MLV_RUN_ID": job.run_id}
@@ -80,8 +83,7 @@ def run_job(job: Job) -> Outcome:
                 break
         log.write(masker.flush())
     ended = time.time()
-    used = interpreter.describe(interpreter.used_by(job.cmd, env), env, job.wdir)
-    return Outcome(code, started, ended, os.uname().nodename, _worker_address(), _gpu(job), used)
+    return code, interpreter.describe(interpreter.used_by(job.cmd, env), env, job.wdir), started, ended
 
 
 def _run(argv: list[str], cwd: str, env: dict, log, masker: secrets.Masker) -> int:
@@ -140,7 +142,7 @@ def _die_with_parent() -> None:
         pass  # not Linux: no such guarantee, the worker's own shutdown still ends its tasks
 
 
-def _worker_address() -> str:
+def worker_address() -> str:
     """The Dask worker running this job, or the thread of Dask's local threaded scheduler."""
     if "distributed" in sys.modules:  # never import it just to ask: the threaded path runs without it
         from distributed import get_worker
@@ -152,6 +154,6 @@ def _worker_address() -> str:
     return f"thread://{os.uname().nodename}/{os.getpid()}/{threading.current_thread().name}"
 
 
-def _gpu(job: Job) -> str | None:
+def gpu_of(job: Job) -> str | None:
     """The device(s) a GPU stage could see — model and UUID (``gpus.describe``) — not a label."""
     return gpus.describe() if job.gpu else None

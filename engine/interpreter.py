@@ -5,8 +5,8 @@ venv, with pandas and without pyarrow. So the worker finds the interpreter the s
 used — for a ``call`` stage, the one it starts the stage with; for a ``cmd`` stage, the
 first ``python``/``python3``/``pythonX.Y`` word of its commands, resolved on the stage's
 ``PATH`` (a stage that runs no Python has none) — and asks that interpreter itself for
-its version and installed distributions. The answer is cached per interpreter (path,
-file, ``PYTHONPATH``) for the worker's life, so a run pays one probe per interpreter.
+its version and installed distributions. The answer is cached per interpreter (its path,
+its binary's mtime, ``PYTHONPATH``) for the worker's life: a run pays one probe per interpreter.
 
 The package list goes into the store as one small JSON object per distinct list; the
 record names it by digest (``environment.interpreter.packages``), so ten thousand runs
@@ -31,7 +31,7 @@ _PROBE = (
     "names = sorted({f\"{d.metadata['Name']}=={d.version}\" for d in metadata.distributions() if d.metadata['Name']})\n"
     "print(json.dumps({'executable': sys.executable, 'version': sys.version.split()[0], 'packages': names}))\n"
 )
-_cache: dict[tuple, dict | None] = {}
+_cache: dict = {}  # (path, its binary's mtime, PYTHONPATH, VIRTUAL_ENV) -> what the interpreter said, or None
 _lock = threading.Lock()
 
 
@@ -60,18 +60,20 @@ def describe(executable: str | None, env: dict, cwd: str) -> dict | None:
         stamp = os.stat(real).st_mtime_ns
     except OSError:
         return None
-    key = (real, stamp, env.get("PYTHONPATH"), env.get("VIRTUAL_ENV"))
+    # the path as invoked, not the real one: a venv's python is a symlink to the same binary as its base's,
+    # and what it has installed depends on where the link is (pyvenv.cfg beside it)
+    key = (os.path.abspath(executable), stamp, env.get("PYTHONPATH"), env.get("VIRTUAL_ENV"))
     with _lock:
-        if key in _cache:
-            return _cache[key]
-    try:
-        proc = subprocess.run([executable, "-c", _PROBE], env=env, cwd=cwd, capture_output=True, timeout=60,
-                              stdin=subprocess.DEVNULL)
-        found = json.loads(proc.stdout) if proc.returncode == 0 else None
-    except (OSError, subprocess.TimeoutExpired, ValueError):
-        found = None
-    if found is not None:
-        found = {"path": executable, "version": found["version"], "packages": found["packages"]}
-    with _lock:
-        _cache[key] = found
-    return found
+        found = _cache.get(key, _cache)
+    if found is _cache:
+        try:
+            proc = subprocess.run([executable, "-c", _PROBE], env=env, cwd=cwd, capture_output=True, timeout=60,
+                                  stdin=subprocess.DEVNULL)
+            found = json.loads(proc.stdout) if proc.returncode == 0 else None
+        except (OSError, subprocess.TimeoutExpired, ValueError):
+            found = None
+        with _lock:
+            _cache[key] = found
+    if found is None:
+        return None
+    return {"path": executable, "version": found["version"], "packages": found["packages"]}  # the path as invoked

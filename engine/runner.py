@@ -1,25 +1,28 @@
-"""``mlv run``: settle stages in DAG order, running on Dask only what no cache can supply.
+"""``mlv run``: settle stages in DAG order, running only what no cache can supply.
 
-The loop keeps every stage in one of: waiting (upstream not settled), decided
-(up-to-date / cached, settled on the spot), running (a Dask future), or finished.
-A stage is planned the moment its upstream settles — fingerprinted on the client —
-and submitted at once (no waiting for whole levels). After each stage the client
-stores its outputs, writes its run record, then replaces ``mlv.lock`` atomically, so
+One loop over an executor (``engine.executor``: threads in this process, or a Dask
+cluster). Every stage is in one ``State``: waiting for its upstream, then settled on the
+spot (up to date, restored from the cache, skipped) or running as a future, then
+finished. A stage is planned the moment its upstream settles — fingerprinted here, on
+the client — and submitted at once (no waiting for whole levels). The worker that ran a
+stage stores its outputs and log and returns their digests (``engine.worker``); this
+loop, in one thread, writes the run record and then replaces ``mlv.lock`` atomically, so
 an interrupt leaves every finished stage committed and nothing half-written.
 """
 
 from __future__ import annotations
 
 import fcntl
-import json
 import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from enum import Enum
 from pathlib import Path
 
 from mlv.engine import execute, inputs, lockfile, provenance
 from mlv.engine.cluster import Cluster, ClusterConfig
+from mlv.engine.executor import OnDask, Threads
 from mlv.engine.dag import Graph, StageSpec
 from mlv.engine.lockfile import LockEntry, Output
 from mlv.engine.outputs import check_unsaved
@@ -33,7 +36,8 @@ from mlv.engine.records import (
     new_run_id,
     reuse_event,
 )
-from mlv.storage import secrets, snapshot
+from mlv.storage import secrets
+from mlv.storage.digest import parse
 from mlv.storage.errors import LockedError, UsageError
 from mlv.storage.tracking import ignore_in_git
 from mlv.storage.workspace import Workspace
@@ -49,10 +53,24 @@ class RunOptions:
     fetch: Fetch | None = None  # gets outputs that ran before from a remote, instead of running the stage
 
 
+class State(str, Enum):
+    """Where a stage ended up (the value is what ``--json`` and the progress display show)."""
+
+    UP_TO_DATE = UP_TO_DATE
+    CACHED = CACHED
+    DONE = "done"
+    FAILED = "failed"
+    SKIPPED = "skipped"  # an upstream stage failed (or --fail-fast stopped the run first)
+    CANCELLED = "cancelled"  # stopped while running (--fail-fast, Ctrl-C)
+
+    __str__ = str.__str__  # prints and formats as its value, as a StrEnum does (Python 3.11+)
+    __format__ = str.__format__
+
+
 @dataclass(slots=True)
 class StageResult:
     stage: str
-    state: str  # up-to-date | cached | done | failed | skipped | cancelled
+    state: str  # a State value
     reasons: list[str] = field(default_factory=list)
     run_id: str | None = None
     elapsed: float = 0.0
@@ -119,23 +137,27 @@ class Runner:
         check_unsaved(self.ws, [specs[d.stage] for d in planned if d.action in (RUN, CACHED)], force=self.options.force)
         gpu = [n for n in to_run if specs[n].resources.gpu]
         self.cluster = Cluster(self.cluster_config, jobs=self.options.jobs, gpu=bool(gpu))
+        executor = None
         try:
             self.cluster.check_devices()
             if gpu:
                 self.cluster.require_gpu(gpu)
             # the last check passed: from here on the run changes things, first saving what it will read
             inputs.save(self.ws, self.graph, [specs[n] for n in to_run], lambda text: self.notify("", "note", text))
-            if to_run and self.cluster.threads_suffice(gpu=bool(gpu)):
-                self._threaded(order, specs, upstream)
-            else:  # also when nothing must run: settling up-to-date and cached stages needs no Dask at all
-                self._loop(order, specs, upstream)
+            if self.cluster.threads_suffice(gpu=bool(gpu)):
+                executor = Threads(self.options.jobs) if to_run else None  # nothing to run: no threads either
+            else:
+                executor = OnDask(self.cluster, jobs=self.options.jobs,
+                                  started=lambda link: self.notify("", "cluster", link))
+            self._loop(order, specs, upstream, executor)
         except KeyboardInterrupt:
-            self._interrupted = True
             execute.kill_children()
             for name in order:
-                self.results.setdefault(name, StageResult(name, "cancelled"))
+                self.results.setdefault(name, StageResult(name, State.CANCELLED))
             raise
         finally:
+            if executor is not None:
+                executor.close()
             self.cluster.close()
         return [self.results[n] for n in order]
 
@@ -148,101 +170,44 @@ class Runner:
             )
 
     # -- the loop -------------------------------------------------------------------
-    def _loop(self, order: list[str], specs: dict[str, StageSpec], upstream: dict[str, set[str]]) -> None:
-        from_futures: dict = {}
+    def _loop(self, order: list[str], specs: dict[str, StageSpec], upstream: dict[str, set[str]], executor) -> None:
+        """Settle every stage: submit each the moment its upstream is settled, commit each as it finishes."""
+        running: dict = {}  # future -> (spec, decision, job)
         waiting = list(order)
-        limit = self.options.jobs or 1 << 30
-        while waiting or from_futures:
-            progressed = False
+        while waiting or running:
             for name in list(waiting):
-                ups = upstream[name]
-                if any(u not in self.results for u in ups):
+                if any(u not in self.results for u in upstream[name]):
                     continue
-                if len(from_futures) >= limit:
+                if executor is not None and len(running) >= executor.limit:
                     break
                 waiting.remove(name)
-                progressed = True
-                started = self._begin(specs[name], ups)
+                started = self._begin(specs[name], upstream[name])
                 if started is not None:
                     decision, job = started
-                    from_futures[self._submit(specs[name], job)] = (specs[name], decision, job)
-            if progressed and waiting and not from_futures:
-                continue
-            if not from_futures:
-                if waiting and not progressed:
+                    running[executor.submit(job, gpu=specs[name].resources.gpu)] = (specs[name], decision, job)
+                    self.notify(name, "running", "")
+            if not running:
+                if waiting and all(any(u not in self.results for u in upstream[n]) for n in waiting):
                     raise RuntimeError(f"scheduler stalled with {waiting}")  # a bug: the DAG is acyclic
                 continue
-            future = self._next_done(from_futures)
-            spec, decision, job = from_futures.pop(future)
-            result = self._commit(spec, decision, job, _outcome(spec, job, future))
-            if result.state == "failed" and self.options.fail_fast:
-                self._stopped = spec.name
-                for other, (other_spec, _, _) in from_futures.items():
-                    other.cancel()
-                    self._cancelled(other_spec)
-                from_futures.clear()
-                execute.kill_children()
-
-    def _threaded(self, order: list[str], specs: dict[str, StageSpec], upstream: dict[str, set[str]]) -> None:
-        """No cluster named and no GPU: Dask's threaded scheduler in this process (every stage is a child process).
-
-        The cheapest form that serves: no ``distributed`` to import, no cluster to start.
-        Each stage is a task that depends on its upstream stages' tasks, so Dask starts it
-        the moment they finish. Planning and committing hold one lock (the stat cache and
-        the lock file are not safe to share); only the commands themselves run in parallel,
-        at most ``--jobs`` (default: the cores) at once.
-        """
-        import functools
-        import importlib
-        import threading
-
-        import dask.threaded
-
-        guard = threading.Lock()
-        jobs = self.options.jobs or os.cpu_count() or 1
-        slots = threading.BoundedSemaphore(jobs)  # commands at once; a thread committing holds no slot
-
-        def stage(name: str, *_upstream: object) -> None:
-            spec = specs[name]
-            with guard:
-                if self._interrupted:
-                    return
-                started = self._begin(spec, upstream[name])
-                if started is None:
-                    return
-            decision, job = started
-            with slots:
-                self.notify(name, "running", "")
-                outcome = execute.run_job(job)
-            with guard:
-                if self._interrupted:
-                    return
+            for future in executor.wait(running):
+                spec, decision, job = running.pop(future)
+                outcome = _outcome(spec, job, future)
                 if self._stopped is not None:  # killed because another stage failed under --fail-fast
                     self._cancelled(spec)
-                    return
+                    continue
                 result = self._commit(spec, decision, job, outcome)
-                if result.state == "failed" and self.options.fail_fast:
-                    self._stopped = name
+                if result.state == State.FAILED and self.options.fail_fast:
+                    self._stopped = spec.name
+                    for other in running:
+                        other.cancel()
                     execute.kill_children()
-
-        key = "mlv-stage-{}".format
-        graph = {key(n): (functools.partial(stage, n), *(key(u) for u in sorted(upstream[n]))) for n in order}
-        # committing a stage needs the store (fsspec): import it while the first commands run, not after
-        threading.Thread(target=importlib.import_module, args=("fsspec.implementations.local",)).start()
-        # twice as many threads as command slots: the next command starts while the last one is committed
-        dask.threaded.get(graph, list(graph), num_workers=2 * jobs)
-
-    def _next_done(self, futures: dict):
-        from distributed import wait
-
-        done, _ = wait(list(futures), return_when="FIRST_COMPLETED")
-        return next(iter(done))
 
     # -- one stage --------------------------------------------------------------------
     def _settle(self, spec: StageSpec, decision: Decision) -> None:
         if decision.action == UP_TO_DATE:
             entry = self.lock.get(spec.name)
-            self.results[spec.name] = StageResult(spec.name, UP_TO_DATE, run_id=entry.run_id if entry else None)
+            self.results[spec.name] = StageResult(spec.name, State.UP_TO_DATE, run_id=entry.run_id if entry else None)
             self.notify(spec.name, UP_TO_DATE, "")
             return
         from mlv.storage.checkout import (  # loads fsspec: only when restoring
@@ -259,15 +224,15 @@ class Runner:
             run_id, stage=spec.name, fingerprint=str(decision.fingerprint), definition=spec.definition(),
             params=dict(spec.params), deps={p: str(d) for p, d in decision.deps.items()},
             outs={p: o.to_dict() for p, o in outs.items()}, root=self.ws.root))
-        self.results[spec.name] = StageResult(spec.name, CACHED, decision.reasons, run_id=run_id)
+        self.results[spec.name] = StageResult(spec.name, State.CACHED, decision.reasons, run_id=run_id)
         self.notify(spec.name, CACHED, decision.reasons[0] if decision.reasons else "")
 
     def _begin(self, spec: StageSpec, ups: set[str]) -> tuple[Decision, execute.Job] | None:
         """Settle a stage whose upstream is done: skip, up to date, cached — or a job to run."""
-        bad = sorted(u for u in ups if self.results[u].state in ("failed", "skipped", "cancelled"))
+        bad = sorted(u for u in ups if self.results[u].state in (State.FAILED, State.SKIPPED, State.CANCELLED))
         if bad or self._stopped is not None:
             why = f"upstream '{bad[0]}' failed" if bad else "stopped by --fail-fast"
-            self.results[spec.name] = StageResult(spec.name, "skipped", [why])
+            self.results[spec.name] = StageResult(spec.name, State.SKIPPED, [why])
             self.notify(spec.name, "skipped", why)
             return None
         decision = decide(self.ws, spec, self.lock, self.index, force=self.options.force, fetch=self.options.fetch)
@@ -277,90 +242,51 @@ class Runner:
         return decision, self._prepare(spec)
 
     def _cancelled(self, spec: StageSpec) -> None:
-        self.results[spec.name] = StageResult(spec.name, "cancelled", ["stopped by --fail-fast"])
+        self.results[spec.name] = StageResult(spec.name, State.CANCELLED, ["stopped by --fail-fast"])
         self.notify(spec.name, "cancelled", "stopped by --fail-fast")
 
     def _prepare(self, spec: StageSpec) -> execute.Job:
         root = self.ws.root
         run_id = new_run_id()
         self.ws.state.mark_writing((*spec.outs, *spec.metrics), time.time_ns())  # what it writes is its own
-        for out in (*spec.outs, *spec.metrics):  # a stage starts from a clean slate
-            _remove(root / out)
-            (root / out).parent.mkdir(parents=True, exist_ok=True)
         logs = self.ws.dot / "tmp" / "logs"
         logs.mkdir(parents=True, exist_ok=True)
         job = execute.Job(
             run_id=run_id, stage=spec.name, root=str(root), wdir=str(root / spec.wdir), cmd=spec.cmd,
             call=spec.call, deps=tuple(str(root / d) for d in spec.deps), outs=tuple(str(root / o) for o in spec.outs),
             params=_nested(spec.params), log=str(logs / f"{run_id}.log"), gpu=spec.resources.gpu,
-            mask=self.ws.config.mask,
+            mask=self.ws.config.mask, outputs=(*spec.outs, *spec.metrics),
         )
         return job
 
-    def _submit(self, spec: StageSpec, job: execute.Job):
-        first = not self.cluster.started
-        client = self.cluster.client()
-        if first:
-            self.notify("", "cluster", self.cluster.dashboard or "")
-        placement: dict = {"resources": {"GPU": spec.resources.gpu}} if spec.resources.gpu else {}
-        if not spec.resources.gpu and (cpu := self.cluster.cpu_workers()):  # GPU workers stay free for GPU stages
-            placement = {"workers": cpu, "allow_other_workers": True}
-        future = client.submit(execute.run_job, job, key=f"mlv-{spec.name}-{job.run_id}", pure=False, **placement)
-        self.notify(spec.name, "running", "")
-        return future
-
     def _commit(self, spec: StageSpec, decision: Decision, job: execute.Job, outcome: execute.Outcome) -> StageResult:
-        """Store a finished stage's log and outputs, write its run record, and (if it succeeded) lock it."""
+        """Write a finished stage's run record and (if it succeeded) lock it; the worker stored its log and outputs."""
         if self._context is None:
             self._context = (git_state(self.ws.root), environment())
-        store = self.ws.store
-        log_digest = store.put_file(job.log)[0] if os.path.exists(job.log) else None
-        tail = _tail(job.log)
-        outs: dict[str, Output] = {}
-        state = "done" if outcome.exit_code == 0 else "failed"
-        reasons = list(decision.reasons)
-        if state == "done":
-            absent = [p for p in (*spec.outs, *spec.metrics) if not (self.ws.root / p).exists()]
-            if absent:
-                state = "failed"
-                reasons = [f"declared output '{absent[0]}' was not produced"]
-            else:
-                try:
-                    for p in (*spec.outs, *spec.metrics):
-                        snap = snapshot.store(self.ws, snapshot.scan(self.ws, self.ws.root / p))
-                        outs[p] = Output(snap.digest, snap.size, snap.nfiles)
-                except UsageError as exc:  # e.g. a symlink leading out of the repo: never read into the store
-                    state, outs = "failed", {}
-                    reasons = [f"its output could not be stored: {exc}"]
+        failed = outcome.exit_code != 0 or outcome.reason is not None
+        state = State.FAILED if failed else State.DONE
+        reasons = [outcome.reason] if outcome.reason else list(decision.reasons)
+        outs = {p: Output(parse(o["digest"]), o["size"], o.get("nfiles")) for p, o in (outcome.outs or {}).items()}
         record = RunRecord(
             run_id=job.run_id, stage=spec.name, fingerprint=str(decision.fingerprint), definition=spec.definition(),
             params=dict(spec.params), deps={p: str(d) for p, d in decision.deps.items()},
-            outs={p: o.to_dict() for p, o in outs.items()}, status="succeeded" if state == "done" else "failed",
+            outs={p: o.to_dict() for p, o in outs.items()}, status="failed" if failed else "succeeded",
             exit_code=outcome.exit_code, started=outcome.started, ended=outcome.ended, host=outcome.host,
-            worker=outcome.worker, gpu=outcome.gpu, log=str(log_digest) if log_digest else None,
-            git=self._context[0], environment=self._environment(outcome),
+            worker=outcome.worker, gpu=outcome.gpu, log=outcome.log,
+            git=self._context[0], environment={"mlv": self._context[1], "interpreter": outcome.interpreter},
             producers=provenance.input_producers(self.ws, decision.deps, self.lock),
         )
         self.index.write(record)
-        if state == "done":
+        if not failed:
             self._ignore(spec)
             self._commit_lock(spec, decision, job.run_id, outs)
             self.ws.state.clear_writing(outs)
         result = StageResult(spec.name, state, reasons, job.run_id, outcome.ended - outcome.started,
-                             outcome.exit_code, tail if state == "failed" else "")
+                             outcome.exit_code, _tail(job.log) if failed else "")
         self.results[spec.name] = result
-        detail = "" if state != "failed" else reasons[0] if outcome.exit_code == 0 and reasons else f"exit {outcome.exit_code}"
+        detail = "" if not failed else reasons[0] if outcome.exit_code == 0 and reasons else f"exit {outcome.exit_code}"
         self.notify(spec.name, state, detail)
         return result
-
-    def _environment(self, outcome: execute.Outcome) -> dict:
-        """mlv's own versions, and the interpreter the stage ran with: its package list is one stored object."""
-        used = outcome.interpreter
-        if used is not None:
-            listing = json.dumps(used["packages"], separators=(",", ":")).encode()
-            used = {"path": used["path"], "version": used["version"],
-                    "packages": str(self.ws.store.put_bytes(listing))}
-        return {"mlv": self._context[1], "interpreter": used}
 
     def _commit_lock(self, spec: StageSpec, decision: Decision, run_id: str, outs: dict[str, Output]) -> None:
         self.lock[spec.name] = LockEntry(decision.fingerprint, run_id, dict(decision.deps), dict(spec.params), outs)
@@ -379,15 +305,6 @@ def _outcome(spec: StageSpec, job: execute.Job, future) -> execute.Outcome:
         Path(job.log).write_text(secrets.scrub(f"mlv: the Dask task for stage '{spec.name}' failed: {exc!r}\n",
                                                job.mask))
         return execute.Outcome(-1, time.time(), time.time(), host(), None, None)
-
-
-def _remove(path: Path) -> None:
-    import shutil
-
-    if path.is_dir() and not path.is_symlink():
-        shutil.rmtree(path)
-    elif path.exists() or path.is_symlink():
-        path.unlink()
 
 
 def _nested(flat: dict) -> dict:

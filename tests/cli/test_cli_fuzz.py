@@ -30,7 +30,9 @@ from helpers import commit_all, git, git_init, make_tree, snapshot
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from mlv.cli.main import app
 from mlv.storage.paths import problem
+from typer.testing import CliRunner
 
 EXAMPLES = int(os.environ.get("MLV_FUZZ_EXAMPLES", "60"))
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, derandomize=False,
@@ -82,16 +84,14 @@ def yaml_or_bytes(structured):
 @pytest.fixture(scope="module")
 def template(tmp_path_factory) -> tuple[Path, list[str]]:
     """A repo that ran its pipeline and pushed everything to a folder remote; and the digests it stores."""
-    from conftest import Cli
-
     base = tmp_path_factory.mktemp("fuzz-template")
     repo = base / "repo"
     repo.mkdir()
     git_init(repo)
-    cli = Cli()
     old = os.getcwd()
     os.chdir(repo)
     try:
+        cli = invoke
         cli("init")
         make_tree(repo, {"data/raw/a.csv": "1\n", "data/raw/b.csv": "2\n", "model.bin": "m" * 1000,
                          "mlv.yaml": PIPELINE, "src/keep.py": "print('mine')\n"})
@@ -110,6 +110,13 @@ def template(tmp_path_factory) -> tuple[Path, list[str]]:
     return base, found
 
 
+def invoke(*args: str) -> None:
+    """Run ``mlv ARGS`` in-process and insist that it succeeded."""
+    result = CliRunner().invoke(app, list(args))
+    assert result.exit_code == 0 and result.exception is None or isinstance(result.exception, SystemExit), \
+        (args, result.stdout, result.stderr)
+
+
 def tree_digest(root: Path, *, skip: tuple[str, ...] = ()) -> str:
     h = hashlib.sha256()
     for dirpath, dirnames, filenames in sorted(os.walk(root)):
@@ -126,8 +133,6 @@ def tree_digest(root: Path, *, skip: tuple[str, ...] = ()) -> str:
 
 def attempt(template, tmp_path: Path, writes: dict[str, bytes], command: list[str], *, reads_only: bool) -> None:
     """Copy the template, apply ``writes`` (repo-relative path -> bytes), run ``command``, check the invariants."""
-    from conftest import Cli
-
     base, _ = template
     work = Path(os.path.realpath(tmp_path)) / f"case-{os.urandom(4).hex()}"
     shutil.copytree(base, work, symlinks=True)
@@ -148,7 +153,7 @@ def attempt(template, tmp_path: Path, writes: dict[str, bytes], command: list[st
     old = os.getcwd()
     os.chdir(repo)
     try:
-        result = Cli().runner.invoke(Cli().app, command)
+        result = CliRunner().invoke(app, command)
     finally:
         os.chdir(old)
     try:
