@@ -39,7 +39,7 @@ from pathlib import Path
 import fsspec
 from fsspec.callbacks import Callback
 from fsspec.implementations.local import LocalFileSystem
-from mlv.storage import multipart
+from mlv.storage import multipart, secrets
 from mlv.storage.atomic import fsync_dir
 from mlv.storage.config import RemoteConfig, local_path, remote_for
 from mlv.storage.digest import Digest
@@ -62,7 +62,6 @@ _LOOSE = re.compile(r"^([0-9a-f]{2})/([0-9a-f]{30})$")
 _PACKED = re.compile(r"^packs/([0-9a-f]{32})\.(pack|idx)$")
 _CATALOG = re.compile(r"^runs/([0-9a-f]{32})\.list$")
 _DAMAGED = re.compile(r"^damaged/([0-9a-f]{32})\.([0-9a-f]{32}|loose)$")
-_SECRET_ENV = re.compile(r"SECRET|TOKEN|PASSWORD|ACCESS_KEY|CREDENTIAL", re.IGNORECASE)
 _CACHE_SCHEMA = """CREATE TABLE IF NOT EXISTS remote_files
     (url TEXT, key TEXT, size INTEGER, data BLOB, PRIMARY KEY (url, key))"""
 
@@ -353,11 +352,8 @@ def _check_file(path: str | os.PathLike[str], expect: str) -> None:
 
 
 def scrub(text: str) -> str:
-    """``text`` with every credential-looking environment value replaced by ``***``."""
-    for name, value in os.environ.items():
-        if len(value) >= 6 and _SECRET_ENV.search(name) and value in text:
-            text = text.replace(value, "***")
-    return text
+    """``text`` with every credential-looking environment value replaced by ``***`` (``mlv.storage.secrets``)."""
+    return secrets.scrub(text)
 
 
 def _mtime(info: dict) -> float:

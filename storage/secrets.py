@@ -6,7 +6,7 @@ credential-like environment variables wherever captured output goes:
 
 - ``AWS_*``, except the settings that are not credentials (region, profile, config-file
   paths, endpoint URLs, retry and timeout settings);
-- names ending in ``_TOKEN`` or ``_KEY``, or holding ``SECRET``, ``PASSWORD``, ``PASSWD`` or
+- names ending in ``_TOKEN`` or ``_KEY`` (or just so), or holding ``SECRET``, ``PASSWORD``, ``PASSWD`` or
   ``CREDENTIAL`` anywhere (any case);
 - names matching a pattern listed under ``core.mask`` in ``.mlv/config.yaml`` (``fnmatch``
   patterns such as ``DB_URL`` or ``*_DSN``).
@@ -24,7 +24,7 @@ from collections.abc import Iterable, Mapping
 
 MASK = "***"
 MIN_LENGTH = 4
-_CREDENTIAL = re.compile(r"(_TOKEN|_KEY)$|SECRET|PASSWORD|PASSWD|CREDENTIAL", re.IGNORECASE)
+_CREDENTIAL = re.compile(r"(^|_)(TOKEN|KEY)$|SECRET|PASSWORD|PASSWD|CREDENTIAL", re.IGNORECASE)
 _AWS_SETTINGS = re.compile(
     r"AWS_(DEFAULT_)?(REGION|PROFILE|OUTPUT)|AWS_(CONFIG|SHARED_CREDENTIALS|CA_BUNDLE|WEB_IDENTITY_TOKEN)_FILE"
     r"|AWS_ENDPOINT_URL.*|AWS_(RETRY_MODE|MAX_ATTEMPTS|SDK_.*|EC2_METADATA_.*|STS_REGIONAL_ENDPOINTS|ROLE_ARN"
@@ -36,12 +36,14 @@ def is_secret(name: str, patterns: Iterable[str] = ()) -> bool:
 
     >>> [is_secret(n) for n in ("AWS_SECRET_ACCESS_KEY", "AWS_REGION", "GITHUB_TOKEN", "DB_PASSWORD", "HOME")]
     [True, False, True, True, False]
-    >>> is_secret("DB_URL"), is_secret("DB_URL", ["DB_*"])
-    (False, True)
+    >>> is_secret("DB_URL"), is_secret("DB_URL", ["DB_*"]), is_secret("AWS_SHARED_CREDENTIALS_FILE")
+    (False, True, False)
     """
-    if name.upper().startswith("AWS_") and not _AWS_SETTINGS.fullmatch(name):
+    if any(fnmatch.fnmatchcase(name, p) for p in patterns):
         return True
-    return bool(_CREDENTIAL.search(name)) or any(fnmatch.fnmatchcase(name, p) for p in patterns)
+    if name.upper().startswith("AWS_"):
+        return not _AWS_SETTINGS.fullmatch(name)  # AWS_SHARED_CREDENTIALS_FILE is a path, not a credential
+    return bool(_CREDENTIAL.search(name))
 
 
 def values(patterns: Iterable[str] = (), environ: Mapping[str, str] | None = None) -> list[str]:
