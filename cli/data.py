@@ -128,8 +128,9 @@ def fsck(
 ) -> None:
     """Re-hash every object, manifest and run record; report damage and the pointers it breaks (exit 1).
 
-    With --remote NAME: download and re-hash everything on the remote (read-only), and check
-    that what the workspace references is there."""
+    With --remote NAME: download and re-hash everything on the remote, and check that what the
+    workspace references is there; it writes nothing there but markers of damaged copies, so
+    every clone's next push repairs them."""
     from mlv.storage.fsck import fsck as run_fsck
 
     ws = workspace()
@@ -164,6 +165,11 @@ def _fsck_remote(ws, name: str, json_: bool) -> None:
         emit_json({**report.to_dict(), "remote": name})
     else:
         _print_problems(report.problems)
+        for p in report.superseded:  # a bad copy beside a good one breaks nothing
+            out.print(f"{'superseded':>10}  {p.digest}  {p.where}  {p.detail} (a good copy exists; "
+                      f"`mlv gc --remote {name}` removes this one)")
+        for note in report.notes:
+            err.print(f"warning: {note}")
         out.print(f"checked {report.objects} objects ({report.bytes} bytes) on remote '{name}'"
                   + (": ok" if report.ok else f": {len(report.problems)} problem(s)"))
     if not report.ok:
@@ -213,6 +219,8 @@ def _gc_remote(name: str, *, all_commits: bool, dry_run: bool, grace: int | None
     else:
         for key, why in report.skipped.items():
             err.print(f"warning: {key} on remote '{name}' was kept: {why}")
+        for copy in report.damaged_removed:
+            out.print(f"{'would remove' if dry_run else 'removed'} damaged copy {copy} (a good copy is kept)")
         removed, rewrote = ("would remove", "would rewrite") if dry_run else ("removed", "rewrote")
         out.print(f"{removed} {len(report.removed)} objects ({report.freed_bytes} bytes) from remote '{name}'; "
                   f"{rewrote} {report.repacked} packs; kept {report.kept}")
