@@ -22,7 +22,7 @@ from mlv.storage.digest import Digest, parse
 from mlv.storage.tracking import in_cache
 from mlv.storage.workspace import Workspace
 
-UP_TO_DATE, CACHED, RUN = "up-to-date", "cached", "run"
+UP_TO_DATE, CACHED, RUN, MAYBE = "up-to-date", "cached", "run", "maybe"  # maybe: runs if an upstream output changes
 
 
 @dataclass(slots=True)
@@ -139,11 +139,17 @@ def plan(ws: Workspace, specs: list[StageSpec], upstream: dict[str, set[str]], *
     restored: dict[str, Digest] = {}  # outputs that cached upstream stages will bring back
     for spec in specs:
         ups = [u for u in sorted(upstream.get(spec.name, ())) if u in decided]
-        waiting = [u for u in ups if decided[u].action == RUN]
+        waiting = [u for u in ups if decided[u].action in (RUN, MAYBE)]
         unknown = [u for u in ups if decided[u].action == CACHED and not _resolvable(spec.deps, restored)]
-        if waiting or unknown:
-            why = f"upstream '{waiting[0]}' will run" if waiting else f"upstream '{unknown[0]}' is restored first"
-            decided[spec.name] = Decision(spec.name, RUN, [why])
+        if waiting:  # whether it runs depends on what the upstream run writes: say so, don't promise a run
+            now = decide(ws, spec, lock, index, force=force, known=restored)  # as if that output stays as it is
+            if now.action == RUN:
+                decided[spec.name] = Decision(spec.name, RUN, [*now.reasons, f"upstream '{waiting[0]}' will run"])
+            else:
+                decided[spec.name] = Decision(spec.name, MAYBE, [f"runs if the output of '{waiting[0]}' changes"])
+            continue
+        if unknown:
+            decided[spec.name] = Decision(spec.name, RUN, [f"upstream '{unknown[0]}' is restored first"])
             continue
         decided[spec.name] = decision = decide(ws, spec, lock, index, force=force, known=restored, fetch=fetch)
         if decision.action == CACHED:

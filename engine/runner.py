@@ -26,7 +26,7 @@ from mlv.engine.executor import OnDask, Threads
 from mlv.engine.dag import Graph, StageSpec
 from mlv.engine.lockfile import LockEntry, Output
 from mlv.engine.outputs import check_unsaved
-from mlv.engine.plan import CACHED, RUN, UP_TO_DATE, Decision, Fetch, decide, plan
+from mlv.engine.plan import CACHED, MAYBE, RUN, UP_TO_DATE, Decision, Fetch, decide, plan
 from mlv.engine.records import (
     RunIndex,
     RunRecord,
@@ -132,9 +132,9 @@ class Runner:
         specs = {name: self.graph.stage(name) for name in order}
         upstream = {n: set(self.graph.upstream_of([n])) - {n} for n in order}
         planned = plan(self.ws, list(specs.values()), upstream, force=self.options.force, fetch=self.options.fetch)
-        to_run = [d.stage for d in planned if d.action == RUN]
+        to_run = [d.stage for d in planned if d.action in (RUN, MAYBE)]  # what may run: checked and saved for
         self._preflight([specs[n] for n in to_run])
-        check_unsaved(self.ws, [specs[d.stage] for d in planned if d.action in (RUN, CACHED)], force=self.options.force)
+        check_unsaved(self.ws, [specs[d.stage] for d in planned if d.action != UP_TO_DATE], force=self.options.force)
         gpu = [n for n in to_run if specs[n].resources.gpu]
         self.cluster = Cluster(self.cluster_config, jobs=self.options.jobs, gpu=bool(gpu))
         executor = None

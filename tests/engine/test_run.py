@@ -198,13 +198,13 @@ def test_dry_run_prints_the_plan_with_reasons_and_changes_nothing(pipeline, cli)
     assert lines == {
         "prepare": " up-to-date  prepare",
         "train": f"        run  train  — dep 'src/train.sh' changed: {old[9:21]} → {xxh3(b'# v2' + bytes([10]))[9:21]}",
-        "evaluate": "        run  evaluate  — upstream 'train' will run",
+        "evaluate": "      maybe  evaluate  — runs if the output of 'train' changes",
         "report": "     cached  report  — output 'reports/notes.txt' is missing or modified; restoring it from the cache",
     }
     plan = {d["stage"]: (d["action"], d["reasons"]) for d in cli.json("run", "--dry-run")}
     assert {n: action for n, (action, _) in plan.items()} == {
-        "prepare": "up-to-date", "train": "run", "evaluate": "run", "report": "cached"}
-    assert plan["evaluate"][1] == ["upstream 'train' will run"]
+        "prepare": "up-to-date", "train": "run", "evaluate": "maybe", "report": "cached"}
+    assert plan["evaluate"][1] == ["runs if the output of 'train' changes"]  # not a promise: it depends
     assert on_disk(pipeline) == before
     assert ran(pipeline) == ALL_ONCE
 
@@ -236,7 +236,8 @@ def test_status_names_stale_stages_and_why(pipeline, cli):
         "prepare": "stale", "train": "stale", "evaluate": "stale", "report": "stale"}
     (reason,) = stages["prepare"]["reasons"]
     assert re.fullmatch(rf"dep 'data/raw' changed: {old[9:21]} → [0-9a-f]{{12}}", reason)
-    assert stages["train"]["reasons"] == ["upstream 'prepare' will run"]
+    assert stages["train"]["reasons"] == ["runs if the output of 'prepare' changes"]
+    assert stages["train"]["action"] == "maybe"
     assert stages["report"]["reasons"] == ["param 'report.title' changed: 'notes' → 'memo'"]
     human = cli("status").stdout
     assert "stale  stage prepare (run)" in human and "param 'report.title' changed: 'notes' → 'memo'" in human
@@ -251,7 +252,8 @@ def test_status_names_a_changed_param_with_old_and_new_value(pipeline, cli):
     assert stages["report"]["state"] == "unchanged"
     edit_pipeline(pipeline, "wc -l <", "wc -c <")
     stages = {s["stage"]: s for s in cli.json("status") if "stage" in s}
-    assert stages["evaluate"]["reasons"] == ["upstream 'prepare' will run"]
+    assert stages["evaluate"]["reasons"] == ["stage definition changed (cmd, call, outs or settings)",
+                                             "upstream 'prepare' will run"]
     edit_pipeline(pipeline, "n: 7", "n: 5")
     stages = {s["stage"]: s for s in cli.json("status") if "stage" in s}
     assert stages["evaluate"]["reasons"] == ["stage definition changed (cmd, call, outs or settings)"]
