@@ -121,6 +121,13 @@ def checkout(
 REMOTE = typer.Option("--remote", "-r", help="Check this remote instead of the local store.", show_default=False)
 
 
+def project_roots(ws, *, all_commits: bool = False):
+    """What the repo still needs (pointers, mlv.lock outputs, run records' objects): ``mlv.engine.roots``."""
+    from mlv.engine.roots import roots
+
+    return roots(ws, all_commits=all_commits)
+
+
 @command("fsck")
 def fsck(
     remote: Annotated[Optional[str], REMOTE] = None,
@@ -137,7 +144,7 @@ def fsck(
     if remote is not None:
         _fsck_remote(ws, remote, json_)
         return
-    report = run_fsck(ws, progress=progress)
+    report = run_fsck(ws, project_roots(ws), progress=progress)
     records = []
     if (ws.dot / "runs").is_dir():  # run records are the engine's: checked only where runs happened
         from mlv.engine.provenance import check_records
@@ -160,7 +167,7 @@ def fsck(
 def _fsck_remote(ws, name: str, json_: bool) -> None:
     from mlv.storage import remote_fsck, remotes
 
-    report = remote_fsck.fsck(ws, remotes.connect(ws, name), progress=progress)
+    report = remote_fsck.fsck(ws, remotes.connect(ws, name), project_roots(ws), progress=progress)
     if json_:
         emit_json({**report.to_dict(), "remote": name})
     else:
@@ -200,7 +207,8 @@ def gc(
     if remote is not None:
         _gc_remote(remote, all_commits=all_commits, dry_run=dry_run, grace=grace, json_=json_)
         return
-    report = run_gc(workspace(), all_commits=all_commits, dry_run=dry_run, grace=grace)
+    ws = workspace()
+    report = run_gc(ws, project_roots(ws, all_commits=all_commits), dry_run=dry_run, grace=grace)
     if json_:
         emit_json(report.to_dict())
         return
@@ -213,7 +221,10 @@ def _gc_remote(name: str, *, all_commits: bool, dry_run: bool, grace: int | None
     from mlv.storage import remote_gc, remotes
 
     ws = workspace()
-    report = remote_gc.gc(ws, remotes.connect(ws, name), all_commits=all_commits, dry_run=dry_run, grace=grace)
+    from mlv.engine.roots import record_objects
+
+    report = remote_gc.gc(ws, remotes.connect(ws, name), project_roots(ws, all_commits=all_commits),
+                          named_by=record_objects, dry_run=dry_run, grace=grace)
     if json_:
         emit_json(report.to_dict())
     else:

@@ -30,12 +30,13 @@ def push(
 ) -> None:
     """Upload what TARGETS need (tracked paths, stage names or stage outs; default: everything the
     pointers and mlv.lock reference) and every run record the remote lacks. Small objects travel in packs."""
+    from mlv.engine import roots as needs
     from mlv.storage import references, remote_state
     from mlv.storage.config import remote_for
 
     ws = workspace()
     config = remote_for(ws.config, remote)
-    roots = references.roots_of(ws, targets) if targets else references.roots(ws, all_commits=all_commits)
+    roots = needs.roots_of(ws, targets) if targets else needs.roots(ws, all_commits=all_commits)
     if remote_state.has_everything(ws.dot / "state.db", config, roots, references.run_ids(ws)):
         # known to be there from the last listing: no need to load the client stack and ask again
         report = remote_state.TransferReport(config.name, "push", dry_run, present=len(roots.where))
@@ -107,10 +108,9 @@ def _paths_of(ws, targets: list[str] | None) -> list[str] | None:
     """Targets as checkout knows them: a stage name becomes the paths of its outs in mlv.lock."""
     if not targets:
         return targets
-    from mlv.storage.references import LOCK_FILE, lock_stages
+    from mlv.engine.roots import locked
 
-    lock = ws.root / LOCK_FILE
-    stages = (lock_stages(lock.read_bytes()) if lock.exists() else None) or {}
+    stages = locked(ws)
     paths: list[str] = []
     for target in targets:
         paths += [str(ws.root / path) for path in stages[target]] if target in stages else [target]
@@ -118,16 +118,17 @@ def _paths_of(ws, targets: list[str] | None) -> list[str] | None:
 
 
 def _fetch(targets, remote, jobs, dry_run):
+    from mlv.engine import roots as needs
     from mlv.storage import fetch as fetching
-    from mlv.storage import references, remotes
+    from mlv.storage import remotes
 
     ws = workspace()
     source = remotes.connect(ws, remote, jobs=jobs or _default_jobs())
     if targets:
-        references.roots_of(ws, targets)  # a bad target is refused before anything is fetched
+        needs.roots_of(ws, targets)  # a bad target is refused before anything is fetched
 
     def roots():  # after the run records arrived: their logs are roots too
-        return references.roots_of(ws, targets) if targets else references.roots(ws)
+        return needs.roots_of(ws, targets) if targets else needs.roots(ws)
 
     report = fetching.fetch(ws, source, roots, dry_run=dry_run, progress=_progress, check_record=_check_record)
     if report.records and not dry_run:

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import yaml
 
+from mlv.engine import lockfile
 from mlv.engine.provenance import member_digest
 from mlv.storage import gitfiles, pointers, yamlfile
 from mlv.storage.digest import Digest, of_bytes, parse
@@ -120,12 +121,9 @@ class Tree:
         data = self.read(target + pointers.SUFFIX)
         if data is None:
             return None
-        where = f"{target}{pointers.SUFFIX} at {self.label}"
-        try:
-            doc = yamlfile.load(data, source=where)
-            return parse(doc["digest"], where=where), doc.get("nfiles")
-        except (yaml.YAMLError, TypeError, KeyError) as exc:
-            raise ConfigError(f"{where}: not a valid pointer file ({exc!r})", path=target + pointers.SUFFIX) from exc
+        name = target.rsplit("/", 1)[-1] + pointers.SUFFIX
+        digest, _, nfiles = pointers.parse(data, name=name, where=f"{target}{pointers.SUFFIX} at {self.label}")
+        return digest, nfiles
 
     @cached_property
     def pipeline(self) -> dict:
@@ -138,12 +136,7 @@ class Tree:
 
 
 def parse_lock(data: bytes, *, where: str = LOCK_FILE) -> dict[str, LockedStage]:
-    try:
-        doc = yamlfile.load(data, source=where) or {}
-        return {name: LockedStage(str(raw["run_id"]), dict(raw.get("deps") or {}), dict(raw.get("outs") or {}))
-                for name, raw in (doc.get("stages") or {}).items()}
-    except (yaml.YAMLError, AttributeError, TypeError, KeyError) as exc:
-        raise ConfigError(f"{where} cannot be read ({exc!r}); fix it or restore it from git", path=LOCK_FILE) from exc
+    return {name: LockedStage(e["run_id"], e["deps"], e["outs"]) for name, e in lockfile.read(data, where=where).items()}
 
 
 def version_of(tree: Tree, rel: str) -> Version | None:

@@ -101,6 +101,32 @@ def load(root: Path) -> dict[str, LockEntry]:
     return entries
 
 
+def read(data: bytes | str, *, where: str = NAME) -> dict[str, dict]:
+    """A lock as it was in any commit, read leniently (older layouts): ``{stage: {"run_id", "deps", "outs"}}``
+    with ``deps`` path -> digest text and ``outs`` path -> ``{digest, size, nfiles?}``; ``ConfigError`` if
+    it cannot be read at all. Nothing is written from it, so paths are not checked here (``load`` does)."""
+    try:
+        doc = yamlfile.load(data, source=where) or {}
+        return {str(name): {"run_id": None if raw.get("run_id") is None else str(raw["run_id"]),
+                            "deps": dict(raw.get("deps") or {}), "outs": dict(raw.get("outs") or {})}
+                for name, raw in (doc.get("stages") or {}).items()}
+    except (yaml.YAMLError, AttributeError, TypeError, KeyError) as exc:
+        raise ConfigError(f"{where} cannot be read ({exc!r}); fix it (`git checkout -- {NAME}`, or resolve a "
+                          "merge conflict) and retry", path=NAME) from exc
+
+
+def outputs(data: bytes | str, *, where: str = NAME) -> list[tuple[Digest, bool]]:
+    """(digest, is a directory) of every out a lock's content names (dep digests are not stored objects)."""
+    found = []
+    for entry in read(data, where=where).values():
+        for out in entry["outs"].values():
+            try:
+                found.append((parse(out["digest"], where=where), out.get("nfiles") is not None))
+            except (TypeError, KeyError, AttributeError) as exc:
+                raise ConfigError(f"{where}: an out is malformed ({exc!r})", path=NAME) from exc
+    return found
+
+
 def _run_id(value: object) -> str:
     if not isinstance(value, str) or not paths.RUN_ID.match(value):
         raise ValueError(f"run_id {value!r} is not a run id")

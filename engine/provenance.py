@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import sqlite3
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -42,7 +41,7 @@ from pathlib import Path
 
 from mlv.engine.lockfile import LockEntry
 from mlv.engine.records import SUCCEEDED, REUSED, RecordCorrupt, RunIndex, RunRecord, loads
-from mlv.storage import pointers
+from mlv.storage import gitfiles, pointers
 from mlv.storage.digest import Digest
 from mlv.storage.errors import MlvError, StorageError
 from mlv.storage.workspace import Workspace
@@ -64,7 +63,6 @@ CREATE TABLE IF NOT EXISTS added (digest TEXT, pointer TEXT, origin TEXT, PRIMAR
 CREATE TABLE IF NOT EXISTS broken_records (run_id TEXT PRIMARY KEY, mtime_ns INTEGER, detail TEXT);
 CREATE TABLE IF NOT EXISTS provenance_meta (key TEXT PRIMARY KEY, value TEXT);
 """
-_DIGEST_LINE = re.compile(rb"^digest:\s*['\"]?(xxh3-128:[0-9a-f]{32})", re.M)
 _BATCH = 500
 
 
@@ -228,20 +226,22 @@ class ProvenanceIndex:
     def _add_pointers(self, *, history: bool) -> int:
         rows = []
         for file in self.ws.pointer_files():
-            m = _DIGEST_LINE.search(file.read_bytes())
-            if m:
-                rows.append((m.group(1).decode(), self.ws.rel(file), "workspace"))
-        if history and self.ws.in_git:
-            from mlv.storage.references import _git_blobs  # the same walk `gc --all-commits` does
-
             try:
-                blobs = _git_blobs(self.ws.root)
+                rows.append((str(pointers.load(file, root=self.ws.root).digest), self.ws.rel(file), "workspace"))
+            except MlvError:
+                continue  # a malformed pointer names nothing; `mlv status` says what is wrong with it
+        if history and self.ws.in_git:
+            try:  # the same walk `gc --all-commits` does
+                blobs = gitfiles.blobs(self.ws.root, lambda path: path.endswith(pointers.SUFFIX))
             except MlvError:
                 blobs = []  # not a git work tree after all (or no commits): workspace pointers only
             for where, blob in blobs:
                 commit, _, path = where.partition(":")
-                if path.endswith(pointers.SUFFIX) and (m := _DIGEST_LINE.search(blob)):
-                    rows.append((m.group(1).decode(), path, commit))
+                try:
+                    digest = pointers.parse(blob, name=path.rsplit("/", 1)[-1], where=where)[0]
+                except MlvError:
+                    continue  # an old pointer that does not parse named nothing anyone can check out
+                rows.append((str(digest), path, commit))
         self.db.executemany("INSERT OR IGNORE INTO added VALUES (?, ?, ?)", rows)
         return len(rows)
 

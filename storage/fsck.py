@@ -48,7 +48,8 @@ class FsckReport:
                 "problems": [p.to_dict() for p in self.problems]}
 
 
-def fsck(ws: Workspace, *, progress: ProgressFactory | None = None) -> FsckReport:
+def fsck(ws: Workspace, roots: references.Roots, *, progress: ProgressFactory | None = None) -> FsckReport:
+    """Re-hash the store; check that what ``roots`` (``mlv.engine.roots``) names is there."""
     store, fs = ws.store, ws.store.fs
     report = FsckReport()
     bad: dict[Digest, Problem] = {}
@@ -72,7 +73,6 @@ def fsck(ws: Workspace, *, progress: ProgressFactory | None = None) -> FsckRepor
             _check_pack(ws, name, report, bad, packed_bad)
             if tick:
                 tick(report.bytes - before)
-    roots = references.roots(ws)
     live = references.closure(store, roots)  # damaged manifests are not expanded: their members are unknown
     for digest, where in live.items():
         if digest not in bad and digest not in store:

@@ -20,6 +20,7 @@ from mlv.storage import references
 from mlv.storage.digest import Digest
 from mlv.storage.errors import UsageError
 from mlv.storage.objects import PACK, TEMP
+from mlv.storage.references import Roots
 from mlv.storage.workspace import Workspace
 
 
@@ -38,7 +39,8 @@ class GcReport:
         }
 
 
-def gc(ws: Workspace, *, all_commits: bool = False, dry_run: bool = False, grace: int | None = None) -> GcReport:
+def gc(ws: Workspace, roots: Roots, *, dry_run: bool = False, grace: int | None = None) -> GcReport:
+    """Remove what the closure of ``roots`` (``mlv.engine.roots``) does not reach and the grace period spares."""
     grace = ws.config.grace if grace is None else grace
     store, fs = ws.store, ws.store.fs
     report = GcReport(dry_run=dry_run)
@@ -46,7 +48,7 @@ def gc(ws: Workspace, *, all_commits: bool = False, dry_run: bool = False, grace
         raise UsageError(f"'{store.root}' holds files but no mlv store (no FORMAT and ID), so gc removes nothing "
                          "there; check `cache.dir` in .mlv/config.yaml")
     with ws.lock(exclusive=True):
-        live = references.closure(store, references.roots(ws, all_commits=all_commits), strict=True)
+        live = references.closure(store, roots, strict=True)
         cutoff = time.time() - grace
 
         def young(path: str) -> bool:

@@ -1,14 +1,17 @@
-"""What git knows of workspace files: which are tracked, and which are committed unchanged.
+"""Git plumbing, in one place: what git knows of workspace files, and files as they were in commits.
 
 mlv asks git two questions before it overwrites or deletes workspace files: is a path
 tracked (a stage output over tracked files is a pipeline error), and are these bytes
 committed (then removing them loses nothing: ``git checkout`` brings them back). Both are
-answered with one ``git`` call for many paths, and only inside a git work tree.
+answered with one ``git`` call for many paths, and only inside a git work tree. ``blobs``
+reads chosen files of every commit (``gc --all-commits``, the provenance index's history)
+in one ``git cat-file --batch``.
 """
 
 from __future__ import annotations
 
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 from mlv.storage.errors import UsageError
@@ -54,3 +57,24 @@ def committed(root: Path, paths: list[str]) -> set[str]:
                   *_pathspecs(sorted(known)))
     dirty = {entry[3:] for entry in changed.split("\0") if len(entry) > 3}
     return known - dirty
+
+
+def blobs(root: Path, wanted: Callable[[str], bool]) -> list[tuple[str, bytes]]:
+    """``("<commit>:<path>", content)`` of every file of every commit whose path is ``wanted``; each
+    distinct content once."""
+    found: dict[str, str] = {}
+    for commit in run(root, "rev-list", "--all").split():
+        for line in run(root, "ls-tree", "-r", commit).splitlines():
+            meta, _, path = line.partition("\t")
+            if wanted(path):
+                found.setdefault(meta.split()[2], f"{commit[:8]}:{path}")
+    if not found:
+        return []
+    batch = output(root, "cat-file", "--batch", stdin="\n".join(found).encode() + b"\n")
+    out, pos = [], 0
+    for where in found.values():
+        header_end = batch.index(b"\n", pos)
+        size = int(batch[pos:header_end].split()[2])
+        out.append((where, batch[header_end + 1 : header_end + 1 + size]))
+        pos = header_end + 1 + size + 1
+    return out

@@ -19,7 +19,8 @@ from pathlib import Path
 
 import yaml
 from mlv.storage import atomic, paths, yamlfile
-from mlv.storage.digest import Digest, parse
+from mlv.storage.digest import Digest
+from mlv.storage.digest import parse as parse_digest
 from mlv.storage.errors import ConfigError
 
 SUFFIX = ".mlv"
@@ -53,36 +54,43 @@ def load(file: Path, *, root: Path) -> Pointer:
     rel = file.relative_to(root).as_posix() if file.is_relative_to(root) else file.name
     paths.check(rel[: -len(SUFFIX)], source=rel, what="the pointer's target")
     where = str(file)
+    digest, size, nfiles = parse(yamlfile.read_text(file, source=where, limit=yamlfile.POINTER_BYTES),
+                                 name=file.name, where=where)
+    return Pointer(file, digest, size, nfiles)
+
+
+def parse(data: bytes | str, *, name: str, where: str) -> tuple[Digest, int, int | None]:
+    """(digest, size, nfiles) from a pointer's content (a file, or a blob of an old commit) named ``name``."""
     try:
-        data = yamlfile.load(yamlfile.read_text(file, source=where, limit=yamlfile.POINTER_BYTES), source=where)
+        data = yamlfile.load(yamlfile.decode(data, source=where), source=where)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = f":{mark.line + 1}" if mark else ""
         raise ConfigError(
-            f"{file}{line}: pointer file is not valid YAML ({getattr(exc, 'problem', exc)}). "
-            f"Restore it with `git checkout -- {file}` or re-run `mlv add`.",
-            path=str(file),
+            f"{where}{line}: pointer file is not valid YAML ({getattr(exc, 'problem', exc)}). "
+            f"Restore it with `git checkout -- {where}` or re-run `mlv add`.",
+            path=where,
         ) from exc
     if not isinstance(data, dict):
         raise ConfigError(f"{where}: pointer file must be a mapping with keys {', '.join(_KEYS)}", path=where)
     unknown = sorted(str(k) for k in set(data) - set(_KEYS))
     if unknown:
         raise ConfigError(f"{where}: unknown key '{unknown[0]}'; a pointer has only {', '.join(_KEYS)}", path=where)
-    expected_name = file.name[: -len(SUFFIX)]
+    expected_name = name[: -len(SUFFIX)]
     if data.get("path") != expected_name:
         raise ConfigError(
             f"{where}: 'path' is {data.get('path')!r} but this pointer tracks {expected_name!r}; "
             "fix the key or re-run `mlv add`",
             path=where,
         )
-    digest = parse(data.get("digest"), where=f"{where}: 'digest'")
+    digest = parse_digest(data.get("digest"), where=f"{where}: 'digest'")
     size = data.get("size")
     nfiles = data.get("nfiles")
     if not isinstance(size, int) or isinstance(size, bool) or size < 0:
         raise ConfigError(f"{where}: 'size' must be a non-negative integer, got {size!r}", path=where)
     if nfiles is not None and (not isinstance(nfiles, int) or isinstance(nfiles, bool) or nfiles < 0):
         raise ConfigError(f"{where}: 'nfiles' must be a non-negative integer, got {nfiles!r}", path=where)
-    return Pointer(file, digest, size, nfiles)
+    return digest, size, nfiles
 
 
 def dump(pointer: Pointer) -> None:

@@ -65,7 +65,8 @@ class RemoteFsckReport(FsckReport):
                 "notes": self.notes}
 
 
-def fsck(ws: Workspace, remote: Remote, *, progress: ProgressFactory | None = None) -> RemoteFsckReport:
+def fsck(ws: Workspace, remote: Remote, roots: references.Roots, *,
+         progress: ProgressFactory | None = None) -> RemoteFsckReport:
     """Re-hash everything on ``remote`` and check that what the workspace references is there."""
     report = RemoteFsckReport()
     report.notes = remote.notes
@@ -73,7 +74,6 @@ def fsck(ws: Workspace, remote: Remote, *, progress: ProgressFactory | None = No
     with ws.lock():
         inv = remote.inventory()
         remote.check_format(inv)
-        roots = references.roots(ws)
         local = {d: data for d in roots.current_dirs if (data := _local_bytes(store, d)) is not None}
         want = {d.raw for d in roots.current_dirs if d not in local}
         packs, problems = _indexes(remote, inv)

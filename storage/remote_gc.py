@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -70,8 +70,8 @@ class _Plan:
     kept: int = 0
 
 
-def gc(ws: Workspace, remote: Remote, *, all_commits: bool = False, dry_run: bool = False,
-       grace: int | None = None) -> RemoteGcReport:
+def gc(ws: Workspace, remote: Remote, roots: references.Roots, *, named_by: Callable[[bytes], Iterable[Digest]],
+       dry_run: bool = False, grace: int | None = None) -> RemoteGcReport:
     """Remove from ``remote`` what nothing references (see the module docstring for what is kept)."""
     grace = ws.config.grace if grace is None else grace
     report = RemoteGcReport(remote.name, dry_run)
@@ -91,7 +91,7 @@ def gc(ws: Workspace, remote: Remote, *, all_commits: bool = False, dry_run: boo
             return report
         packs = remote.pack_index(inv, strict=True)  # a damaged index is an error: what its pack holds is unknown
         damage = remote_damage.known(remote, inv, packs)
-        live = _live(ws, remote, inv, packs, all_commits)
+        live = _live(ws, remote, inv, packs, roots, named_by)
         # a file whose age the listing does not give counts as young, unless no grace was asked for
         plan = _plan(inv, packs, live, lambda item: item.mtime > cutoff or (not item.mtime and grace > 0),
                      remote_damage.superseded(inv, packs, damage))
@@ -114,9 +114,8 @@ def gc(ws: Workspace, remote: Remote, *, all_commits: bool = False, dry_run: boo
 
 
 def _live(ws: Workspace, remote: Remote, inv: Inventory, packs: dict[str, dict[bytes, PackEntry]],
-          all_commits: bool) -> set[bytes]:
-    """What must stay: the references' closure, the catalogs' run records and the logs they name."""
-    roots = references.roots(ws, all_commits=all_commits)
+          roots: references.Roots, named_by: Callable[[bytes], Iterable[Digest]]) -> set[bytes]:
+    """What must stay: the roots' closure, the catalogs' run records and the objects they name (``named_by``)."""
     copies: dict[bytes, list[PackEntry]] = {}
     for name, entries in packs.items():
         if name in inv.packs:
@@ -135,7 +134,7 @@ def _live(ws: Workspace, remote: Remote, inv: Inventory, packs: dict[str, dict[b
     # a record this clone holds (same bytes) had its log counted among the roots already
     elsewhere = {d.raw for run_id, d in runs.items() if not _same(folder / f"{run_id}.json", d)}
     for data in _read_objects(remote, inv, copies, elsewhere).values():
-        live.update(bytes.fromhex(m.group(1).decode()) for m in references._LOG_RE.finditer(data))
+        live.update(d.raw for d in named_by(data))
     return live
 
 

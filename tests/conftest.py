@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from helpers import git_init
+from helpers import S3_ENV, S3_ENV_REMOVED, git_init
 from typer.testing import CliRunner, Result
 
 
@@ -77,14 +77,6 @@ def git_repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cli: Cli) -> Path:
     monkeypatch.chdir(root)
     cli("init")
     return root
-
-
-#: Environment for the S3 server's whole session: fake credentials, and nothing from the
-#: developer's own AWS setup (profile, config files, endpoint overrides) leaking in.
-S3_ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
-          "AWS_CONFIG_FILE": os.devnull, "AWS_SHARED_CREDENTIALS_FILE": os.devnull}
-S3_ENV_REMOVED = ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN",
-                  "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3")
 
 
 @pytest.fixture(scope="session")

@@ -19,6 +19,13 @@ from mlv.storage.objects import ObjectStore
 #: ``mlv.__main__``, so ``python -m mlv`` is not an option).
 MLV = Path(sys.executable).with_name("mlv")
 
+#: Environment for the S3 server's whole session: fake credentials, and nothing from the
+#: developer's own AWS setup (profile, config files, endpoint overrides) leaking in.
+S3_ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
+          "AWS_CONFIG_FILE": os.devnull, "AWS_SHARED_CREDENTIALS_FILE": os.devnull}
+S3_ENV_REMOVED = ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN",
+                  "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3")
+
 #: Environment for git: a fixed identity, and no user/system config leaking in.
 GIT_ENV = {
     **os.environ,

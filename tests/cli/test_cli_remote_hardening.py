@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import S3_ENV, S3_ENV_REMOVED
+from helpers import S3_ENV, S3_ENV_REMOVED
 from helpers import commit_all, git, make_tree, run_mlv, snapshot
 
 SMALL = {f"data/f{i:02d}.txt": f"row {i}\n" * (i + 1) for i in range(20)}

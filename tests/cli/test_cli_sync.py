@@ -283,7 +283,7 @@ def test_a_fetch_reads_just_the_byte_ranges_it_needs(git_repo, cli, tmp_path):
     (other / ".mlv" / "config.yaml").write_text((git_repo / ".mlv" / "config.yaml").read_text())
     ws = Workspace(other)
     src = Workspace(git_repo)
-    members = list(references.closure(src.store, references.roots(src)))[:3]
+    members = list(references.closure(src.store, references.pointer_roots(src)))[:3]
     roots = references.Roots({d: "pick" for d in members})
     report = fetch.fetch(ws, remotes.connect(ws), lambda: roots, records=False)
     assert report.ok and report.objects == 3
