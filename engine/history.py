@@ -16,7 +16,6 @@ commits costs two git processes, not two per commit.
 from __future__ import annotations
 
 import json
-import subprocess
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -62,11 +61,10 @@ def resolve_rev(ws: Workspace, rev: str) -> str:
     """The commit ``rev`` names; ``UsageError`` (exit 2) if it names none."""
     if not ws.in_git:
         raise UsageError(f"'{ws.root}' is not a git repo, so there is no revision '{rev}'; drop the revision argument")
-    proc = subprocess.run(["git", "rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}"], cwd=ws.root,
-                          capture_output=True, text=True)
-    if proc.returncode != 0:
+    commit = gitfiles.commit_of(ws.root, rev)
+    if commit is None:
         raise UsageError(f"'{rev}' is not a commit in this repo; name a branch, tag or commit (`git log --oneline`)")
-    return proc.stdout.strip()
+    return commit
 
 
 def show_files(root: Path, wanted: list[tuple[str, str]]) -> dict[tuple[str, str], bytes | None]:
@@ -266,11 +264,7 @@ def log(ws: Workspace, rel: str) -> list[LogEntry]:
     """The versions ``rel`` has had, newest first: one entry per commit that changed it, plus the workspace."""
     parts = rel.split("/")
     files = [LOCK_FILE] + ["/".join(parts[:n]) + pointers.SUFFIX for n in range(len(parts), 0, -1)]
-    commits = []
-    if ws.in_git:
-        raw = subprocess.run(["git", "log", "--format=%H%x1f%cI%x1f%s", "--", *files], cwd=ws.root,
-                             capture_output=True, text=True).stdout
-        commits = [line.split("\x1f", 2) for line in raw.splitlines() if line.count("\x1f") == 2][::-1]
+    commits = gitfiles.history(ws.root, files) if ws.in_git else []
     blobs = show_files(ws.root, [(sha, f) for sha, _, _ in commits for f in files]) if commits else {}
     entries: list[LogEntry] = []
     for sha, date, message in commits:

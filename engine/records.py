@@ -28,7 +28,7 @@ import uuid
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
-from mlv.storage import atomic
+from mlv.storage import atomic, gitfiles
 from mlv.storage import digest as digests
 from mlv.storage.errors import MlvError
 from mlv.storage.workspace import Workspace
@@ -146,24 +146,16 @@ def git_state(root: Path) -> dict:
     ``mlv.lock`` and the outputs it names (metrics files are tracked by git) are left out:
     the run itself rewrites them, which would mark every stage after the first as dirty.
     """
-    import subprocess
-
     from mlv.engine import lockfile
 
-    try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True)
-        if commit.returncode != 0:
-            return {"commit": None, "dirty": None}
-        try:
-            outs = sorted({p for e in lockfile.load(root).values() for p in e.outs})
-        except MlvError:
-            outs = []
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".",
-                                *(f":(exclude,literal){p}" for p in [lockfile.NAME, *outs])],
-                               cwd=root, capture_output=True, text=True)
-        return {"commit": commit.stdout.strip(), "dirty": bool(dirty.stdout.strip())}
-    except FileNotFoundError:
+    commit = gitfiles.head(root)
+    if commit is None:
         return {"commit": None, "dirty": None}
+    try:
+        outs = sorted({p for e in lockfile.load(root).values() for p in e.outs})
+    except MlvError:
+        outs = []
+    return {"commit": commit, "dirty": gitfiles.dirty(root, excluding=[lockfile.NAME, *outs])}
 
 
 def reuse_event(original: str, *, stage: str, fingerprint: str, definition: dict, params: dict,

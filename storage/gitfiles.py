@@ -34,6 +34,39 @@ def run(root: Path, *args: str) -> str:
     return output(root, *args).decode("utf-8", errors="surrogateescape")
 
 
+def _try(root: Path, *args: str) -> str | None:
+    """``run``, but None where git is missing or says no (not a repo, an unknown revision)."""
+    try:
+        return run(root, *args)
+    except UsageError:
+        return None
+
+
+def head(root: Path) -> str | None:
+    """The commit checked out, or None (not a git repo, or no commit yet)."""
+    found = _try(root, "rev-parse", "HEAD")
+    return found.strip() if found else None
+
+
+def commit_of(root: Path, rev: str) -> str | None:
+    """The commit ``rev`` (a branch, tag, sha…) names, or None."""
+    found = _try(root, "rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}")
+    return found.strip() if found else None
+
+
+def dirty(root: Path, *, excluding: list[str]) -> bool | None:
+    """Whether tracked files other than ``excluding`` differ from ``HEAD`` (None outside git)."""
+    found = _try(root, "status", "--porcelain", "--untracked-files=no", "--", ".",
+                 *(f":(exclude,literal){p}" for p in excluding))
+    return None if found is None else bool(found.strip())
+
+
+def history(root: Path, files: list[str]) -> list[tuple[str, str, str]]:
+    """(commit, ISO date, subject) of the commits that touched ``files``, oldest first."""
+    raw = _try(root, "log", "--format=%H%x1f%cI%x1f%s", "--", *files) or ""
+    return [tuple(line.split("\x1f", 2)) for line in raw.splitlines() if line.count("\x1f") == 2][::-1]
+
+
 def _pathspecs(paths: list[str]) -> list[str]:
     return [f":(literal){p}" for p in paths]  # never a glob or magic, whatever the name
 
