@@ -26,14 +26,14 @@ from dataclasses import dataclass, field
 from mlv.storage import digest as digests
 from mlv.storage import manifest, references, remote_damage, remote_state
 from mlv.storage.digest import Digest
-from mlv.storage.errors import ConfigError, StorageError
+from mlv.storage.errors import StorageError
 from mlv.storage.fsck import FsckReport, Problem
 from mlv.storage.objects import ObjectStore
 from mlv.storage.packs import PackEntry, decode_index
 from mlv.storage.remote_state import Seen
 from mlv.storage.remotes import Inventory, Remote
 from mlv.storage.snapshot import ProgressFactory
-from mlv.storage.transfer import RUN_ID, RUNS, Bar, run_all
+from mlv.storage.transfer import RUNS, Bar, catalog_lines, run_all
 from mlv.storage.workspace import Workspace
 
 _ARROW_STREAM = b"\xff\xff\xff\xff"  # how a manifest (an Arrow IPC stream) begins, as ``references.closure`` checks
@@ -229,15 +229,12 @@ def _check_catalogs(remote: Remote, inv: Inventory, present: set[bytes], verifie
         key = keys[name][0]
         if (actual := digests.of_bytes(data)).hexdigest != name:
             problems.append(Problem(name, "corrupt", key, f"bytes hash to {actual}"))
-        for number, line in enumerate(data.decode("utf-8", errors="replace").splitlines(), 1):
-            run_id, _, text = line.partition(" ")
-            try:
-                d = digests.parse(text)
-            except ConfigError:
-                d = None
-            if d is None or not RUN_ID.match(run_id):
+        for number, line, entry in catalog_lines(data):
+            if entry is None:
                 problems.append(Problem(name, "unreadable", f"{key}:{number}", f"malformed line {line[:80]!r}"))
-            elif d.raw not in present:
+                continue
+            run_id, d = entry
+            if d.raw not in present:
                 problems.append(Problem(str(d), "missing", key, f"run record {run_id}", [f"run record {run_id}"]))
             elif d.raw in verified:
                 runs.add(run_id)

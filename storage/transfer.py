@@ -11,10 +11,9 @@ local store's writer is never shared between threads.
 from __future__ import annotations
 
 import queue
-import re
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager
 
 from fsspec.callbacks import Callback
@@ -23,11 +22,11 @@ from mlv.storage import remote_state
 from mlv.storage.digest import Digest
 from mlv.storage.errors import MlvError
 from mlv.storage.packs import PackEntry
+from mlv.storage.paths import RUN_ID
 from mlv.storage.remote_state import Seen
 from mlv.storage.remotes import Inventory, Remote
 
 RUNS = "runs"  # .mlv/runs/<run id>.json: the engine's run records, moved as opaque, verified bytes
-RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 RANGE_GAP = 256 * 1024  # neighbouring wanted objects closer than this are read in one range
 RANGE_MAX = 16 * 1024 * 1024
 
@@ -53,17 +52,28 @@ def catalog(remote: Remote, inv: Inventory) -> dict[str, Digest]:
     found: dict[str, Digest] = {}
     texts = remote.read_small({n: (f"{RUNS}/{n}.list", item.size) for n, item in inv.catalogs.items()})
     for name, data in sorted(texts.items()):
-        for line in data.decode("utf-8", errors="replace").splitlines():
-            run_id, _, text = line.partition(" ")
-            try:
-                d = digests.parse(text)
-            except MlvError:
-                d = None
-            if d is None or not RUN_ID.match(run_id):
+        for _, line, entry in catalog_lines(data):
+            if entry is None:
                 remote.note(f"catalog runs/{name}.list has a malformed line {line[:60]!r}; it was passed over")
-                continue
-            found.setdefault(run_id, d)
+            else:
+                found.setdefault(*entry)
     return found
+
+
+def catalog_line(run_id: str, digest: Digest) -> str:
+    """One line of a run-record catalog (``runs/<xxh3>.list``): ``<run id> <digest>``."""
+    return f"{run_id} {digest}\n"
+
+
+def catalog_lines(data: bytes) -> Iterator[tuple[int, str, tuple[str, Digest] | None]]:
+    """(line number, line, (run id, digest) or None when malformed) for each line of a catalog's bytes."""
+    for number, line in enumerate(data.decode("utf-8", errors="replace").splitlines(), 1):
+        run_id, _, text = line.partition(" ")
+        try:
+            d = digests.parse(text)
+        except MlvError:
+            d = None
+        yield number, line, (run_id, d) if d is not None and RUN_ID.match(run_id) else None
 
 
 def spans(entries: list[tuple[bytes, PackEntry]]) -> list[list[tuple[bytes, PackEntry]]]:
