@@ -41,28 +41,12 @@ from pathlib import Path
 
 from mlv.engine.lockfile import LockEntry
 from mlv.engine.records import SUCCEEDED, REUSED, RecordCorrupt, RunIndex, RunRecord, loads
-from mlv.storage import gitfiles, pointers
+from mlv.storage import gitfiles, pointers, statedb
 from mlv.storage.digest import Digest
 from mlv.storage.errors import MlvError, StorageError
 from mlv.storage.workspace import Workspace
 
 VERSION = "1"  # bump when a table changes: the tables are rebuilt from the records, never migrated
-_TABLES = ("records", "outputs", "inputs", "added", "broken_records", "provenance_meta")
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS records (run_id TEXT PRIMARY KEY, stage TEXT, status TEXT, started REAL, ended REAL,
-    git_commit TEXT, dirty INTEGER, fingerprint TEXT, reused_from TEXT, params TEXT);
-CREATE TABLE IF NOT EXISTS outputs (digest TEXT, run_id TEXT, path TEXT, nfiles INTEGER);
-CREATE INDEX IF NOT EXISTS outputs_digest ON outputs (digest);
-CREATE INDEX IF NOT EXISTS outputs_run ON outputs (run_id);
-CREATE TABLE IF NOT EXISTS inputs (digest TEXT, run_id TEXT, path TEXT, producer TEXT, pointer TEXT, within TEXT,
-    via TEXT);
-CREATE INDEX IF NOT EXISTS inputs_digest ON inputs (digest);
-CREATE INDEX IF NOT EXISTS inputs_run ON inputs (run_id);
-CREATE INDEX IF NOT EXISTS inputs_via ON inputs (via);
-CREATE TABLE IF NOT EXISTS added (digest TEXT, pointer TEXT, origin TEXT, PRIMARY KEY (digest, pointer));
-CREATE TABLE IF NOT EXISTS broken_records (run_id TEXT PRIMARY KEY, mtime_ns INTEGER, detail TEXT);
-CREATE TABLE IF NOT EXISTS provenance_meta (key TEXT PRIMARY KEY, value TEXT);
-"""
 _BATCH = 500
 
 
@@ -136,7 +120,7 @@ class ProvenanceIndex:
             self.sync()
 
     def _create(self) -> None:
-        self.db.executescript("".join(f"DROP TABLE IF EXISTS {t};" for t in _TABLES) + _SCHEMA)
+        statedb.reset(self.db, "provenance")
         self.db.execute("INSERT INTO provenance_meta VALUES ('version', ?)", (VERSION,))
 
     # -- keeping up with the record files ---------------------------------------------

@@ -22,13 +22,12 @@ from __future__ import annotations
 import json
 import os
 import platform
-import sqlite3
 import time
 import uuid
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
-from mlv.storage import atomic, gitfiles
+from mlv.storage import atomic, gitfiles, statedb
 from mlv.storage import digest as digests
 from mlv.storage.errors import MlvError
 from mlv.storage.workspace import Workspace
@@ -36,12 +35,7 @@ from mlv.storage.workspace import Workspace
 RUNS = "runs"
 SUCCEEDED, FAILED, REUSED = "succeeded", "failed", "reused"
 CHECK_KEY = "record_digest"
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS runs (run_id TEXT PRIMARY KEY, stage TEXT, fingerprint TEXT,
-                                 status TEXT, ended REAL);
-CREATE INDEX IF NOT EXISTS runs_fingerprint ON runs (fingerprint);
-CREATE INDEX IF NOT EXISTS runs_stage ON runs (stage, ended);
-"""
+
 
 
 class RecordCorrupt(MlvError):
@@ -175,9 +169,7 @@ class RunIndex:
     def __init__(self, ws: Workspace) -> None:
         self.root = ws.root
         self.dir = ws.dot / RUNS
-        # callers serialise access (mlv run commits stages from worker threads under one lock)
-        self.db = sqlite3.connect(ws.dot / "state.db", timeout=30, isolation_level=None, check_same_thread=False)
-        self.db.executescript(_SCHEMA)
+        self.db = statedb.connect(ws.dot / "state.db")  # mlv run commits stages in one thread
 
     def path(self, run_id: str) -> Path:
         return self.dir / f"{run_id}.json"

@@ -31,13 +31,12 @@ from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from mlv.storage import statedb
 from mlv.storage.config import RemoteConfig
 from mlv.storage.digest import Digest
 from mlv.storage.references import Roots
 
 FRESH = 15 * 60  # seconds a listing is trusted for the no-op shortcut: another clone's gc may act after it
-_SCHEMA = """CREATE TABLE IF NOT EXISTS remote_seen
-    (remote TEXT PRIMARY KEY, listed REAL, objects BLOB, complete BLOB, runs TEXT, damaged BLOB)"""
 
 
 @dataclass(slots=True)
@@ -145,6 +144,5 @@ def _split(blob: bytes | None) -> set[bytes]:
 
 @contextmanager
 def _connect(state_db: Path) -> Iterator[sqlite3.Connection]:
-    with closing(sqlite3.connect(state_db, timeout=30)) as db, db:
-        db.execute(_SCHEMA)
+    with closing(statedb.connect(state_db)) as db:
         yield db

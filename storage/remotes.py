@@ -39,7 +39,7 @@ from pathlib import Path
 import fsspec
 from fsspec.callbacks import Callback
 from fsspec.implementations.local import LocalFileSystem
-from mlv.storage import multipart, secrets
+from mlv.storage import multipart, secrets, statedb
 from mlv.storage.atomic import fsync_dir
 from mlv.storage.config import RemoteConfig, local_path, remote_for
 from mlv.storage.digest import Digest
@@ -62,8 +62,6 @@ _LOOSE = re.compile(r"^([0-9a-f]{2})/([0-9a-f]{30})$")
 _PACKED = re.compile(r"^packs/([0-9a-f]{32})\.(pack|idx)$")
 _CATALOG = re.compile(r"^runs/([0-9a-f]{32})\.list$")
 _DAMAGED = re.compile(r"^damaged/([0-9a-f]{32})\.([0-9a-f]{32}|loose)$")
-_CACHE_SCHEMA = """CREATE TABLE IF NOT EXISTS remote_files
-    (url TEXT, key TEXT, size INTEGER, data BLOB, PRIMARY KEY (url, key))"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -228,8 +226,7 @@ class Remote:
     def _cache(self) -> sqlite3.Connection | None:
         if self._db is None and self.state_db.parent.is_dir():
             # one thread at a time (the caller's); not necessarily the one that opened it
-            self._db = sqlite3.connect(self.state_db, timeout=30, isolation_level=None, check_same_thread=False)
-            self._db.execute(_CACHE_SCHEMA)
+            self._db = statedb.connect(self.state_db)
         return self._db
 
     # -- transfers --------------------------------------------------------------------

@@ -22,39 +22,25 @@ Everything here is a cache: deleting ``state.db`` loses nothing but time.
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterable
 from pathlib import Path
+
+from mlv.storage import statedb
 
 RACY_NS = 1_000_000_000
 
 VERSION = 2  # bump when a table changes: the cache is rebuilt, never migrated
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS files (path TEXT PRIMARY KEY, inode INTEGER, mtime_ns INTEGER,
-                                  size INTEGER, digest TEXT, checked_ns INTEGER, stored INTEGER);
-CREATE TABLE IF NOT EXISTS dirs (path TEXT PRIMARY KEY, walk TEXT, digest TEXT);
-CREATE TABLE IF NOT EXISTS complete (digest TEXT PRIMARY KEY);
-CREATE TABLE IF NOT EXISTS damaged (digest TEXT PRIMARY KEY, pack TEXT);
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
-CREATE TABLE IF NOT EXISTS writing (path TEXT PRIMARY KEY, started_ns INTEGER);
-"""
+
 
 
 class StatCache:
     """A thin wrapper over one sqlite connection; callers batch writes and ``commit``."""
 
     def __init__(self, path: str | Path) -> None:
-        # callers serialise access (mlv run commits stages from worker threads under one lock)
-        self.db = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=NORMAL")
+        self.db = statedb.connect(path)  # one connection per thread (each worker thread opens its own)
         if self.db.execute("PRAGMA user_version").fetchone()[0] != VERSION:
-            self.db.executescript(
-                "DROP TABLE IF EXISTS files; DROP TABLE IF EXISTS dirs; DROP TABLE IF EXISTS complete;"
-                "DROP TABLE IF EXISTS damaged; DROP TABLE IF EXISTS meta; DROP TABLE IF EXISTS writing;"
-                f"PRAGMA user_version = {VERSION};"
-            )
-        self.db.executescript(_SCHEMA)
+            statedb.reset(self.db, "stat")
+            self.db.execute(f"PRAGMA user_version = {VERSION}")
 
     def close(self) -> None:
         self.db.close()
