@@ -37,16 +37,12 @@ from mlv.engine.dag import Resources, StageSpec, normalise_path, parse_memory
 from mlv.pipelines.interpolate import (
     InterpolationError, Scope, edit_distance, interpolate, interpolate_command, lookup, nearest, type_name,
 )
+from mlv.pipelines.kinds import Registry
 from mlv.storage import paths, yamlfile
 from mlv.storage.errors import UsageError
 
-__all__ = ["BUILTIN_KINDS", "Pipeline", "PipelineError", "Resources", "StageSpec", "load_pipeline"]
+__all__ = ["Pipeline", "PipelineError", "Resources", "StageSpec", "load_pipeline"]
 
-# Built-in stage kinds → the settings that name input paths (added to the stage's deps,
-# so `train` waits for the stage that writes its `data:`).
-BUILTIN_KINDS: Mapping[str, tuple[str, ...]] = {
-    "label": ("data",), "train": ("data",), "package": ("model",), "score": ("data", "package"), "serve": ("package",),
-}
 MODES = ("cmd", "call", "kind")
 STAGE_KEYS = (*MODES, "deps", "outs", "params", "metrics", "resources", "wdir", "foreach", "matrix", "desc")
 _TOP_KEYS = ("params", "stages")
@@ -83,12 +79,13 @@ class Pipeline:
                 "stages": {name: spec.to_dict() for name, spec in self.stages.items()}}
 
 
-def load_pipeline(path: Path, *, root: Path, kinds: Mapping[str, Collection[str]] = BUILTIN_KINDS) -> Pipeline:
+def load_pipeline(path: Path, *, root: Path, kinds: Mapping[str, Collection[str]] | None = None) -> Pipeline:
     """Load and validate a pipeline file.
 
     Args:
         kinds: the stage kinds ``kind:`` accepts, each with the names of its settings
-            that are input paths (they join the stage's deps).
+            that are input paths (they join the stage's deps); default: the registry of the
+            entry point group ``mlv.kinds`` (``mlv.pipelines.kinds``), read only if a stage uses ``kind:``.
 
     Raises:
         PipelineError: anything wrong in the file, with file:line:column and a fix.
@@ -130,7 +127,7 @@ def load_pipeline(path: Path, *, root: Path, kinds: Mapping[str, Collection[str]
     if node is None:
         raise PipelineError("the file is empty; add a 'stages:' section, e.g. stages: {prepare: {cmd: …}}",
                             path=shown, line=1, column=1)
-    parser = _Parser(loader, shown, kinds)
+    parser = _Parser(loader, shown, Registry() if kinds is None else kinds)
     parser.check_tags(node, set())
     return parser.pipeline(node, path)
 

@@ -49,7 +49,7 @@ class FsckReport:
 
 
 def fsck(ws: Workspace, roots: references.Roots, *, progress: ProgressFactory | None = None) -> FsckReport:
-    """Re-hash the store; check that what ``roots`` (``mlv.engine.roots``) names is there."""
+    """Re-hash the store; check that what ``roots`` names (pointers, and what the layers above add) is there."""
     store, fs = ws.store, ws.store.fs
     report = FsckReport()
     bad: dict[Digest, Problem] = {}

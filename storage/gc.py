@@ -40,7 +40,8 @@ class GcReport:
 
 
 def gc(ws: Workspace, roots: Roots, *, dry_run: bool = False, grace: int | None = None) -> GcReport:
-    """Remove what the closure of ``roots`` (``mlv.engine.roots``) does not reach and the grace period spares."""
+    """Remove what the closure of ``roots`` (pointers and what the layers above add) does not reach and the grace
+    period spares."""
     grace = ws.config.grace if grace is None else grace
     store, fs = ws.store, ws.store.fs
     report = GcReport(dry_run=dry_run)

@@ -3,7 +3,7 @@
 Storage knows one kind of root itself: the workspace's pointer files (and, with
 ``all_commits``, the pointer files of every git commit). The layers above add theirs —
 ``mlv.lock`` outputs, objects run records name — and hand the whole ``Roots`` to gc,
-fsck and push (``mlv.engine.roots`` builds it). Manifests are expanded to their members,
+fsck and push (the engine builds it). Manifests are expanded to their members,
 so the closure is everything a checkout of any kept version would read.
 """
 

@@ -481,3 +481,29 @@ def test_a_recursive_alias_is_refused(tmp_path):
     (tmp_path / "mlv.yaml").write_text("params:\n  a: &a [1, *a]\nstages:\n  s: {cmd: echo}\n")
     with pytest.raises(UsageError, match="refers to itself"):
         load_pipeline(tmp_path / "mlv.yaml", root=tmp_path)
+
+
+def test_a_users_stage_kind_registers_through_the_mlv_kinds_entry_point_group(tmp_path, monkeypatch):
+    site = tmp_path / "site"
+    (site / "userkind-1.0.dist-info").mkdir(parents=True)
+    (site / "userkind-1.0.dist-info/METADATA").write_text("Metadata-Version: 2.1\nName: userkind\nVersion: 1.0\n")
+    (site / "userkind-1.0.dist-info/entry_points.txt").write_text("[mlv.kinds]\nfeaturize = userkind_mod:FEATURIZE\n")
+    (site / "userkind_mod.py").write_text("from mlv.pipelines.kinds import Kind\n"
+                                         "FEATURIZE = Kind('featurize', inputs=('data', 'vocab'), outputs=('table',))\n")
+    monkeypatch.syspath_prepend(str(site))
+    (tmp_path / "x.csv").write_text("a\n")
+    spec = load(tmp_path, "stages:\n  f: {kind: featurize, data: x.csv, vocab: v.txt, table: y.parquet}\n").stages["f"]
+    assert spec.kind == "featurize" and spec.deps == ("x.csv", "v.txt")  # the kind's input settings are deps
+    error = fails(tmp_path, "stages:\n  f: {kind: featurise, data: x.csv}\n", "mlv.yaml:2:13: unknown stage kind")
+    assert "Did you mean 'featurize'?" in str(error) and "label" in str(error)  # built-ins register the same way
+
+
+def test_a_broken_kind_plugin_is_named_not_a_traceback(tmp_path, monkeypatch):
+    site = tmp_path / "site"
+    (site / "brokenkind-2.0.dist-info").mkdir(parents=True)
+    (site / "brokenkind-2.0.dist-info/METADATA").write_text("Metadata-Version: 2.1\nName: brokenkind\nVersion: 2.0\n")
+    (site / "brokenkind-2.0.dist-info/entry_points.txt").write_text("[mlv.kinds]\nbad = no_such_module:KIND\n")
+    monkeypatch.syspath_prepend(str(site))
+    (tmp_path / "mlv.yaml").write_text("stages:\n  f: {kind: bad}\n")
+    with pytest.raises(UsageError, match=r"entry point 'bad = no_such_module:KIND' \(group mlv.kinds, from brokenkind"):
+        load_pipeline(tmp_path / "mlv.yaml", root=tmp_path)
