@@ -3,7 +3,7 @@
 Run from the repo root with the project's venv::
 
     .venv/bin/python bench/bench_pipeline.py [--quick] [--no-dvc] [--json] [--no-profile | --profile]
-                                             [--only abcd] [--wait-idle S] [--keep]
+                                             [--only abcde] [--wait-idle S] [--keep]
 
 It builds its own repos in a fresh run directory (default ``bench/.work/pipeline-<pid>``,
 gitignored). Every repo is a ``git init`` repo with one commit (mlv.yaml / dvc.yaml, a
@@ -31,6 +31,10 @@ and ``dvc.yaml`` (``cmd``/``deps``/``outs`` and ``foreach``/``do`` mean the same
     all): overhead = wall of ``mlv run`` in a fresh repo - the same three commands run
     directly in sequence (``/bin/sh -c``, via subprocess), vs DVC's overhead the same way.
     Target: mlv's overhead <= DVC's. The no-op rerun of the same repo is shown beside it.
+(e) first run of a 3-stage chain of short Python ``call`` stages (each sleeps 0.08 s and
+    copies its input): mlv runs ``call: steps:copy``; DVC runs the same function as a
+    ``python -c`` stage; the floor is those three ``python -c`` commands run directly.
+    Overhead = wall - floor; target: mlv's overhead <= DVC's.
 
 Peer: DVC (unless ``--no-dvc``), in a throwaway venv at ``bench/.work/dvc-venv``
 (``pip install dvc``; reused when present, e.g. made by bench_store.py; never a
@@ -160,7 +164,8 @@ def stages_yaml(stages: dict[str, dict]) -> str:
             lines.extend(f"      - {q(item)}" for item in st["foreach"])
             lines.append("    do:")
             body_indent = "      "
-        lines.append(f"{body_indent}cmd: {q(st['cmd'])}")
+        mode = "call" if "call" in st else "cmd"
+        lines.append(f"{body_indent}{mode}: {q(st[mode])}")
         for key in ("deps", "outs"):
             if st.get(key):
                 lines.append(f"{body_indent}{key}:")
@@ -401,7 +406,8 @@ def bench(args: argparse.Namespace, workdir: Path) -> Results:
     if dvc:
         res.dvc["help_s"] = median([run([dvc, "--help"], workdir, denv).check("dvc --help").seconds for _ in range(3)])
 
-    sections = (("a", bench_noop), ("b", bench_parallel), ("c", bench_sweep), ("d", bench_first))
+    sections = (("a", bench_noop), ("b", bench_parallel), ("c", bench_sweep), ("d", bench_first),
+                ("e", bench_first_call))
     res.info["others_cpu"] = {}
     for label, fn in sections:
         if args.only and label not in args.only:
@@ -583,6 +589,67 @@ def bench_first(res: Results, workdir: Path, tools: Tools, reps: dict) -> None:
             f"no-op rerun {median(noop):.3f} s")
 
 
+STEPS = f"""\
+import shutil
+import time
+
+
+def copy(deps, outs, params):
+    time.sleep({FIRST_SLEEP})
+    shutil.copyfile(deps[0], outs[0])
+"""
+
+
+def call_pipelines() -> tuple[dict[str, dict], dict[str, dict]]:
+    """(e) Three short Python stages in a chain: as mlv ``call`` stages, and as DVC ``python -c`` commands."""
+    mlv, dvc = {}, {}
+    src = "seed.txt"
+    for i in (1, 2, 3):
+        dst = f"out/e{i}.txt"
+        mlv[f"e{i}"] = {"call": "steps:copy", "deps": [src, "steps.py"], "outs": [dst]}
+        dvc[f"e{i}"] = {"cmd": f"{sys.executable} -c \"import steps; steps.copy(['{src}'], ['{dst}'], {{}})\"",
+                        "deps": [src, "steps.py"], "outs": [dst]}
+        src = dst
+    return mlv, dvc
+
+
+def bench_first_call(res: Results, workdir: Path, tools: Tools, reps: dict) -> None:
+    mlv_stages, dvc_stages = call_pipelines()
+    scratch = workdir / "first-call-direct"
+    times = []
+    for _ in range(reps["baseline"] + 1):
+        shutil.rmtree(scratch, ignore_errors=True)
+        (scratch / "out").mkdir(parents=True)
+        (scratch / "seed.txt").write_text("seed\n")
+        (scratch / "steps.py").write_text(STEPS)
+        t0 = time.perf_counter()
+        for st in dvc_stages.values():
+            subprocess.run(["/bin/sh", "-c", st["cmd"]], cwd=scratch, check=True)
+        times.append(time.perf_counter() - t0)
+    res.base["first_call_s"] = median(times[1:])
+    log(f"(e) the 3 python -c commands directly: {median(times[1:]):.3f} s")
+    for tool, stages in (("mlv", mlv_stages), ("dvc", dvc_stages)) if tools.dvc else (("mlv", mlv_stages),):
+        first = []
+        for i in range(reps["first"]):
+            mrepo, drepo = make_repos(workdir, f"firstcall-{i}", stages, tools, which=(tool,))
+            repo = mrepo if tool == "mlv" else drepo
+            (repo / "steps.py").write_text(STEPS)
+            git_commit(repo)
+            if tool == "mlv":
+                r = run([MLV, "run"], repo, tools.menv).check("(e) mlv first run")
+                if "3 done" not in r.stdout:
+                    res.errors.append(f"(e) mlv first run: {r.stdout.strip()!r}")
+            else:
+                r = run([tools.dvc, "repro"], repo, tools.denv).check("(e) dvc first repro")
+            first.append(r.seconds)
+            shutil.rmtree(repo)
+        side = res.mlv if tool == "mlv" else res.dvc
+        side["first_call"] = {"wall_s": median(first), "runs": first,
+                              "overhead_s": median(first) - res.base["first_call_s"]}
+        log(f"(e) {tool} first run of 3 call stages: {median(first):.3f} s "
+            f"(overhead {side['first_call']['overhead_s']:.3f} s)")
+
+
 # -- the table ------------------------------------------------------------------------------
 def rows(res: Results) -> list[dict]:
     m, d = res.mlv, res.dvc
@@ -637,6 +704,13 @@ def rows(res: Results) -> list[dict]:
             "first_overhead")
         row("(d) no-op rerun, 3 stages", s(f["noop_s"]), s(df["noop_s"]) if df else "-",
             rat(f["noop_s"], df["noop_s"] if df else None), "-", None)
+    if "first_call" in m:
+        f, df = m["first_call"], d.get("first_call")
+        row(f"(e) first run, 3 call stages: wall (python -c alone {res.base['first_call_s']:.3f} s)", s(f["wall_s"]),
+            s(df["wall_s"]) if df else "-", rat(f["wall_s"], df["wall_s"] if df else None), "-", None)
+        row("(e) first run, 3 call stages: overhead = wall - python -c", s(f["overhead_s"]),
+            s(df["overhead_s"]) if df else "-", rat(f["overhead_s"], df["overhead_s"] if df else None),
+            "mlv <= DVC", None if df is None else f["overhead_s"] <= df["overhead_s"], "first_call_overhead")
     return out
 
 
