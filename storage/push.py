@@ -64,9 +64,10 @@ class _Upload:
 
 
 def push(ws: Workspace, remote: Remote, roots: Roots, *, dry_run: bool = False,
-         progress: TransferProgress | None = None, check_record: RecordCheck | None = None) -> TransferReport:
+         progress: TransferProgress | None = None, check_record: RecordCheck | None = None,
+         records: bool = True) -> TransferReport:
     """Send the remote what ``roots`` (closed over manifests) and the local run records need and it lacks;
-    a record that fails ``check_record`` (damaged here) is reported, not sent."""
+    a record that fails ``check_record`` (damaged here) is reported, not sent. ``records=False``: objects only."""
     store = ws.store
     report = TransferReport(remote.name, "push", dry_run)
     report.notes = remote.notes  # filled as the remote is read
@@ -90,7 +91,7 @@ def push(ws: Workspace, remote: Remote, roots: Roots, *, dry_run: bool = False,
                                 None if dry_run else temps, bad_packs=bad_packs)
             if report.rejected:  # damaged here: what names it (manifests, records) waits for a good push
                 phases = phases[:1]
-            else:
+            elif records:
                 phases.append(_plan_records(ws, store, inv, there, runs, report, None if dry_run else temps,
                                             check_record))
             uploads = [u for phase in phases for u in phase]
@@ -109,7 +110,7 @@ def push(ws: Workspace, remote: Remote, roots: Roots, *, dry_run: bool = False,
                     (raw, where) for raw, where in damage.bad
                     if (Remote.loose_key(Digest.from_raw(raw)) if where == remote_damage.LOOSE
                         else Remote.pack_key(where)) in written})
-            if not report.rejected:  # a refused upload's catalog was not sent either: keep the listing's word
+            if not report.rejected and records:  # a refused upload's catalog was not sent: keep the listing's word
                 runs |= set(references.run_ids(ws))
             remember(remote, there, manifests, runs, damaged=damage.local)
         finally:
