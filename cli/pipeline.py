@@ -85,6 +85,8 @@ def run(
     jobs: Annotated[int | None, typer.Option("--jobs", "-j", min=1, help="At most this many stages at once.")] = None,
     fail_fast: Annotated[bool, typer.Option("--fail-fast", help="Stop at the first failed stage.")] = False,
     cluster: Annotated[Path | None, typer.Option("--cluster", help="dask-cluster.yaml naming the scheduler to use.")] = None,
+    no_download: Annotated[bool, typer.Option("--no-download", help="With 'workspace: remote': leave outputs on the "
+                                              "remote (mlv.lock and run records still name them; `mlv pull` brings them).")] = False,
     json_: Annotated[bool, typer.Option("--json", help="Machine-readable result.")] = False,
 ) -> None:
     """Run the pipeline in mlv.yaml on Dask: in parallel, skipping what is up to date or cached."""
@@ -94,7 +96,7 @@ def run(
     ws = workspace()
     selection = project.Selection(tuple(targets or ()), downstream)
     if dry_run:
-        decisions = project.dry_run(ws, selection, force=force)
+        decisions = project.dry_run(ws, selection, force=force, cluster_file=cluster, download=not no_download)
         if json_:
             emit_json([d.to_dict() for d in decisions])
         for d in decisions if not json_ else ():
@@ -102,7 +104,8 @@ def run(
         return
     loaded = project.load(ws)
     with _Progress(project.select(loaded[1], selection).topological_order(), quiet=json_) as progress:
-        options = RunOptions(force=force, jobs=jobs, fail_fast=fail_fast, fetch=project.remote_fetcher(ws))
+        options = RunOptions(force=force, jobs=jobs, fail_fast=fail_fast, fetch=project.remote_fetcher(ws),
+                             download=not no_download)
         results = project.run(ws, selection, options,
                               cluster_file=cluster, listener=progress, loaded=loaded)
     failed = [r for r in results if r.state == "failed"]
@@ -112,7 +115,10 @@ def run(
         counts = {s: sum(r.state == s for r in results) for s in ("done", "cached", "up-to-date", "failed", "skipped")}
         out.print(", ".join(f"{n} {s}" for s, n in counts.items() if n) or "nothing to run")
         for r in failed:
-            how = f"{'; '.join(r.reasons)}" if r.exit_code == 0 and r.reasons else f"exit status {r.exit_code}"
+            how = f"{'; '.join(r.reasons)}" if r.exit_code in (0, None) and r.reasons else f"exit status {r.exit_code}"
+            if r.exit_code is None:  # it never started (its deps could not reach the worker): one line says why
+                err.print(f"\nstage '{r.stage}' failed: {how}")
+                continue
             err.print(f"\nstage '{r.stage}' failed ({how}); last lines of its output:")
             err.print("\n".join(f"  | {line}" for line in r.log_tail.splitlines()) or "  | (no output)")
             err.print(f"  full record: `mlv show {r.stage}`")

@@ -5,6 +5,11 @@ Without a scheduler, the local cluster is the cheapest form that serves: threads
 mlv's own process, one per running stage, since every stage (``call`` stages too) runs
 in a child process of its own. ``distributed`` is imported only here, and only when a
 cluster is actually needed (a scheduler, GPU workers, or ``local.processes: true``).
+
+``workspace`` says what workers share with the client: ``shared`` (the default) — the
+repo's filesystem, as every local run does; ``remote`` — only the repo's default remote:
+workers fetch deps from it by digest into scratch directories and push outputs back
+(``engine.worker``, ``engine.remote_run``).
 """
 
 from __future__ import annotations
@@ -20,6 +25,8 @@ from mlv.storage.errors import ConfigError, MlvError, UsageError
 
 FILE = "dask-cluster.yaml"
 _LOCAL_KEYS = {"workers", "threads_per_worker", "memory_limit", "processes", "gpu_workers"}
+_KEYS = ("scheduler", "workspace", "local")
+SHARED, REMOTE = "shared", "remote"  # what workers share with the client: the repo's filesystem, or the remote
 
 
 class ClusterError(MlvError):
@@ -34,7 +41,13 @@ class ClusterConfig:
     memory_limit: str | int = "auto"
     processes: bool | str = "auto"
     gpu_workers: int = 0
+    workspace: str = SHARED  # shared | remote
     source: str = FILE
+
+    @property
+    def remote(self) -> bool:
+        """Whether workers share only the default remote with the client (``workspace: remote``)."""
+        return self.workspace == REMOTE
 
 
 def load_config(path: Path) -> ClusterConfig:
@@ -46,10 +59,16 @@ def load_config(path: Path) -> ClusterConfig:
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path.name}: not valid YAML ({exc})", path=str(path)) from exc
     if not isinstance(data, dict):
-        raise ConfigError(f"{path.name}: expected a mapping with 'scheduler' and/or 'local'", path=str(path))
-    unknown = set(data) - {"scheduler", "local"}
+        raise ConfigError(f"{path.name}: expected a mapping with 'scheduler', 'workspace' and/or 'local'",
+                          path=str(path))
+    unknown = set(data) - set(_KEYS)
     if unknown:
-        raise ConfigError(f"{path.name}: unknown key '{sorted(map(str, unknown))[0]}'; valid: scheduler, local", path=str(path))
+        raise ConfigError(f"{path.name}: unknown key '{sorted(map(str, unknown))[0]}'; valid: {', '.join(_KEYS)}",
+                          path=str(path))
+    workspace = data.get("workspace", SHARED)
+    if workspace not in (SHARED, REMOTE):
+        raise ConfigError(f"{path.name}: 'workspace' must be {SHARED} (workers share this repo's filesystem) or "
+                          f"{REMOTE} (workers share only the default remote), got {workspace!r}", path=str(path))
     local = data.get("local") or {}
     if not isinstance(local, dict) or set(local) - _LOCAL_KEYS:
         bad = sorted(map(str, set(local) - _LOCAL_KEYS)) if isinstance(local, dict) else ["(not a mapping)"]
@@ -61,6 +80,7 @@ def load_config(path: Path) -> ClusterConfig:
         memory_limit=local.get("memory_limit") or "auto",
         processes=local.get("processes", "auto"),
         gpu_workers=local.get("gpu_workers") or 0,
+        workspace=workspace,
         source=path.name,
     )
     for name in ("workers", "threads_per_worker", "gpu_workers"):

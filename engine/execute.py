@@ -3,6 +3,11 @@
 Everything here is module-level and takes a plain ``Job`` (picklable, no open files or
 stores), so it runs the same in a thread of mlv's own process or on a Dask worker.
 ``worker.run`` wraps it: clearing the outputs before, storing them after.
+
+With ``workspace: remote`` a job carries no path of the client's: ``remote`` (the plain
+settings of the repo's default remote, never credentials) and ``inputs`` (each dep's path
+and digest); ``wdir``, ``deps``, ``outs`` and ``outputs`` are relative to the repo root, and
+the worker lays them out in a scratch directory of its own.
 """
 
 from __future__ import annotations
@@ -43,11 +48,18 @@ class Job:
     gpu: int = 0
     mask: tuple[str, ...] = ()  # more env var names whose values are masked in the log (``core.mask``)
     outputs: tuple[str, ...] = ()  # repo-relative outs and metrics: cleared before, stored after (``worker``)
+    remote: dict | None = None  # workspace: remote — the default remote's settings (``storage.scratch.settings``)
+    inputs: tuple[tuple[str, str, bool], ...] = ()  # workspace: remote — (dep path, digest, is a directory)
+
+    @property
+    def shared_nothing(self) -> bool:
+        """Whether the worker lays the stage out in a scratch directory (``workspace: remote``)."""
+        return self.remote is not None
 
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
-    exit_code: int
+    exit_code: int | None  # None: the stage did not start (its deps could not be brought to the worker)
     started: float
     ended: float
     host: str
@@ -57,6 +69,7 @@ class Outcome:
     log: str | None = None  # digest of the captured output, stored by the worker
     outs: dict[str, dict] | None = None  # out path -> {digest, size, nfiles?}, stored by the worker (when it succeeded)
     reason: str | None = None  # why a stage that exited 0 still failed (an output missing or unstorable)
+    tail: str | None = None  # workspace: remote — the last lines of its output (the log file is the worker's)
 
 
 def run_stage(job: Job) -> tuple[int, dict | None, float, float]:

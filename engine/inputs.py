@@ -12,6 +12,9 @@ stage of the pipeline produces it (that stage stores it):
 
 Without this, a stage could run on bytes that are in no store, no pointer and no commit,
 and ``mlv trace --verify`` would vouch for a version nobody can get back.
+
+With ``workspace: remote`` (``everything``) deps committed to git are stored too: workers
+have no checkout, so every dep reaches them as an object through the remote.
 """
 
 from __future__ import annotations
@@ -25,8 +28,9 @@ from mlv.storage.workspace import Workspace
 Note = Callable[[str], None]
 
 
-def save(ws: Workspace, graph: Graph, specs: Iterable[StageSpec], note: Note) -> None:
-    """Store (or re-add) the deps of ``specs`` that exist nowhere but in the workspace."""
+def save(ws: Workspace, graph: Graph, specs: Iterable[StageSpec], note: Note, *, everything: bool = False) -> None:
+    """Store (or re-add) the deps of ``specs`` that exist nowhere but in the workspace (``everything``:
+    the ones git has committed as well)."""
     deps = sorted({d for spec in specs for d in spec.deps if graph.producer_of(d) is None and (ws.root / d).exists()})
     readd, plain = [], []
     for dep in deps:
@@ -40,7 +44,7 @@ def save(ws: Workspace, graph: Graph, specs: Iterable[StageSpec], note: Note) ->
         (added,) = tracking.add(ws, [str(ws.root / target)])
         note(f"'{target}' changed since it was added; saved as a new version before the run: "
              f"commit {ws.rel(added.pointer.file)}")
-    for dep, scan in [(dep, snapshot.scan(ws, ws.root / dep)) for dep in _not_in_git(ws, plain)]:
+    for dep, scan in [(dep, snapshot.scan(ws, ws.root / dep)) for dep in (plain if everything else _not_in_git(ws, plain))]:
         snapshot.store(ws, scan)
 
 

@@ -3,7 +3,12 @@
 ``mlv run --dry-run``, ``mlv status`` and ``mlv run`` itself share this logic. A
 stage's fingerprint needs the digests of its deps, so it can only be computed once
 every upstream stage is settled; a stage downstream of one that will run is planned as
-``run`` with the reason "upstream 'x' will run".
+``run`` with the reason "upstream 'x' will run", or ``maybe`` when only that could change it.
+
+With ``workspace: remote`` (``engine.remote_run``) deps need not be in the workspace: a
+``known`` lookup gives their digests (outputs workers returned, pointers of data never
+pulled), and with ``--no-download`` an output absent from the workspace is on the remote,
+not missing.
 """
 
 from __future__ import annotations
@@ -47,26 +52,34 @@ def identify(ws: Workspace, path: str) -> Digest | None:
     return snapshot.identify(ws, snapshot.scan(ws, target)).digest
 
 
-#: brings outputs into the local store from elsewhere (a remote); True if it got them all
+#: makes outputs that ran before usable from elsewhere (a remote); True if they now are (in the local store,
+#: or with ``--no-download`` on the remote)
 Fetch = Callable[[dict[str, Output]], bool]
+#: a dep's digest known without reading the workspace, or None
+Known = Callable[[str], Digest | None]
 
 
 def decide(ws: Workspace, spec: StageSpec, lock: dict[str, LockEntry], index: RunIndex, *, force: bool,
-           known: dict[str, Digest] | None = None, fetch: Fetch | None = None) -> Decision:
+           known: Known | None = None, fetch: Fetch | None = None, no_download: bool = False) -> Decision:
     """Plan one stage whose upstream is settled (its deps are final).
 
-    ``known``: digests of deps that are not in the workspace yet but will be (outputs an
-    upstream stage restores from the cache), so a dry run predicts what a run does.
+    ``known``: digests of deps that are not in the workspace (yet), e.g. outputs an upstream
+    stage restores from the cache, so a dry run predicts what a run does.
     ``fetch``: asked for outputs that ran before but are not in the local store (``mlv run``
     passes one that gets them from the default remote), before deciding the stage must run.
+    ``no_download``: outputs live on the remote; one absent from the workspace is not a change.
     """
     def restorable(outs: dict[str, Output]) -> bool:
-        return _restorable(ws, outs) or (fetch is not None and fetch(outs) and _restorable(ws, outs))
+        return _restorable(ws, outs) or (fetch is not None and fetch(outs))
+
+    def current(path: str, out: Output) -> bool:
+        return (no_download and not (ws.root / path).exists() and not (ws.root / path).is_symlink()) \
+            or identify(ws, path) == out.digest
 
     deps = {}
     missing = []
     for path in spec.deps:
-        d = (known or {}).get(path) or identify(ws, path)
+        d = (known(path) if known else None) or identify(ws, path)
         if d is None:
             missing.append(path)
         else:
@@ -82,7 +95,7 @@ def decide(ws: Workspace, spec: StageSpec, lock: dict[str, LockEntry], index: Ru
         decision.reasons.append("--force")
         return decision
     if entry is not None and entry.fingerprint == fp:
-        changed = [p for p, out in entry.outs.items() if identify(ws, p) != out.digest]
+        changed = [p for p, out in entry.outs.items() if not current(p, out)]
         if not changed:
             decision.action = UP_TO_DATE
             return decision
@@ -128,7 +141,7 @@ def _restorable(ws: Workspace, outs: dict[str, Output]) -> bool:
 
 
 def plan(ws: Workspace, specs: list[StageSpec], upstream: dict[str, set[str]], *, force: bool,
-         fetch: Fetch | None = None) -> list[Decision]:
+         fetch: Fetch | None = None, known: Known | None = None, no_download: bool = False) -> list[Decision]:
     """Decide every stage in ``specs`` (topological order) without running or restoring anything.
 
     Outputs that overlap tracked data or git-tracked files are a ``GraphError`` first."""
@@ -137,12 +150,17 @@ def plan(ws: Workspace, specs: list[StageSpec], upstream: dict[str, set[str]], *
     index = RunIndex(ws)
     decided: dict[str, Decision] = {}
     restored: dict[str, Digest] = {}  # outputs that cached upstream stages will bring back
+
+    def lookup(path: str) -> Digest | None:
+        return restored.get(path) or (known(path) if known else None)
+
     for spec in specs:
         ups = [u for u in sorted(upstream.get(spec.name, ())) if u in decided]
         waiting = [u for u in ups if decided[u].action in (RUN, MAYBE)]
         unknown = [u for u in ups if decided[u].action == CACHED and not _resolvable(spec.deps, restored)]
         if waiting:  # whether it runs depends on what the upstream run writes: say so, don't promise a run
-            now = decide(ws, spec, lock, index, force=force, known=restored)  # as if that output stays as it is
+            now = decide(ws, spec, lock, index, force=force, known=lookup,  # as if that output stays as it is
+                         no_download=no_download)
             if now.action == RUN:
                 decided[spec.name] = Decision(spec.name, RUN, [*now.reasons, f"upstream '{waiting[0]}' will run"])
             else:
@@ -151,7 +169,8 @@ def plan(ws: Workspace, specs: list[StageSpec], upstream: dict[str, set[str]], *
         if unknown:
             decided[spec.name] = Decision(spec.name, RUN, [f"upstream '{unknown[0]}' is restored first"])
             continue
-        decided[spec.name] = decision = decide(ws, spec, lock, index, force=force, known=restored, fetch=fetch)
+        decided[spec.name] = decision = decide(ws, spec, lock, index, force=force, known=lookup, fetch=fetch,
+                                               no_download=no_download)
         if decision.action == CACHED:
             restored.update({p: o.digest for p, o in decision.source[1].items()})
     return list(decided.values())

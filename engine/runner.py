@@ -8,6 +8,11 @@ the client — and submitted at once (no waiting for whole levels). The worker t
 stage stores its outputs and log and returns their digests (``engine.worker``); this
 loop, in one thread, writes the run record and then replaces ``mlv.lock`` atomically, so
 an interrupt leaves every finished stage committed and nothing half-written.
+
+With ``workspace: remote`` (``engine.remote_run``) the loop is the same; a stage is planned
+by digests (upstream workers' results, pointers), what it reads is made sure to be on the
+remote before it is submitted, and what it made is checked out afterwards (unless
+``--no-download``).
 """
 
 from __future__ import annotations
@@ -20,13 +25,13 @@ from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
 
-from mlv.engine import execute, inputs, lockfile, provenance
+from mlv.engine import execute, inputs, lockfile, provenance, remote_run
 from mlv.engine.cluster import Cluster, ClusterConfig
 from mlv.engine.executor import OnDask, Threads
 from mlv.engine.dag import Graph, StageSpec
 from mlv.engine.lockfile import LockEntry, Output
 from mlv.engine.outputs import check_unsaved
-from mlv.engine.plan import CACHED, MAYBE, RUN, UP_TO_DATE, Decision, Fetch, decide, plan
+from mlv.engine.plan import CACHED, MAYBE, RUN, UP_TO_DATE, Decision, Fetch, decide, identify, plan
 from mlv.engine.records import (
     RunIndex,
     RunRecord,
@@ -38,7 +43,7 @@ from mlv.engine.records import (
 )
 from mlv.storage import secrets
 from mlv.storage.digest import parse
-from mlv.storage.errors import LockedError, UsageError
+from mlv.storage.errors import LockedError, MlvError, UsageError
 from mlv.storage.tracking import ignore_in_git
 from mlv.storage.workspace import Workspace
 
@@ -51,6 +56,7 @@ class RunOptions:
     jobs: int | None = None
     fail_fast: bool = False
     fetch: Fetch | None = None  # gets outputs that ran before from a remote, instead of running the stage
+    download: bool = True  # workspace: remote — check outputs out after each stage (False: --no-download)
 
 
 class State(str, Enum):
@@ -125,16 +131,20 @@ class Runner:
         self._interrupted = False  # Ctrl-C: threads still finishing a command must not commit
         self._stopped: str | None = None  # the stage whose failure stopped the run (--fail-fast)
         self._context: tuple[dict, dict] | None = None  # (git state, package versions), once per run
+        self.remote: remote_run.RemoteRun | None = None  # workspace: remote
 
     # -- entry point ----------------------------------------------------------------
     def run(self) -> list[StageResult]:
         order = self.graph.topological_order()
         specs = {name: self.graph.stage(name) for name in order}
         upstream = {n: set(self.graph.upstream_of([n])) - {n} for n in order}
-        planned = plan(self.ws, list(specs.values()), upstream, force=self.options.force, fetch=self.options.fetch)
+        self._remote_mode()
+        planned = plan(self.ws, list(specs.values()), upstream, force=self.options.force, fetch=self._fetch,
+                       known=self.remote.digest if self.remote else None, no_download=not self.options.download)
         to_run = [d.stage for d in planned if d.action in (RUN, MAYBE)]  # what may run: checked and saved for
         self._preflight([specs[n] for n in to_run])
-        check_unsaved(self.ws, [specs[d.stage] for d in planned if d.action != UP_TO_DATE], force=self.options.force)
+        check_unsaved(self.ws, [specs[d.stage] for d in planned if d.action != UP_TO_DATE],
+                      force=self.options.force or not self.options.download)  # --no-download: workspace untouched
         gpu = [n for n in to_run if specs[n].resources.gpu]
         self.cluster = Cluster(self.cluster_config, jobs=self.options.jobs, gpu=bool(gpu))
         executor = None
@@ -143,7 +153,10 @@ class Runner:
             if gpu:
                 self.cluster.require_gpu(gpu)
             # the last check passed: from here on the run changes things, first saving what it will read
-            inputs.save(self.ws, self.graph, [specs[n] for n in to_run], lambda text: self.notify("", "note", text))
+            inputs.save(self.ws, self.graph, [specs[n] for n in to_run], lambda text: self.notify("", "note", text),
+                        everything=self.remote is not None)
+            if self.remote is not None:  # what no stage of this run makes goes up first: one push for all
+                self.remote.ensure(self._sources([specs[n] for n in to_run]))
             if self.cluster.threads_suffice(gpu=bool(gpu)):
                 executor = Threads(self.options.jobs) if to_run else None  # nothing to run: no threads either
             else:
@@ -160,6 +173,29 @@ class Runner:
                 executor.close()
             self.cluster.close()
         return [self.results[n] for n in order]
+
+    def _remote_mode(self) -> None:
+        if self.cluster_config.remote:
+            remote_run.required(self.ws, self.cluster_config.source)
+            self.remote = remote_run.RemoteRun(self.ws, self.lock, download=self.options.download,
+                                               note=lambda text: self.notify("", "note", text))
+        elif not self.options.download:
+            raise UsageError(f"--no-download leaves stage outputs on the remote, which only a cluster with "
+                             f"'workspace: remote' ({self.cluster_config.source}) does; drop --no-download, or set "
+                             f"'workspace: remote' there")
+
+    @property
+    def _fetch(self) -> Fetch | None:
+        return self.remote.available if self.remote is not None else self.options.fetch
+
+    def _sources(self, specs: list[StageSpec]) -> dict:
+        """The deps of ``specs`` that no stage of this run produces, with their digests (remote mode)."""
+        found = {}
+        for dep in sorted({d for spec in specs for d in spec.deps if self.graph.producer_of(d) is None}):
+            digest = self.remote.digest(dep) or identify(self.ws, dep)
+            if digest is not None:
+                found.update(self.remote.inputs({dep: digest}))
+        return found
 
     def _preflight(self, specs: list[StageSpec]) -> None:
         kinds = sorted({s.kind for s in specs if s.kind})
@@ -207,6 +243,8 @@ class Runner:
     def _settle(self, spec: StageSpec, decision: Decision) -> None:
         if decision.action == UP_TO_DATE:
             entry = self.lock.get(spec.name)
+            if self.remote is not None and entry is not None:
+                self.remote.settle(entry.outs)
             self.results[spec.name] = StageResult(spec.name, State.UP_TO_DATE, run_id=entry.run_id if entry else None)
             self.notify(spec.name, UP_TO_DATE, "")
             return
@@ -216,8 +254,11 @@ class Runner:
         )
 
         run_id, outs = decision.source
-        restore(self.ws, [Version(self.ws.root / p, o.digest, o.nfiles is not None, o.size) for p, o in outs.items()],
-                force=self.options.force)
+        if self.remote is not None:
+            self.remote.settle(outs)
+        if self.options.download:  # --no-download: the outputs stay on the remote
+            restore(self.ws, [Version(self.ws.root / p, o.digest, o.nfiles is not None, o.size)
+                              for p, o in outs.items()], force=self.options.force)
         self._ignore(spec)
         self._commit_lock(spec, decision, run_id, outs)
         self.index.write(reuse_event(  # the lock keeps naming the original run; this notes that it was reused
@@ -235,15 +276,34 @@ class Runner:
             self.results[spec.name] = StageResult(spec.name, State.SKIPPED, [why])
             self.notify(spec.name, "skipped", why)
             return None
-        decision = decide(self.ws, spec, self.lock, self.index, force=self.options.force, fetch=self.options.fetch)
+        decision = decide(self.ws, spec, self.lock, self.index, force=self.options.force, fetch=self._fetch,
+                          known=self.remote.digest if self.remote else None, no_download=not self.options.download)
         if decision.action != RUN:
             self._settle(spec, decision)
             return None
-        return decision, self._prepare(spec)
+        if self.remote is None:
+            return decision, self._prepare(spec)
+        job = self._prepare_remote(spec, decision)
+        try:  # its deps must be on the remote: what no worker of this run pushed goes up now
+            self.remote.ensure(self.remote.inputs(decision.deps))
+        except MlvError as exc:  # this stage cannot start; the rest go on
+            now = time.time()
+            self._commit(spec, decision, job, execute.Outcome(None, now, now, host(), None, None, reason=str(exc)))
+            return None
+        return decision, job
 
     def _cancelled(self, spec: StageSpec) -> None:
         self.results[spec.name] = StageResult(spec.name, State.CANCELLED, ["stopped by --fail-fast"])
         self.notify(spec.name, "cancelled", "stopped by --fail-fast")
+
+    def _prepare_remote(self, spec: StageSpec, decision: Decision) -> execute.Job:
+        """A job that names digests, not paths: the worker lays the deps out in a scratch directory of its own."""
+        return execute.Job(
+            run_id=new_run_id(), stage=spec.name, root="", wdir=spec.wdir, cmd=spec.cmd, call=spec.call,
+            deps=spec.deps, outs=spec.outs, params=_nested(spec.params), log="", gpu=spec.resources.gpu,
+            mask=self.ws.config.mask, outputs=(*spec.outs, *spec.metrics), remote=self.remote.settings,
+            inputs=tuple((p, str(d), is_dir) for p, (d, is_dir) in sorted(self.remote.inputs(decision.deps).items())),
+        )
 
     def _prepare(self, spec: StageSpec) -> execute.Job:
         root = self.ws.root
@@ -276,17 +336,31 @@ class Runner:
             git=self._context[0], environment={"mlv": self._context[1], "interpreter": outcome.interpreter},
             producers=provenance.input_producers(self.ws, decision.deps, self.lock),
         )
+        if self.remote is not None:
+            self._collect(spec, outcome, outs, failed)
         self.index.write(record)
         if not failed:
             self._ignore(spec)
             self._commit_lock(spec, decision, job.run_id, outs)
             self.ws.state.clear_writing(outs)
+        tail = (outcome.tail or "") if job.shared_nothing else _tail(job.log)
         result = StageResult(spec.name, state, reasons, job.run_id, outcome.ended - outcome.started,
-                             outcome.exit_code, _tail(job.log) if failed else "")
+                             outcome.exit_code, tail if failed else "")
         self.results[spec.name] = result
-        detail = "" if not failed else reasons[0] if outcome.exit_code == 0 and reasons else f"exit {outcome.exit_code}"
+        detail = "" if not failed else reasons[0] if outcome.reason else f"exit {outcome.exit_code}"
         self.notify(spec.name, state, detail)
         return result
+
+    def _collect(self, spec: StageSpec, outcome: execute.Outcome, outs: dict[str, Output], failed: bool) -> None:
+        """Remote mode: bring the stage's log here and (unless --no-download) check its outputs out. Its
+        outputs are safe on the remote whatever happens here, so a failure is a note, not a failed stage."""
+        named = [d for d in (outcome.log, (outcome.interpreter or {}).get("packages")) if d]
+        try:
+            self.remote.collect({} if failed else outs, named, force=self.options.force)
+        except MlvError as exc:
+            what = "its log" if failed else "its outputs are on the remote, but"
+            self.notify("", "note", f"stage '{spec.name}': {what} could not be brought here: {exc}; "
+                                    f"`mlv pull {spec.name}` brings them later")
 
     def _commit_lock(self, spec: StageSpec, decision: Decision, run_id: str, outs: dict[str, Output]) -> None:
         self.lock[spec.name] = LockEntry(decision.fingerprint, run_id, dict(decision.deps), dict(spec.params), outs)
@@ -295,6 +369,7 @@ class Runner:
     def _ignore(self, spec: StageSpec) -> None:
         if self.ws.in_git:
             for out in spec.outs:  # metrics stay visible to git, so they can be committed and diffed
+                (self.ws.root / out).parent.mkdir(parents=True, exist_ok=True)  # --no-download: maybe not there yet
                 ignore_in_git(self.ws.root / out)
 
 
@@ -302,8 +377,10 @@ def _outcome(spec: StageSpec, job: execute.Job, future) -> execute.Outcome:
     try:
         return future.result()
     except Exception as exc:  # the worker died or the task was cancelled: the stage failed, others go on
-        Path(job.log).write_text(secrets.scrub(f"mlv: the Dask task for stage '{spec.name}' failed: {exc!r}\n",
-                                               job.mask))
+        message = secrets.scrub(f"mlv: the Dask task for stage '{spec.name}' failed: {exc!r}\n", job.mask)
+        if job.shared_nothing:  # the log file would have been the worker's
+            return execute.Outcome(-1, time.time(), time.time(), host(), None, None, tail=message)
+        Path(job.log).write_text(message)
         return execute.Outcome(-1, time.time(), time.time(), host(), None, None)
 
 

@@ -75,12 +75,21 @@ def run(ws: Workspace, selection: Selection, options: RunOptions, *, cluster_fil
         return runner.run()
 
 
-def dry_run(ws: Workspace, selection: Selection, *, force: bool = False) -> list[Decision]:
+def dry_run(ws: Workspace, selection: Selection, *, force: bool = False, cluster_file: Path | None = None,
+            download: bool = True) -> list[Decision]:
+    """The plan of ``mlv run --dry-run``; with ``workspace: remote``, deps by digest as a run plans them."""
     _, graph = load(ws)
     chosen = select(graph, selection)
     order = chosen.topological_order()
     upstream = {n: set(chosen.upstream_of([n])) - {n} for n in order}
-    return plan(ws, [chosen.stage(n) for n in order], upstream, force=force)
+    known = None
+    config = load_config(cluster_file or ws.root / CLUSTER_FILE)
+    if config.remote:
+        from mlv.engine import remote_run
+
+        remote_run.required(ws, config.source)
+        known = remote_run.RemoteRun(ws, lockfile.load(ws.root), download=download, note=lambda text: None).digest
+    return plan(ws, [chosen.stage(n) for n in order], upstream, force=force, known=known, no_download=not download)
 
 
 def remote_fetcher(ws: Workspace) -> Fetch | None:
@@ -106,6 +115,7 @@ def remote_fetcher(ws: Workspace) -> Fetch | None:
         from mlv.storage import fetch as fetching
         from mlv.storage import remotes
         from mlv.storage.references import Roots
+        from mlv.storage.tracking import in_cache
 
         roots = Roots()
         for path, out in outs.items():
@@ -114,7 +124,8 @@ def remote_fetcher(ws: Workspace) -> Fetch | None:
                 roots.current_dirs.add(out.digest)
         try:
             remote = remote or remotes.connect(ws)
-            return fetching.fetch(ws, remote, lambda: roots, records=False).ok
+            return fetching.fetch(ws, remote, lambda: roots, records=False).ok and all(
+                in_cache(ws, out.digest, out.nfiles is not None) for out in outs.values())
         except Exception as exc:  # noqa: BLE001 - the remote is a shortcut: without it the stages run
             failed = True
             why = exc if isinstance(exc, MlvError) else f"fetching from the remote failed ({type(exc).__name__}: {exc})"
