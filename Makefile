@@ -27,6 +27,7 @@ bench: $(STAMP)
 	$(PY) bench/bench_trace.py
 	$(PY) bench/bench_remote.py
 	$(PY) bench/bench_paths.py
+	$(PY) bench/bench_remote_run.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis bench/.work
