@@ -88,7 +88,7 @@ class Scratch(Workspace):
 
     in_git = False
 
-    def __init__(self, root: Path, cache: Workspace) -> None:  # noqa: D107 - no config of its own
+    def __init__(self, root: Path, cache: Workspace) -> None:  # no config of its own: the cache's
         self.root = root
         self.dot = cache.dot
         self.config = cache.config

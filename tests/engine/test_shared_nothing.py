@@ -19,7 +19,6 @@ import threading
 from pathlib import Path
 
 import pytest
-
 from conftest import read_lock, states, wait_for
 from helpers import commit_all, git, make_tree, run_mlv, stored_digests
 from mlv.storage.digest import of_bytes
@@ -187,7 +186,7 @@ def test_a_fresh_clone_runs_on_workers_that_share_only_the_bucket(origin, schedu
         assert cwd.startswith(os.fspath(workers_home)) and "/jobs/" in cwd, f"{stage} ran in {cwd}"
         assert not cwd.startswith(os.fspath(repo))
         assert not Path(cwd).exists(), "the scratch directory outlived the job"
-    workers = {record["worker"] for record in map(lambda r: _record(repo, r["run_id"]), results)}
+    workers = {_record(repo, r["run_id"])["worker"] for r in results}
     assert all(w.startswith("tcp://") for w in workers)
     assert outputs(repo) == shared_outputs  # checked out after each stage, byte-identical to a shared run
     pushed = cli.json("push", "--dry-run")  # pointers and lock: everything they name is on the bucket already
@@ -256,3 +255,41 @@ def test_a_worker_that_cannot_reach_the_remote_fails_its_stage_with_one_line(ori
 
 def _record(repo: Path, run_id: str) -> dict:
     return json.loads((repo / ".mlv" / "runs" / f"{run_id}.json").read_text())
+
+
+LAYOUT = """\
+stages:
+  split:
+    cmd: mkdir -p parts/a parts/b && cp data/raw/part-0001.txt parts/a/one.txt && cp data/raw/part-0002.txt parts/b/two.txt
+    deps: [data/raw/part-0001.txt, data/raw/part-0002.txt]
+    outs: [parts]
+  inside:
+    cmd: >-
+      printf '{"n": 1}' > ../metrics.json && pwd > ../seen.txt && ls -R . >> ../seen.txt && cat a/one.txt > ../picked.txt
+    wdir: parts
+    deps: [a]
+    outs: [../picked.txt, ../seen.txt]
+    metrics: [../metrics.json]
+  nosy:
+    cmd: cat mlv.yaml > nosy.txt
+    deps: [picked.txt]
+    outs: [nosy.txt]
+"""
+
+
+def test_a_stage_sees_exactly_its_deps_laid_out_by_digest(origin, tmp_path, cli, monkeypatch):
+    """Local threads, no cluster: files inside tracked data the clone never pulled, a folder inside an
+    upstream output, a stage with a wdir of its own; a stage reading what it did not declare fails."""
+    repo = clone(origin, tmp_path)
+    (repo / "dask-cluster.yaml").write_text("workspace: remote\n")
+    (repo / "mlv.yaml").write_text(LAYOUT)
+    monkeypatch.chdir(repo)
+    results = {r["stage"]: r for r in cli.json("run", code=1)}
+    assert states(results.values()) == {"split": "done", "inside": "done", "nosy": "failed"}
+    assert (repo / "picked.txt").read_text() == RAW["data/raw/part-0001.txt"]
+    seen = (repo / "seen.txt").read_text().splitlines()
+    assert seen[0].endswith("/work/parts") and not seen[0].startswith(os.fspath(repo))
+    assert "one.txt" in seen and "two.txt" not in seen  # parts/a only, as declared
+    assert json.loads((repo / "metrics.json").read_text()) == {"n": 1}
+    assert "mlv.yaml: No such file" in cli.json("show", "nosy")["output"]  # not declared: not there
+    assert not (repo / "data" / "raw").exists()

@@ -9,7 +9,6 @@ import shutil
 from pathlib import Path
 
 import pytest
-
 from helpers import make_tree, run_mlv
 from mlv.storage import pointers, scratch
 from mlv.storage.config import RemoteConfig
@@ -36,14 +35,14 @@ def laid_out(root: Path) -> dict[str, bytes]:
 
 
 def test_settings_carry_no_repo_path_and_reach_the_remote(pushed, tmp_path):
-    repo, found, _ = pushed
+    _, found, _ = pushed
     assert found == {"name": "origin", "url": str(tmp_path / "remote")}  # absolute: a worker has no repo
     remote = scratch.connect(found, scratch.open_cache(tmp_path / "worker"))
     assert remote.inventory().formatted
 
 
 def test_a_dep_is_laid_out_verified_and_the_scratch_directory_goes_away(pushed, tmp_path):
-    repo, found, ptr = pushed
+    _, found, ptr = pushed
     cache = scratch.open_cache(tmp_path / "worker")
     with scratch.scratch(cache, "job") as space:
         n = scratch.materialize(space, [scratch.Input("data/raw", ptr.digest, True)], scratch.connect(found, cache))
@@ -54,7 +53,7 @@ def test_a_dep_is_laid_out_verified_and_the_scratch_directory_goes_away(pushed, 
 
 
 def test_a_dep_already_in_the_worker_cache_is_not_fetched_again(pushed, tmp_path):
-    repo, found, ptr = pushed
+    _, found, ptr = pushed
     cache = scratch.open_cache(tmp_path / "worker")
     with scratch.scratch(cache, "first") as space:
         scratch.materialize(space, [scratch.Input("raw", ptr.digest, True)], scratch.connect(found, cache))
@@ -65,7 +64,7 @@ def test_a_dep_already_in_the_worker_cache_is_not_fetched_again(pushed, tmp_path
 
 
 def test_a_dep_the_remote_lacks_is_one_error_naming_it(pushed, tmp_path):
-    repo, found, ptr = pushed
+    _, found, _ = pushed
     cache = scratch.open_cache(tmp_path / "worker")
     other = scratch.open_cache(tmp_path / "elsewhere")
     digest = other.store.put_bytes(b"never pushed")
@@ -74,7 +73,7 @@ def test_a_dep_the_remote_lacks_is_one_error_naming_it(pushed, tmp_path):
 
 
 def test_a_dep_path_outside_the_scratch_directory_is_refused(pushed, tmp_path):
-    repo, found, ptr = pushed
+    _, found, ptr = pushed
     cache = scratch.open_cache(tmp_path / "worker")
     with scratch.scratch(cache, "job") as space, pytest.raises(MlvError, match="'../escape'"):
         scratch.materialize(space, [scratch.Input("../escape", ptr.digest, True)], scratch.connect(found, cache))
