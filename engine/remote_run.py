@@ -24,7 +24,9 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 
+from mlv.engine.dag import Graph, StageSpec
 from mlv.engine.lockfile import LockEntry, Output
+from mlv.engine.plan import identify
 from mlv.storage import pointers
 from mlv.storage.digest import Digest
 from mlv.storage.errors import MlvError, ObjectMissing, StorageError, UsageError
@@ -88,6 +90,14 @@ class RemoteRun:
             found = self._pointed(path) or self._within(path, self.locked)
         if found is not None:
             self.kinds[path] = found[1]
+        return found
+
+    def sources(self, graph: Graph, specs: list[StageSpec]) -> dict[str, tuple[Digest, bool]]:
+        """The deps of ``specs`` that no stage of ``graph`` produces, with their digests: what goes up first."""
+        found = {}
+        for dep in sorted({d for spec in specs for d in spec.deps if graph.producer_of(d) is None}):
+            if (digest := self.digest(dep) or identify(self.ws, dep)) is not None:
+                found.update(self.inputs({dep: digest}))
         return found
 
     def inputs(self, deps: dict[str, Digest]) -> dict[str, tuple[Digest, bool]]:

@@ -31,7 +31,7 @@ from mlv.engine.executor import OnDask, Threads
 from mlv.engine.dag import Graph, StageSpec
 from mlv.engine.lockfile import LockEntry, Output
 from mlv.engine.outputs import check_unsaved
-from mlv.engine.plan import CACHED, MAYBE, RUN, UP_TO_DATE, Decision, Fetch, decide, identify, plan
+from mlv.engine.plan import CACHED, MAYBE, RUN, UP_TO_DATE, Decision, Fetch, decide, plan
 from mlv.engine.records import (
     RunIndex,
     RunRecord,
@@ -156,7 +156,7 @@ class Runner:
             inputs.save(self.ws, self.graph, [specs[n] for n in to_run], lambda text: self.notify("", "note", text),
                         everything=self.remote is not None)
             if self.remote is not None:  # what no stage of this run makes goes up first: one push for all
-                self.remote.ensure(self._sources([specs[n] for n in to_run]))
+                self.remote.ensure(self.remote.sources(self.graph, [specs[n] for n in to_run]))
             if self.cluster.threads_suffice(gpu=bool(gpu)):
                 executor = Threads(self.options.jobs) if to_run else None  # nothing to run: no threads either
             else:
@@ -187,15 +187,6 @@ class Runner:
     @property
     def _fetch(self) -> Fetch | None:
         return self.remote.available if self.remote is not None else self.options.fetch
-
-    def _sources(self, specs: list[StageSpec]) -> dict:
-        """The deps of ``specs`` that no stage of this run produces, with their digests (remote mode)."""
-        found = {}
-        for dep in sorted({d for spec in specs for d in spec.deps if self.graph.producer_of(d) is None}):
-            digest = self.remote.digest(dep) or identify(self.ws, dep)
-            if digest is not None:
-                found.update(self.remote.inputs({dep: digest}))
-        return found
 
     def _preflight(self, specs: list[StageSpec]) -> None:
         kinds = sorted({s.kind for s in specs if s.kind})
