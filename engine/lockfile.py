@@ -110,7 +110,7 @@ def read(data: bytes | str, *, where: str = NAME) -> dict[str, dict]:
         return {str(name): {"run_id": None if raw.get("run_id") is None else str(raw["run_id"]),
                             "deps": dict(raw.get("deps") or {}), "outs": dict(raw.get("outs") or {})}
                 for name, raw in (doc.get("stages") or {}).items()}
-    except (yaml.YAMLError, AttributeError, TypeError, KeyError) as exc:
+    except (yaml.YAMLError, AttributeError, TypeError, KeyError, ValueError) as exc:
         raise ConfigError(f"{where} cannot be read ({exc!r}); fix it (`git checkout -- {NAME}`, or resolve a "
                           "merge conflict) and retry", path=NAME) from exc
 
@@ -122,7 +122,7 @@ def outputs(data: bytes | str, *, where: str = NAME) -> list[tuple[Digest, bool]
         for out in entry["outs"].values():
             try:
                 found.append((parse(out["digest"], where=where), out.get("nfiles") is not None))
-            except (TypeError, KeyError, AttributeError) as exc:
+            except (TypeError, KeyError, AttributeError, ValueError) as exc:
                 raise ConfigError(f"{where}: an out is malformed ({exc!r})", path=NAME) from exc
     return found
 
