@@ -41,6 +41,7 @@ from mlv.storage.transfer import (
     TransferProgress,
     build_pack,
     catalog,
+    catalog_line,
     remember,
     run_all,
 )
@@ -263,7 +264,7 @@ def _plan_records(ws: Workspace, store: ObjectStore, inv: Inventory, there: set[
             new.remove(run_id)
             continue
         d = digests.of_bytes(data)
-        lines.append(f"{run_id} {d}\n")
+        lines.append(catalog_line(run_id, d))
         if d.raw not in there:
             blobs[d.raw] = data
     report.records = len(new)
