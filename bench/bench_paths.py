@@ -24,8 +24,8 @@ import json
 import statistics
 import time
 
-from mlv.storage import manifest
-from mlv.storage.digest import Digest
+from mlv.storage.store import manifest
+from mlv.storage.store.digest import Digest
 from mlv.storage.errors import StorageError
 
 

@@ -111,8 +111,8 @@ stages:
 MATERIALIZE = '''\
 import sys, time
 from pathlib import Path
-from mlv.storage import scratch
-from mlv.storage.digest import parse
+from mlv.storage.remote import scratch
+from mlv.storage.store.digest import parse
 
 settings, digest, cache_root = sys.argv[1], sys.argv[2], Path(sys.argv[3])
 cache = scratch.open_cache(cache_root)

@@ -389,7 +389,7 @@ def bench(args: argparse.Namespace) -> Results:
             res.errors.append(f"bare walk saw {n} files, expected {res.n_files}")
         res.floor["walk_s"], res.floor["walk_runs"] = median(walks), walks
 
-        from mlv.storage.tracking import status as mlv_status
+        from mlv.storage.workspace.tracking import status as mlv_status
         from mlv.storage.workspace import Workspace
 
         got = mlv_status(Workspace(mrepo.resolve()))  # warm-up (imports, caches)
@@ -514,9 +514,9 @@ def bench(args: argparse.Namespace) -> Results:
         if d_big:
             res.dvc.update(add_big_s=median(d_big), add_big_runs=d_big, add_big_rss_mb=max(d_rss), add_big_cpu=d_cpu)
         res.info["loadavg_end"] = os.getloadavg()
-        import mlv.storage.tracking
+        import mlv.storage.workspace.tracking
 
-        imported = Path(mlv.storage.tracking.__file__).resolve()
+        imported = Path(mlv.storage.workspace.tracking.__file__).resolve()
         if SRC_PATH is not None and not imported.is_relative_to(SRC_PATH.resolve()):
             res.errors.append(f"in-process status imported {imported}, not the pinned copy under {SRC_PATH}")
         after = source_state()

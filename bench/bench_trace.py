@@ -52,8 +52,8 @@ def build(root: Path, n_records: int, depth: int, seed: int = 7) -> dict:
     """The synthetic repo; returns what the measurements need to know about it."""
     from mlv.engine import lockfile
     from mlv.engine.records import RUNS, RunRecord, dumps
-    from mlv.storage import pointers
-    from mlv.storage.digest import Digest
+    from mlv.storage.workspace import pointers
+    from mlv.storage.store.digest import Digest
     from mlv.storage.workspace import Workspace
 
     rng = random.Random(seed)
@@ -111,7 +111,7 @@ def build(root: Path, n_records: int, depth: int, seed: int = 7) -> dict:
 
 
 def _random_digest(rng: random.Random):
-    from mlv.storage.digest import Digest
+    from mlv.storage.store.digest import Digest
 
     return Digest.from_hex(f"{rng.getrandbits(128):032x}")
 

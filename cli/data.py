@@ -26,7 +26,7 @@ def add(
     json_: Annotated[bool, typer.Option("--json", help="Print the new pointers as JSON.")] = False,
 ) -> None:
     """Store PATHs in the cache and write PATH.mlv pointers (commit those to git)."""
-    from mlv.storage import tracking
+    from mlv.storage.workspace import tracking
 
     ws = workspace()
     if (ws.root / "mlv.yaml").exists():  # checked before importing the pipeline machinery for nothing
@@ -55,7 +55,7 @@ def status(
     exit_code: Annotated[bool, typer.Option("--exit-code", help="Exit 1 if anything is not unchanged.")] = False,
 ) -> None:
     """Compare tracked data with its pointers (unchanged, modified, missing, not-in-cache) and list stale stages."""
-    from mlv.storage import tracking
+    from mlv.storage.workspace import tracking
 
     ws = workspace()
     results = tracking.status(ws, paths)
@@ -101,7 +101,7 @@ def checkout(
 ) -> None:
     """Make the workspace match the pointer files (bring back any committed version)."""
     from mlv.pipelines import project
-    from mlv.storage.checkout import checkout as run_checkout
+    from mlv.storage.workspace.checkout import checkout as run_checkout
 
     ws = workspace()
     report = run_checkout(ws, paths, force=force, extra=project.locked_outputs(ws), progress=progress)
@@ -138,7 +138,7 @@ def fsck(
     With --remote NAME: download and re-hash everything on the remote, and check that what the
     workspace references is there; it writes nothing there but markers of damaged copies, so
     every clone's next push repairs them."""
-    from mlv.storage.fsck import fsck as run_fsck
+    from mlv.storage.workspace.fsck import fsck as run_fsck
 
     ws = workspace()
     if remote is not None:
@@ -165,7 +165,7 @@ def fsck(
 
 
 def _fsck_remote(ws, name: str, json_: bool) -> None:
-    from mlv.storage import remote_fsck, remotes
+    from mlv.storage.remote import fsck as remote_fsck, remotes
 
     report = remote_fsck.fsck(ws, remotes.connect(ws, name), project_roots(ws), progress=progress)
     if json_:
@@ -202,7 +202,7 @@ def gc(
 
     With --remote NAME: remove them from that remote (run records its catalogs name stay, and
     their logs); packs holding dead objects are rewritten."""
-    from mlv.storage.gc import gc as run_gc
+    from mlv.storage.workspace.gc import gc as run_gc
 
     if remote is not None:
         _gc_remote(remote, all_commits=all_commits, dry_run=dry_run, grace=grace, json_=json_)
@@ -218,7 +218,7 @@ def gc(
 
 
 def _gc_remote(name: str, *, all_commits: bool, dry_run: bool, grace: int | None, json_: bool) -> None:
-    from mlv.storage import remote_gc, remotes
+    from mlv.storage.remote import gc as remote_gc, remotes
 
     ws = workspace()
     from mlv.engine.roots import record_objects

@@ -151,7 +151,7 @@ def show(
 ) -> None:
     """Print a run record (for a stage, its latest run) with its captured output."""
     from mlv.engine.records import RunIndex
-    from mlv.storage.digest import parse
+    from mlv.storage.store.digest import parse
     from mlv.storage.errors import UsageError
 
     ws = workspace()

@@ -1,6 +1,6 @@
 """`mlv remote`: add, list, remove and pick the default of the remotes in ``.mlv/config.yaml``.
 
-Thin as the others: validation and writing live in ``mlv.storage.config`` (the same checks
+Thin as the others: validation and writing live in ``mlv.storage.workspace.config`` (the same checks
 the loader makes), so a remote that `mlv remote add` accepts always loads again.
 Nothing heavy is imported: no fsspec until a command actually transfers bytes.
 """
@@ -34,7 +34,7 @@ def add(
                                                         "out (s3 only; default 2).")] = None,
 ) -> None:
     """Add a remote (the first one becomes the default). Credentials never go in the URL."""
-    from mlv.storage import config as configs
+    from mlv.storage.workspace import config as configs
 
     ws = workspace()
     timeout = int(timeout) if timeout is not None and timeout.is_integer() else timeout  # 30, not 30.0, in the file
@@ -76,7 +76,7 @@ def list_(json_: Annotated[bool, typer.Option("--json", help="Machine-readable o
 @command("remove", group=remote_app)
 def remove(name: Name) -> None:
     """Forget a remote (its data stays where it is)."""
-    from mlv.storage import config as configs
+    from mlv.storage.workspace import config as configs
 
     ws = workspace()
     was_default = ws.config.default_remote == name
@@ -91,7 +91,7 @@ def remove(name: Name) -> None:
 @command("default", group=remote_app)
 def default(name: Name) -> None:
     """Make NAME the default remote (used by push, fetch and pull without -r)."""
-    from mlv.storage import config as configs
+    from mlv.storage.workspace import config as configs
 
     configs.set_default_remote(workspace().dot / "config.yaml", name)
     out.print(f"default remote is now '{name}'")

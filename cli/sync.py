@@ -31,8 +31,9 @@ def push(
     """Upload what TARGETS need (tracked paths, stage names or stage outs; default: everything the
     pointers and mlv.lock reference) and every run record the remote lacks. Small objects travel in packs."""
     from mlv.engine import roots as needs
-    from mlv.storage import references, remote_state
-    from mlv.storage.config import remote_for
+    from mlv.storage.workspace import references
+    from mlv.storage.remote import state as remote_state
+    from mlv.storage.workspace.config import remote_for
 
     ws = workspace()
     config = remote_for(ws.config, remote)
@@ -46,8 +47,8 @@ def push(
             ago = time.time() - remote_state.load(ws.dot / "state.db", config).listed
             out.print(f"nothing to push: remote '{config.name}' has everything (as this clone saw it {_ago(ago)} ago)")
         return
-    from mlv.storage import push as pushing
-    from mlv.storage import remotes
+    from mlv.storage.remote import push as pushing
+    from mlv.storage.remote import remotes
 
     target = remotes.connect(ws, remote, jobs=jobs or _default_jobs())
     report = pushing.push(ws, target, roots, dry_run=dry_run, progress=_progress, check_record=_check_record)
@@ -79,7 +80,7 @@ def pull(
 ) -> None:
     """Fetch, then check out TARGETS (default: all): make the workspace match its pointers and mlv.lock."""
     from mlv.pipelines import project
-    from mlv.storage.checkout import checkout
+    from mlv.storage.workspace.checkout import checkout
 
     locked = project.locked_outputs(workspace())  # a lock that breaks the paths rule stops the pull before any transfer
     report = _fetch(targets, remote, jobs, dry_run)
@@ -119,8 +120,8 @@ def _paths_of(ws, targets: list[str] | None) -> list[str] | None:
 
 def _fetch(targets, remote, jobs, dry_run):
     from mlv.engine import roots as needs
-    from mlv.storage import fetch as fetching
-    from mlv.storage import remotes
+    from mlv.storage.remote import fetch as fetching
+    from mlv.storage.remote import remotes
 
     ws = workspace()
     source = remotes.connect(ws, remote, jobs=jobs or _default_jobs())

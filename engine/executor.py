@@ -28,7 +28,7 @@ class Threads:
         self.limit = jobs or os.cpu_count() or 1
         self.pool = ThreadPoolExecutor(self.limit, thread_name_prefix="mlv-stage")
         # storing a stage's outputs needs the store (fsspec): import it while the first commands run
-        threading.Thread(target=__import__, args=("mlv.storage.objects",), daemon=True).start()
+        threading.Thread(target=__import__, args=("mlv.storage.store.objects",), daemon=True).start()
 
     def submit(self, job: Job, *, gpu: int) -> Future:
         return self.pool.submit(worker.run, job)

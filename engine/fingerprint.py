@@ -11,8 +11,8 @@ from __future__ import annotations
 import json
 
 from mlv.engine.dag import StageSpec
-from mlv.storage import digest as digests
-from mlv.storage.digest import Digest
+from mlv.storage.store import digest as digests
+from mlv.storage.store.digest import Digest
 
 VERSION = 1  # bump when the canonical form changes, so old fingerprints stop matching
 

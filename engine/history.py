@@ -24,8 +24,9 @@ import yaml
 
 from mlv.engine import lockfile
 from mlv.engine.provenance import member_digest
-from mlv.storage import gitfiles, pointers, yamlfile
-from mlv.storage.digest import Digest, of_bytes, parse
+from mlv.storage.workspace import gitfiles, pointers
+from mlv.storage import yamlfile
+from mlv.storage.store.digest import Digest, of_bytes, parse
 from mlv.storage.errors import ConfigError, MlvError, StorageError, UsageError
 from mlv.storage.workspace import Workspace
 
@@ -161,7 +162,7 @@ def version_of(tree: Tree, rel: str) -> Version | None:
     if tree.rev is None:
         path = ws.root / rel
         if path.is_file() or path.is_dir():
-            from mlv.storage import snapshot
+            from mlv.storage.workspace import snapshot
 
             snap = snapshot.identify(ws, snapshot.scan(ws, path))
             return Version(rel, snap.digest, None, snap.nfiles)

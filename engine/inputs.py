@@ -22,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 
 from mlv.engine.dag import Graph, StageSpec
-from mlv.storage import gitfiles, pointers, snapshot, tracking
+from mlv.storage.workspace import gitfiles, pointers, snapshot, tracking
 from mlv.storage.workspace import Workspace
 
 Note = Callable[[str], None]

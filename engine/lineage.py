@@ -36,8 +36,8 @@ from dataclasses import dataclass
 
 from mlv.engine.history import Tree, Version, resolve_rev, version_of
 from mlv.engine.provenance import InputRow, ProvenanceIndex
-from mlv.storage import pointers
-from mlv.storage.digest import Digest, parse
+from mlv.storage.workspace import pointers
+from mlv.storage.store.digest import Digest, parse
 from mlv.storage.errors import MlvError, ObjectCorrupt, ObjectMissing, StorageError, UsageError
 from mlv.storage.workspace import Workspace
 
@@ -348,7 +348,7 @@ def _check_record(index: ProvenanceIndex, node: dict) -> str:
 
 
 def _check_object(store, digest: Digest) -> str:
-    from mlv.storage import manifest
+    from mlv.storage.store import manifest
 
     try:
         data = store.read_bytes(digest, verify=True) if store.size(digest) < 64 << 20 else None

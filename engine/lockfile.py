@@ -13,7 +13,7 @@ from pathlib import Path
 import yaml
 
 from mlv.storage import atomic, paths, yamlfile
-from mlv.storage.digest import Digest, parse
+from mlv.storage.store.digest import Digest, parse
 from mlv.storage.errors import ConfigError
 
 NAME = "mlv.lock"

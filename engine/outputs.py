@@ -21,9 +21,9 @@ from pathlib import Path
 
 from mlv.engine.dag import StageSpec
 from mlv.engine.errors import GraphError
-from mlv.storage import gitfiles, pointers
+from mlv.storage.workspace import gitfiles, pointers
 from mlv.storage.errors import MlvError, UnsavedChangesError
-from mlv.storage.walk import check_inside
+from mlv.storage.workspace.walk import check_inside
 from mlv.storage.workspace import Workspace
 
 SOURCE = "mlv.yaml"
@@ -54,7 +54,7 @@ def check_overlaps(ws: Workspace, specs: Iterable[StageSpec]) -> None:
 
 def check_unsaved(ws: Workspace, specs: Iterable[StageSpec], *, force: bool) -> None:
     """Before any stage runs: the outputs the run will clear or overwrite hold nothing unsaved."""
-    from mlv.storage.checkout import unsaved  # loads the store: only when something will run
+    from mlv.storage.workspace.checkout import unsaved  # loads the store: only when something will run
 
     specs = list(specs)
     outs = [out for spec in specs for out in (*spec.outs, *spec.metrics)]

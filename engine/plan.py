@@ -22,9 +22,9 @@ from mlv.engine.fingerprint import fingerprint
 from mlv.engine.lockfile import LockEntry, Output
 from mlv.engine.outputs import check_overlaps
 from mlv.engine.records import RunIndex
-from mlv.storage import snapshot
-from mlv.storage.digest import Digest, parse
-from mlv.storage.tracking import in_cache
+from mlv.storage.workspace import snapshot
+from mlv.storage.store.digest import Digest, parse
+from mlv.storage.workspace.tracking import in_cache
 from mlv.storage.workspace import Workspace
 
 UP_TO_DATE, CACHED, RUN, MAYBE = "up-to-date", "cached", "run", "maybe"  # maybe: runs if an upstream output changes

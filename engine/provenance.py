@@ -41,8 +41,8 @@ from pathlib import Path
 
 from mlv.engine.lockfile import LockEntry
 from mlv.engine.records import SUCCEEDED, REUSED, RecordCorrupt, RunIndex, RunRecord, loads
-from mlv.storage import gitfiles, pointers, statedb
-from mlv.storage.digest import Digest
+from mlv.storage.workspace import gitfiles, pointers, statedb
+from mlv.storage.store.digest import Digest
 from mlv.storage.errors import MlvError, StorageError
 from mlv.storage.workspace import Workspace
 
@@ -357,7 +357,7 @@ def _from_pointer(ws, path, digest, manifests) -> dict | None:
 
 def member_digest(ws: Workspace, directory: Digest, rel: str, cache: dict | None = None) -> Digest | None:
     """The digest of file ``rel`` in directory version ``directory`` (None if absent or unreadable)."""
-    from mlv.storage import manifest
+    from mlv.storage.store import manifest
 
     cache = {} if cache is None else cache
     if directory not in cache:

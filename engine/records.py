@@ -27,8 +27,9 @@ import uuid
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
-from mlv.storage import atomic, gitfiles, statedb
-from mlv.storage import digest as digests
+from mlv.storage import atomic
+from mlv.storage.workspace import gitfiles, statedb
+from mlv.storage.store import digest as digests
 from mlv.storage.errors import MlvError
 from mlv.storage.workspace import Workspace
 

@@ -27,8 +27,8 @@ from collections.abc import Callable
 from mlv.engine.dag import Graph, StageSpec
 from mlv.engine.lockfile import LockEntry, Output
 from mlv.engine.plan import identify
-from mlv.storage import pointers
-from mlv.storage.digest import Digest
+from mlv.storage.workspace import pointers
+from mlv.storage.store.digest import Digest
 from mlv.storage.errors import MlvError, ObjectMissing, StorageError, UsageError
 from mlv.storage.workspace import Workspace
 
@@ -49,8 +49,8 @@ class RemoteRun:
     """One ``mlv run``'s dealings with the default remote (connected on first use)."""
 
     def __init__(self, ws: Workspace, lock: dict[str, LockEntry], *, download: bool, note: Note) -> None:
-        from mlv.storage import scratch
-        from mlv.storage.config import remote_for
+        from mlv.storage.remote import scratch
+        from mlv.storage.workspace.config import remote_for
 
         self.ws, self.download, self.note = ws, download, note
         self.config = remote_for(ws.config, None)
@@ -67,7 +67,7 @@ class RemoteRun:
     @property
     def remote(self):  # -> storage.remotes.Remote
         if self._remote is None:
-            from mlv.storage import remotes
+            from mlv.storage.remote import remotes
 
             self._remote = remotes.connect(self.ws)
         return self._remote
@@ -127,8 +127,8 @@ class RemoteRun:
     def _member(self, directory: Digest, rel: str) -> tuple[Digest, bool] | None:
         """A file inside a directory version, or a folder inside it as a directory version of its own (its
         manifest is stored here when ``ensure`` sends it; its members are the directory's)."""
-        from mlv.storage import manifest
-        from mlv.storage.digest import of_bytes
+        from mlv.storage.store import manifest
+        from mlv.storage.store.digest import of_bytes
 
         if directory not in self._manifests:
             self._manifests[directory] = manifest.load(self._manifest_bytes(directory))
@@ -145,8 +145,8 @@ class RemoteRun:
 
     def _manifest_bytes(self, directory: Digest) -> bytes:
         if directory not in self.ws.store:  # only the manifest comes here, never the files it lists
-            from mlv.storage.fetch import fetch
-            from mlv.storage.references import Roots
+            from mlv.storage.remote.fetch import fetch
+            from mlv.storage.workspace.references import Roots
 
             fetch(self.ws, self.remote, lambda: Roots(where={directory: "a dep's directory"}), records=False)
         try:
@@ -163,8 +163,8 @@ class RemoteRun:
         todo = {p: v for p, v in inputs.items() if v[0] not in self.on_remote}
         if not todo:
             return
-        from mlv.storage.push import push
-        from mlv.storage.references import Roots
+        from mlv.storage.remote.push import push
+        from mlv.storage.workspace.references import Roots
 
         roots = Roots()
         for path, (digest, _) in sorted(todo.items()):
@@ -211,15 +211,15 @@ class RemoteRun:
             digest, why = next(iter({**report.missing, **report.rejected}.items()))
             raise StorageError(f"object {digest} ({why}) could not be fetched from {self.remote.where}")
         if self.download and outs:
-            from mlv.storage.checkout import Version, restore
+            from mlv.storage.workspace.checkout import Version, restore
 
             restore(self.ws, [Version(self.ws.root / p, o.digest, o.nfiles is not None, o.size)
                               for p, o in outs.items()], force=force)
 
     def _fetch(self, outs: dict[str, Output], named: list[str]):  # -> TransferReport | None (nothing to get)
-        from mlv.storage.digest import parse
-        from mlv.storage.fetch import fetch
-        from mlv.storage.references import Roots
+        from mlv.storage.store.digest import parse
+        from mlv.storage.remote.fetch import fetch
+        from mlv.storage.workspace.references import Roots
 
         roots = Roots()
         for path, out in outs.items():
@@ -233,6 +233,6 @@ class RemoteRun:
         return fetch(self.ws, self.remote, lambda: roots, records=False)
 
     def _complete(self, out: Output) -> bool:
-        from mlv.storage.tracking import in_cache
+        from mlv.storage.workspace.tracking import in_cache
 
         return in_cache(self.ws, out.digest, out.nfiles is not None)

@@ -14,10 +14,10 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from mlv.engine import lockfile
-from mlv.storage import gitfiles, references
-from mlv.storage.digest import Digest
+from mlv.storage.workspace import gitfiles, references
+from mlv.storage.store.digest import Digest
 from mlv.storage.errors import UsageError
-from mlv.storage.references import Roots
+from mlv.storage.workspace.references import Roots
 from mlv.storage.workspace import Workspace
 
 RUNS = "runs"  # .mlv/runs/<run id>.json

@@ -42,9 +42,9 @@ from mlv.engine.records import (
     reuse_event,
 )
 from mlv.storage import secrets
-from mlv.storage.digest import parse
+from mlv.storage.store.digest import parse
 from mlv.storage.errors import LockedError, MlvError, UsageError
-from mlv.storage.tracking import ignore_in_git
+from mlv.storage.workspace.tracking import ignore_in_git
 from mlv.storage.workspace import Workspace
 
 LOG_TAIL = 15
@@ -239,7 +239,7 @@ class Runner:
             self.results[spec.name] = StageResult(spec.name, State.UP_TO_DATE, run_id=entry.run_id if entry else None)
             self.notify(spec.name, UP_TO_DATE, "")
             return
-        from mlv.storage.checkout import (  # loads fsspec: only when restoring
+        from mlv.storage.workspace.checkout import (  # loads fsspec: only when restoring
             Version,
             restore,
         )

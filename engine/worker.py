@@ -32,8 +32,8 @@ from pathlib import Path
 
 from mlv.engine import execute
 from mlv.engine.execute import Job, Outcome
-from mlv.storage import snapshot
-from mlv.storage.digest import parse
+from mlv.storage.workspace import snapshot
+from mlv.storage.store.digest import parse
 from mlv.storage.errors import MlvError, UsageError
 from mlv.storage.workspace import Workspace
 
@@ -59,7 +59,7 @@ def _run_shared(job: Job) -> Outcome:
 
 
 def _run_remote(job: Job) -> Outcome:
-    from mlv.storage import scratch
+    from mlv.storage.remote import scratch
 
     cache = scratch.open_cache(cache_root())
     try:
@@ -70,7 +70,7 @@ def _run_remote(job: Job) -> Outcome:
 
 
 def _in_scratch(job: Job, cache: Workspace, space) -> Outcome:
-    from mlv.storage import scratch
+    from mlv.storage.remote import scratch
 
     root = space.root
     began = time.time()
@@ -86,8 +86,8 @@ def _in_scratch(job: Job, cache: Workspace, space) -> Outcome:
                                outs=tuple(str(root / o) for o in job.outs), log=str(root.parent / "log"))
     code, used, started, ended = execute.run_stage(here)
     log, used, outs, reason = _store(space, here, code, used)
-    from mlv.storage.push import push
-    from mlv.storage.references import Roots
+    from mlv.storage.remote.push import push
+    from mlv.storage.workspace.references import Roots
 
     roots = Roots()
     for path, out in (outs or {}).items():

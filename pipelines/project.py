@@ -112,10 +112,10 @@ def remote_fetcher(ws: Workspace) -> Fetch | None:
         nonlocal remote, failed
         if failed:
             return False
-        from mlv.storage import fetch as fetching
-        from mlv.storage import remotes
-        from mlv.storage.references import Roots
-        from mlv.storage.tracking import in_cache
+        from mlv.storage.remote import fetch as fetching
+        from mlv.storage.remote import remotes
+        from mlv.storage.workspace.references import Roots
+        from mlv.storage.workspace.tracking import in_cache
 
         roots = Roots()
         for path, out in outs.items():
@@ -137,7 +137,7 @@ def remote_fetcher(ws: Workspace) -> Fetch | None:
 
 def locked_outputs(ws: Workspace) -> list:
     """The stage outputs ``mlv.lock`` names, as ``storage.checkout.Version`` values for ``mlv checkout``."""
-    from mlv.storage.checkout import Version
+    from mlv.storage.workspace.checkout import Version
 
     return [
         Version(ws.root / path, out.digest, out.nfiles is not None, out.size)

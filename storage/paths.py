@@ -13,7 +13,7 @@ never overrides it. A path is acceptable when it is:
   ``*.mlv`` pointer anywhere.
 
 What only the filesystem can say — that no symlink on the way leads out of the repo or
-into ``.git/`` — is ``mlv.storage.walk.check_inside``, which checkout and run call
+into ``.git/`` — is ``mlv.storage.workspace.walk.check_inside``, which checkout and run call
 before they write or delete.
 """
 

@@ -13,7 +13,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from mlv.storage.objects import ObjectStore
+from mlv.storage.store.objects import ObjectStore
 
 #: The installed console script, next to the interpreter running the tests (there is no
 #: ``mlv.__main__``, so ``python -m mlv`` is not an option).
@@ -163,6 +163,6 @@ class _JumpingClock:
 
 def fast_lock_clock(monkeypatch) -> None:
     """Make the repo lock give up waiting immediately (patches only the workspace module's clock)."""
-    import mlv.storage.workspace
+    import mlv.storage.workspace.repo
 
-    monkeypatch.setattr(mlv.storage.workspace, "time", _JumpingClock())
+    monkeypatch.setattr(mlv.storage.workspace.repo, "time", _JumpingClock())

@@ -9,9 +9,9 @@ import time
 
 import yaml
 from helpers import age, loose_object, make_tree, snapshot, store_of, stored_digests
-from mlv.storage import digest as digests
-from mlv.storage import manifest
-from mlv.storage.digest import Digest
+from mlv.storage.store import digest as digests
+from mlv.storage.store import manifest
+from mlv.storage.store.digest import Digest
 
 RAW = {"data/raw/a.csv": "x\n1\n", "data/raw/b.csv": "y\n2\n", "data/raw/sub/c.csv": "z\n3\n"}
 

@@ -12,8 +12,8 @@ import shutil
 
 import pytest
 from helpers import flip_byte, loose_object, make_tree, snapshot, store_of
-from mlv.storage import digest as digests
-from mlv.storage.digest import Digest
+from mlv.storage.store import digest as digests
+from mlv.storage.store.digest import Digest
 
 BIG = 600_000
 RAW = {"data/raw/a.csv": "x\n1\n", "data/raw/b.csv": "y\n2\n", "data/raw/sub/c.csv": "z\n3\n"}

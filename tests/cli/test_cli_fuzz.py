@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from helpers import commit_all, git, git_init, make_tree, snapshot
+from helpers import commit_all, git_init, make_tree, snapshot
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 

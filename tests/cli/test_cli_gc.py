@@ -17,7 +17,7 @@ from helpers import (
     snapshot,
     stored_digests,
 )
-from mlv.storage import digest as digests
+from mlv.storage.store import digest as digests
 from mlv.storage.workspace import Workspace
 
 BIG_V1, BIG_V2 = os.urandom(600_000), os.urandom(600_000)

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import MLV, commit_all, git, make_tree, run_mlv, snapshot
+from helpers import MLV, commit_all, make_tree, snapshot
 
 DIGEST = "xxh3-128:" + "1" * 32
 
@@ -287,6 +287,8 @@ def test_a_read_only_cache_in_add_and_run_is_one_message(repo, cli, tmp_path):
         assert proc.returncode == 1, (args, proc.stdout, proc.stderr)
         assert "Traceback" not in proc.stderr and "refused a write" in proc.stderr, proc.stderr
     assert not (repo / "a.txt.mlv").exists() and not (repo / "mlv.lock").exists()
+    cached = lambda snap: {k: v for k, v in snap.items() if k.startswith(".mlv/cache/")}  # noqa: E731
+    assert cached(snapshot(repo)) == cached(before)  # the store is as it was
     cli("add", "a.txt")  # writable again: the same command completes
 
 

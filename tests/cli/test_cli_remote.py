@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from mlv.storage import config as configs
+from mlv.storage.workspace import config as configs
 
 HEADER = configs.TEMPLATE.splitlines()[0]
 

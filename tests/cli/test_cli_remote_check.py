@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 from helpers import commit_all, make_tree
-from mlv.storage import config as configs
-from mlv.storage import digest as digests
-from mlv.storage import remote_state
-from mlv.storage.packs import decode_index, encode_index
+from mlv.storage.workspace import config as configs
+from mlv.storage.store import digest as digests
+from mlv.storage.remote import state as remote_state
+from mlv.storage.store.packs import decode_index, encode_index
 
 BIG_V1, BIG_V2 = os.urandom(600_000), os.urandom(600_000)  # over the pack threshold: loose objects
 V1 = {"data/a.csv": "x\n1\n", "data/b.csv": "y\n2\n", "data/keep.csv": "same in both\n"}

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 from helpers import commit_all, git, make_tree
-from mlv.storage import digest as digests
-from mlv.storage.packs import decode_index
+from mlv.storage.store import digest as digests
+from mlv.storage.store.packs import decode_index
 
 SMALL = {f"data/f{i:02d}.txt": f"row {i}\n" * (i + 1) for i in range(20)}
 BIG = os.urandom(700 * 1024)  # over the pack threshold: a loose object
@@ -219,8 +219,8 @@ def test_a_remote_that_refuses_the_marker_gives_a_warning_and_this_clone_remembe
     result = cli("pull", code=1)
     assert big in result.stderr and "could not be marked on the remote, so only this clone knows" in result.stderr
     assert remote.markers() == set()
-    from mlv.storage import config as configs
-    from mlv.storage import remote_state
+    from mlv.storage.workspace import config as configs
+    from mlv.storage.remote import state as remote_state
 
     seen = remote_state.load(reader / ".mlv/state.db", configs.load(reader / ".mlv/config.yaml").remotes["origin"])
     assert seen is not None and seen.damaged == {(bytes.fromhex(big[9:]), "loose")}

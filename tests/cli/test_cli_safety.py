@@ -8,8 +8,9 @@ from pathlib import Path
 
 from helpers import flip_byte, make_tree, snapshot, store_of
 
-from mlv.storage import manifest, pointers
-from mlv.storage.pointers import Pointer
+from mlv.storage.store import manifest
+from mlv.storage.workspace import pointers
+from mlv.storage.workspace.pointers import Pointer
 
 
 def _forged_manifest(path: str, digest, size: int) -> bytes:

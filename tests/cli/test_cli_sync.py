@@ -270,7 +270,8 @@ def test_a_missing_bucket_is_a_clear_error(shared, cli, s3_endpoint):
 
 
 def test_a_fetch_reads_just_the_byte_ranges_it_needs(git_repo, cli, tmp_path):
-    from mlv.storage import fetch, references, remotes
+    from mlv.storage.remote import fetch, remotes
+    from mlv.storage.workspace import references
     from mlv.storage.workspace import Workspace
 
     make_tree(git_repo, {f"many/{i:03d}.txt": os.urandom(20_000).hex() for i in range(100)})

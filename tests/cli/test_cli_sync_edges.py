@@ -36,8 +36,8 @@ def test_empty_files_come_back(git_repo, cli, monkeypatch, tmp_path):
 
 
 def test_ranges_keep_an_empty_object_apart_from_its_neighbour():
-    from mlv.storage.packs import PackEntry
-    from mlv.storage.transfer import spans
+    from mlv.storage.store.packs import PackEntry
+    from mlv.storage.remote.transfer import spans
 
     entries = [(b"f" * 16, PackEntry("p", 0, 2)), (b"e" * 16, PackEntry("p", 0, 0)), (b"g" * 16, PackEntry("p", 2, 5))]
     grouped = spans(entries)
@@ -45,9 +45,9 @@ def test_ranges_keep_an_empty_object_apart_from_its_neighbour():
 
 
 def test_a_big_manifest_waits_for_its_members(repo, cli):
-    from mlv.storage import push
-    from mlv.storage.remote_state import TransferReport
-    from mlv.storage.remotes import Inventory
+    from mlv.storage.remote import push
+    from mlv.storage.remote.state import TransferReport
+    from mlv.storage.remote.remotes import Inventory
     from mlv.storage.workspace import Workspace
 
     store = Workspace(repo).store
@@ -157,7 +157,7 @@ def test_a_directory_with_files_missing_here_is_not_pushed_as_complete(git_repo,
     os.unlink(big)  # lost here before it was ever pushed
     result = cli("push", code=1)
     assert "not in the local store" in result.stderr
-    from mlv.storage.packs import decode_index
+    from mlv.storage.store.packs import decode_index
 
     manifest = bytes.fromhex((git_repo / "d.mlv").read_text().split("digest: xxh3-128:")[1].split()[0])
     on_remote = {raw for idx in remote.glob("packs/*.idx") for raw in decode_index(idx.read_bytes(), idx.stem)}

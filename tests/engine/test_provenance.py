@@ -394,7 +394,7 @@ def test_verify_names_the_hop_whose_record_or_object_is_damaged(repo, cli):
 def test_verify_finds_a_damaged_object_on_the_path(repo, cli):
     table = out_digest(repo, "features", "features/table.csv")
     store = store_of(repo)
-    from mlv.storage.digest import parse
+    from mlv.storage.store.digest import parse
 
     entry = store.packed(parse(table))
     flip_byte(Path(store.pack_path(entry.pack)), entry.offset)

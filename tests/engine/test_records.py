@@ -25,8 +25,8 @@ def test_the_record_describes_the_interpreter_that_ran_the_stage(git_repo, cli, 
            for name, r in results.items()}
     assert env["other"]["interpreter"]["path"] == f"{venv}/bin/python"
     packages = json_.loads(cli("show", "other", "--json").stdout)["environment"]["interpreter"]["packages"]
-    from mlv.storage.digest import parse
-    from mlv.storage.objects import ObjectStore
+    from mlv.storage.store.digest import parse
+    from mlv.storage.store.objects import ObjectStore
 
     listed = json_.loads(ObjectStore.local(git_repo / ".mlv/cache").read_bytes(parse(packages)))
     assert "fakepandas==1.2" in listed and not any(p.lower().startswith("pyarrow==") for p in listed)

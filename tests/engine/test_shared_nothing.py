@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 from conftest import read_lock, states, wait_for
 from helpers import commit_all, git, make_tree, run_mlv, stored_digests
-from mlv.storage.digest import of_bytes
+from mlv.storage.store.digest import of_bytes
 
 DASK = Path(sys.executable).with_name("dask")
 RAW = {f"data/raw/part-{i:04d}.txt": f"id={i}\nvalue={i * 7 % 1000}\n" for i in range(2000)}

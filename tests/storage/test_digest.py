@@ -6,17 +6,17 @@ import doctest
 import io
 import re
 
-import mlv.storage.digest
+import mlv.storage.store.digest
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from mlv.storage import digest as digests
-from mlv.storage.digest import Digest
+from mlv.storage.store import digest as digests
+from mlv.storage.store.digest import Digest
 from mlv.storage.errors import ConfigError, UsageError
 
 
 def test_doctests():
-    assert doctest.testmod(mlv.storage.digest).failed == 0
+    assert doctest.testmod(mlv.storage.store.digest).failed == 0
 
 
 @pytest.mark.parametrize(

@@ -7,10 +7,10 @@ import pyarrow.ipc
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from mlv.storage import digest as digests
-from mlv.storage import manifest
+from mlv.storage.store import digest as digests
+from mlv.storage.store import manifest
 from mlv.storage.errors import StorageError
-from mlv.storage.manifest import Entry
+from mlv.storage.store.manifest import Entry
 
 TWO_FILES = [
     Entry("raw/a.csv", digests.of_bytes(b"x\n1\n"), 4, False),

@@ -15,10 +15,10 @@ import pytest
 from fsspec.implementations.local import LocalFileSystem
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from mlv.storage import digest as digests
-from mlv.storage.digest import Digest
+from mlv.storage.store import digest as digests
+from mlv.storage.store.digest import Digest
 from mlv.storage.errors import ObjectCorrupt, ObjectMissing, StorageError
-from mlv.storage.objects import FORMAT, ObjectStore
+from mlv.storage.store.objects import FORMAT, ObjectStore
 
 THRESHOLD = 64
 HYPOTHESIS = settings(

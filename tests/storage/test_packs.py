@@ -5,12 +5,12 @@ from __future__ import annotations
 import doctest
 import struct
 
-import mlv.storage.packs
+import mlv.storage.store.packs
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from mlv.storage.errors import StorageError
-from mlv.storage.packs import MAGIC, PackEntry, decode_index, encode_index
+from mlv.storage.store.packs import MAGIC, PackEntry, decode_index, encode_index
 
 entries_st = st.dictionaries(
     st.binary(min_size=16, max_size=16),
@@ -20,7 +20,7 @@ entries_st = st.dictionaries(
 
 
 def test_doctests():
-    assert doctest.testmod(mlv.storage.packs).failed == 0
+    assert doctest.testmod(mlv.storage.store.packs).failed == 0
 
 
 @settings(max_examples=100, deadline=None)

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 import yaml
-from mlv.storage import digest as digests
-from mlv.storage import pointers
+from mlv.storage.store import digest as digests
+from mlv.storage.workspace import pointers
 from mlv.storage.errors import ConfigError
-from mlv.storage.pointers import Pointer
+from mlv.storage.workspace.pointers import Pointer
 
 DIGEST = "xxh3-128:" + "ab" * 16
 

@@ -10,10 +10,11 @@ from pathlib import Path
 
 import pytest
 from helpers import make_tree, run_mlv
-from mlv.storage import pointers, scratch
-from mlv.storage.config import RemoteConfig
+from mlv.storage.workspace import pointers
+from mlv.storage.remote import scratch
+from mlv.storage.workspace.config import RemoteConfig
 from mlv.storage.errors import MlvError
-from mlv.storage.remote_access import RemoteError
+from mlv.storage.remote.access import RemoteError
 
 FILES = {f"raw/f{i:02d}.txt": f"row {i}\n" * (i + 1) for i in range(30)} | {"raw/sub/deep.bin": b"\x00\x01" * 9}
 

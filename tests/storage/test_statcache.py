@@ -6,13 +6,13 @@ import doctest
 import os
 import time
 
-import mlv.storage.hashing
+import mlv.storage.workspace.hashing
 import pytest
 from helpers import age, make_tree
-from mlv.storage import digest as digests
-from mlv.storage import hashing
-from mlv.storage.statcache import RACY_NS, StatCache
-from mlv.storage.walk import walk
+from mlv.storage.store import digest as digests
+from mlv.storage.workspace import hashing
+from mlv.storage.workspace.statcache import RACY_NS, StatCache
+from mlv.storage.workspace.walk import walk
 
 D1 = "xxh3-128:" + "11" * 16
 D2 = "xxh3-128:" + "22" * 16
@@ -28,7 +28,7 @@ def state(tmp_path):
 
 
 def test_hashing_doctests():
-    assert doctest.testmod(mlv.storage.hashing).failed == 0
+    assert doctest.testmod(mlv.storage.workspace.hashing).failed == 0
 
 
 def test_recorded_rows_are_found_under_their_prefix(state):

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from mlv.storage import config as configs
-from mlv.storage.config import DEFAULT_GRACE, Config, RemoteConfig
+from mlv.storage.workspace import config as configs
+from mlv.storage.workspace.config import DEFAULT_GRACE, Config, RemoteConfig
 from mlv.storage.errors import ConfigError, UsageError
 
 

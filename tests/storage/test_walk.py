@@ -7,7 +7,7 @@ import os
 import pytest
 from helpers import make_tree
 from mlv.storage.errors import UsageError
-from mlv.storage.walk import fingerprint, stat_file, walk
+from mlv.storage.workspace.walk import fingerprint, stat_file, walk
 
 
 def test_sorted_relative_posix_paths_with_sizes_and_exec_bits(tmp_path):

@@ -16,7 +16,7 @@ import stat
 from pathlib import Path
 from typing import NamedTuple
 
-from mlv.storage import digest as digests
+from mlv.storage.store import digest as digests
 from mlv.storage.atomic import is_temp
 from mlv.storage.errors import UsageError
 

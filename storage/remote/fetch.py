@@ -19,16 +19,20 @@ from collections import defaultdict
 from collections.abc import Callable
 from contextlib import nullcontext
 
-from mlv.storage import atomic, manifest, references, remote_damage
-from mlv.storage import digest as digests
-from mlv.storage.digest import Digest
+from mlv.storage import atomic
+from mlv.storage.store import manifest
+from mlv.storage.workspace import references
+from mlv.storage.remote import damage as remote_damage
+from mlv.storage.store import digest as digests
+from mlv.storage.store.digest import Digest
 from mlv.storage.errors import MlvError, ObjectCorrupt, StorageError
-from mlv.storage.objects import ObjectStore, Writer
-from mlv.storage.packs import PackEntry
-from mlv.storage.references import Roots
-from mlv.storage.remote_state import TransferReport
-from mlv.storage.remotes import Inventory, Remote, RemoteError
-from mlv.storage.transfer import (
+from mlv.storage.store.objects import ObjectStore
+from mlv.storage.store.writer import Writer
+from mlv.storage.store.packs import PackEntry
+from mlv.storage.workspace.references import Roots
+from mlv.storage.remote.state import TransferReport
+from mlv.storage.remote.remotes import Inventory, Remote, RemoteError
+from mlv.storage.remote.transfer import (
     RUNS,
     Bar,
     RecordCheck,

@@ -15,8 +15,8 @@ from contextlib import contextmanager
 from functools import cached_property
 from pathlib import Path
 
-from mlv.storage import config as configs
-from mlv.storage import pointers
+from mlv.storage.workspace import config as configs
+from mlv.storage.workspace import pointers
 from mlv.storage.errors import LockedError, NotARepoError, UsageError
 
 DOT = ".mlv"
@@ -71,7 +71,7 @@ class Workspace:
 
     @cached_property
     def store(self):  # -> ObjectStore; imported here so `mlv status` need not load fsspec
-        from mlv.storage.objects import ObjectStore
+        from mlv.storage.store.objects import ObjectStore
 
         store = ObjectStore.local(self.cache_dir)
         store.check_format()
@@ -79,7 +79,7 @@ class Workspace:
 
     @cached_property
     def state(self):  # -> StatCache
-        from mlv.storage.statcache import StatCache
+        from mlv.storage.workspace.statcache import StatCache
 
         state = StatCache(self.dot / "state.db")
         try:

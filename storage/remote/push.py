@@ -24,16 +24,18 @@ from collections.abc import Callable, Iterator
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 
-from mlv.storage import digest as digests
-from mlv.storage import references, remote_damage
-from mlv.storage.digest import Digest
+from mlv.storage.store import digest as digests
+from mlv.storage.workspace import references
+from mlv.storage.remote import damage as remote_damage
+from mlv.storage.store.digest import Digest
 from mlv.storage.errors import MlvError, ObjectCorrupt, StorageError
-from mlv.storage.objects import PACK_SIZE, ObjectStore
-from mlv.storage.packs import decode_index, encode_index
-from mlv.storage.references import Roots
-from mlv.storage.remote_state import TransferReport
-from mlv.storage.remotes import PART_SIZE, Inventory, Remote
-from mlv.storage.transfer import (
+from mlv.storage.store.objects import ObjectStore
+from mlv.storage.store.writer import PACK_SIZE
+from mlv.storage.store.packs import decode_index, encode_index
+from mlv.storage.workspace.references import Roots
+from mlv.storage.remote.state import TransferReport
+from mlv.storage.remote.remotes import PART_SIZE, Inventory, Remote
+from mlv.storage.remote.transfer import (
     RUNS,
     Bar,
     RecordCheck,

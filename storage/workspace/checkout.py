@@ -17,9 +17,9 @@ from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mlv.storage import snapshot
+from mlv.storage.workspace import snapshot
 from mlv.storage.atomic import is_temp, remove_stale
-from mlv.storage.digest import Digest
+from mlv.storage.store.digest import Digest
 from mlv.storage.errors import (
     ObjectCorrupt,
     ObjectMissing,
@@ -27,11 +27,11 @@ from mlv.storage.errors import (
     UnsavedChangesError,
     UsageError,
 )
-from mlv.storage.links import Linker
-from mlv.storage.pointers import Pointer
-from mlv.storage.snapshot import ProgressFactory
-from mlv.storage.tracking import in_cache, load_pointers
-from mlv.storage.walk import check_inside
+from mlv.storage.workspace.links import Linker
+from mlv.storage.workspace.pointers import Pointer
+from mlv.storage.workspace.snapshot import ProgressFactory
+from mlv.storage.workspace.tracking import in_cache, load_pointers
+from mlv.storage.workspace.walk import check_inside
 
 MTIME_SLACK_NS = 2_000_000_000  # coarse filesystem clocks: a file the stage wrote may look up to 2 s older
 from mlv.storage.workspace import Workspace
@@ -154,7 +154,7 @@ def _plan(ws: Workspace, ptr: Version | Pointer, siblings: dict[Path, list[str]]
     plan = Plan(ptr, rel)
     store = ws.store
     if ptr.is_dir:
-        from mlv.storage import manifest
+        from mlv.storage.store import manifest
 
         try:
             m = manifest.load(store.read_bytes(ptr.digest))
@@ -265,7 +265,7 @@ def _uncommitted(ws: Workspace, paths: list[str]) -> list[str]:
     """``paths`` less those whose bytes git has committed (``git checkout`` brings them back)."""
     if not paths or not ws.in_git:
         return paths
-    from mlv.storage import gitfiles
+    from mlv.storage.workspace import gitfiles
 
     committed = gitfiles.committed(ws.root, paths)
     return [p for p in paths if p not in committed]

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import yaml
 from mlv.storage import atomic, paths, yamlfile
-from mlv.storage.digest import Digest
-from mlv.storage.digest import parse as parse_digest
+from mlv.storage.store.digest import Digest
+from mlv.storage.store.digest import parse as parse_digest
 from mlv.storage.errors import ConfigError
 
 SUFFIX = ".mlv"

@@ -19,11 +19,11 @@ import shutil
 from pathlib import Path
 
 from fsspec.implementations.local import LocalFileSystem
-from mlv.storage import digest as digests
+from mlv.storage.store import digest as digests
 from mlv.storage.atomic import temp_name
-from mlv.storage.digest import CHUNK, Digest
+from mlv.storage.store.digest import CHUNK, Digest
 from mlv.storage.errors import ObjectMissing, UsageError
-from mlv.storage.objects import ObjectStore, damaged_error
+from mlv.storage.store.objects import ObjectStore, damaged_error
 
 FICLONE = 0x40049409  # linux/fs.h
 _NO_REFLINK = {errno.EOPNOTSUPP, errno.EXDEV, errno.EINVAL, errno.ENOTTY, errno.ENOSYS}

@@ -23,17 +23,19 @@ from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 
-from mlv.storage import digest as digests
-from mlv.storage import manifest, references, remote_damage, remote_state
-from mlv.storage.digest import Digest
+from mlv.storage.store import digest as digests
+from mlv.storage.store import manifest
+from mlv.storage.workspace import references
+from mlv.storage.remote import damage as remote_damage, state as remote_state
+from mlv.storage.store.digest import Digest
 from mlv.storage.errors import StorageError
-from mlv.storage.fsck import FsckReport, Problem
-from mlv.storage.objects import ObjectStore
-from mlv.storage.packs import PackEntry, decode_index
-from mlv.storage.remote_state import Seen
-from mlv.storage.remotes import Inventory, Remote
-from mlv.storage.snapshot import ProgressFactory
-from mlv.storage.transfer import RUNS, Bar, catalog_lines, run_all
+from mlv.storage.workspace.fsck import FsckReport, Problem
+from mlv.storage.store.objects import ObjectStore
+from mlv.storage.store.packs import PackEntry, decode_index
+from mlv.storage.remote.state import Seen
+from mlv.storage.remote.remotes import Inventory, Remote
+from mlv.storage.workspace.snapshot import ProgressFactory
+from mlv.storage.remote.transfer import RUNS, Bar, catalog_lines, run_all
 from mlv.storage.workspace import Workspace
 
 _ARROW_STREAM = b"\xff\xff\xff\xff"  # how a manifest (an Arrow IPC stream) begins, as ``references.closure`` checks

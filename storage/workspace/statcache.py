@@ -25,7 +25,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
-from mlv.storage import statedb
+from mlv.storage.workspace import statedb
 
 RACY_NS = 1_000_000_000
 

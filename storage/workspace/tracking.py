@@ -13,10 +13,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mlv.storage import paths as rules
-from mlv.storage import pointers, snapshot
-from mlv.storage.digest import Digest
+from mlv.storage.workspace import pointers, snapshot
+from mlv.storage.store.digest import Digest
 from mlv.storage.errors import StorageError, UsageError
-from mlv.storage.pointers import Pointer
+from mlv.storage.workspace.pointers import Pointer
 from mlv.storage.workspace import Workspace
 
 NAME_MAX = 255  # bytes in one file name on the filesystems mlv runs on
@@ -159,7 +159,7 @@ def _status_one(ws: Workspace, ptr: Pointer) -> PathStatus:
 
 def _diff_dir(ws: Workspace, ptr: Pointer, scan: snapshot.Scan, result: PathStatus) -> None:
     """Fill the added/changed/deleted lists, when the old version is here to compare against."""
-    from mlv.storage import manifest
+    from mlv.storage.store import manifest
 
     if ptr.digest not in ws.store:
         return
@@ -184,7 +184,7 @@ def in_cache(ws: Workspace, digest: Digest, is_dir: bool) -> bool:
     if digest not in store:
         return False
     if is_dir:
-        from mlv.storage import manifest
+        from mlv.storage.store import manifest
 
         try:
             m = manifest.load(store.read_bytes(digest))

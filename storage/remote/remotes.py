@@ -39,15 +39,17 @@ from pathlib import Path
 import fsspec
 from fsspec.callbacks import Callback
 from fsspec.implementations.local import LocalFileSystem
-from mlv.storage import multipart, secrets, statedb
+from mlv.storage.remote import multipart
+from mlv.storage import secrets
+from mlv.storage.workspace import statedb
 from mlv.storage.atomic import fsync_dir
-from mlv.storage.config import RemoteConfig, local_path, remote_for
-from mlv.storage.digest import Digest
-from mlv.storage.digest import of_file as digest_of_file
+from mlv.storage.workspace.config import RemoteConfig, local_path, remote_for
+from mlv.storage.store.digest import Digest
+from mlv.storage.store.digest import of_file as digest_of_file
 from mlv.storage.errors import MlvError, ObjectCorrupt, StorageError, UsageError
-from mlv.storage.objects import FORMAT
-from mlv.storage.packs import PackEntry, decode_index
-from mlv.storage.remote_access import (
+from mlv.storage.store.objects import FORMAT
+from mlv.storage.store.packs import PackEntry, decode_index
+from mlv.storage.remote.access import (
     RemoteError,
     failure,
     filesystem,

@@ -12,12 +12,12 @@ from __future__ import annotations
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 
-from mlv.storage import digest as digests
-from mlv.storage import references
-from mlv.storage.digest import CHUNK, Digest
+from mlv.storage.store import digest as digests
+from mlv.storage.workspace import references
+from mlv.storage.store.digest import CHUNK, Digest
 from mlv.storage.errors import StorageError
-from mlv.storage.packs import decode_index
-from mlv.storage.snapshot import ProgressFactory
+from mlv.storage.store.packs import decode_index
+from mlv.storage.workspace.snapshot import ProgressFactory
 from mlv.storage.workspace import Workspace
 
 

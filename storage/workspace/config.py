@@ -6,9 +6,10 @@ a secret query parameter is refused without echoing the secret: credentials come
 the environment or AWS profiles, because this file is committed to git.
 
 Writers (``add_remote``, ``remove_remote``, ``set_default_remote``) validate the file
-first, rewrite only the sections they change (other sections keep their layout and
-comments), check the result loads to the intended ``Config``, and replace the file
-atomically. Importing this module must stay cheap: ``mlv status`` loads it, so no fsspec.
+first, edit it in place with ruamel.yaml (other sections, comments and layout are kept),
+check the result loads to the intended ``Config``, and replace the file atomically.
+Importing this module must stay cheap: ``mlv status`` loads it, so no fsspec (and
+ruamel.yaml only when writing).
 """
 
 from __future__ import annotations
@@ -407,88 +408,41 @@ def set_default_remote(path: Path, name: str) -> None:
 
 
 def _write(path: Path, config: Config) -> None:
-    """Write ``config``'s remotes and default into ``path``, leaving every other section as it was."""
+    """Write ``config``'s remotes and default into ``path``, editing the file in place (ruamel.yaml's round
+    trip): every other section, the comments and the layout stay as they were."""
+    import io
+
+    from ruamel.yaml import YAML
+
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         text = TEMPLATE
-    before = yaml.safe_load(text) or {}
-    data = dict(before)
-    data["remotes"] = {name: remote.to_dict() for name, remote in config.remotes.items()}
+    editor = YAML()  # round-trip mode: comments, key order and styles survive
+    editor.preserve_quotes = True
+    editor.indent(mapping=2, sequence=4, offset=2)
+    doc = editor.load(text)
+    if doc is None:
+        doc = editor.load("{}\n")
+    remotes = {name: remote.to_dict() for name, remote in config.remotes.items()}
+    if doc.get("remotes") != remotes:
+        doc["remotes"] = remotes  # a plain mapping: written in block style
+    core = doc.get("core")
     if config.default_remote is not None:
-        data["core"] = {**(data.get("core") or {}), "remote": config.default_remote}
-    elif (data.get("core") or {}).get("remote") is not None:
-        data["core"] = {k: v for k, v in data["core"].items() if k != "remote"}  # other core settings stay
-        if not data["core"]:
-            del data["core"]
-    changed = [k for k in {**before, **data} if before.get(k, _ABSENT) != data.get(k, _ABSENT)]
-    new_text = _splice(text, data, changed)
-    if new_text is None:
-        header = "".join(line for line in _leading_comments(text))
-        new_text = header + yaml.safe_dump(data, sort_keys=False, default_flow_style=False, allow_unicode=True)
+        if core is None:
+            doc["core"] = core = {}
+        core["remote"] = config.default_remote
+    elif core is not None and "remote" in core:
+        del core["remote"]
+        if not core:
+            del doc["core"]
+    out = io.StringIO()
+    editor.dump(doc, out)
+    new_text = out.getvalue()
     written = _parse(new_text, path)
     if written != config:  # a bug in the writer, never a user error
         raise RuntimeError(f"writing {path} would load as {written!r}, not {config!r}")
     atomic.write_text(path, new_text)
-
-
-_ABSENT = object()
-_KEY_LINE = re.compile(r"([A-Za-z_][\w-]*)[ \t]*:(?:[ \t]|$)")
-
-
-def _leading_comments(text: str) -> list[str]:
-    lines = []
-    for line in text.splitlines(keepends=True):
-        if line.strip() and not line.startswith("#"):
-            break
-        lines.append(line)
-    return lines
-
-
-def _splice(text: str, data: dict, changed: list[str]) -> str | None:
-    """``text`` with the ``changed`` top-level sections re-dumped from ``data`` and the rest kept byte for byte.
-
-    None when the file's layout is not plain block style (then the caller re-dumps it all).
-    """
-    runs: list[list] = []  # [section or None, lines]: a section's key line and body, or comments between
-    pending: list[str] = []
-    for line in text.splitlines(keepends=True):
-        bare = line.rstrip("\r\n")
-        if not bare.strip() or bare.startswith("#"):
-            pending.append(line)
-        elif bare[0] in " \t":
-            if not runs or runs[-1][0] is None:
-                return None
-            runs[-1][1].extend(pending)
-            runs[-1][1].append(line)
-            pending = []
-        elif (m := _KEY_LINE.match(bare)) and m.group(1) not in [r[0] for r in runs]:
-            if pending:
-                runs.append([None, pending])
-                pending = []
-            runs.append([m.group(1), [line]])
-        else:
-            return None
-    if pending:
-        runs.append([None, pending])
-    if runs and not runs[-1][1][-1].endswith("\n"):
-        runs[-1][1][-1] += "\n"
-    for section in changed:
-        rendered = [] if section not in data else yaml.safe_dump(
-            {section: data[section]}, sort_keys=False, default_flow_style=False, allow_unicode=True
-        ).splitlines(keepends=True)
-        for run in runs:
-            if run[0] == section:
-                run[1] = rendered
-                break
-        else:
-            runs.append([section, rendered])
-    new_text = "".join(line for _, lines in runs for line in lines)
-    try:
-        same = yaml.safe_load(new_text) == data
-    except yaml.YAMLError:
-        same = False
-    return new_text if same else None
 
 
 def write_template(path: Path) -> None:

@@ -31,10 +31,10 @@ from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mlv.storage import statedb
-from mlv.storage.config import RemoteConfig
-from mlv.storage.digest import Digest
-from mlv.storage.references import Roots
+from mlv.storage.workspace import statedb
+from mlv.storage.workspace.config import RemoteConfig
+from mlv.storage.store.digest import Digest
+from mlv.storage.workspace.references import Roots
 
 FRESH = 15 * 60  # seconds a listing is trusted for the no-op shortcut: another clone's gc may act after it
 

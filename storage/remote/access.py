@@ -22,9 +22,9 @@ import sys
 from pathlib import Path
 
 import fsspec
-from mlv.storage.config import REMOTE_RETRIES, REMOTE_TIMEOUT, RemoteConfig, local_path
+from mlv.storage.workspace.config import REMOTE_RETRIES, REMOTE_TIMEOUT, RemoteConfig, local_path
 from mlv.storage.errors import ConfigError, MlvError, UsageError
-from mlv.storage.multipart import Stalled
+from mlv.storage.remote.multipart import Stalled
 
 CONNECT_TIMEOUT = 5  # seconds: a TCP connect either happens in this or not at all (capped by `timeout`)
 

@@ -30,15 +30,16 @@ from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
-from mlv.storage import manifest, paths
-from mlv.storage.config import RemoteConfig, local_path, parse_remote
-from mlv.storage.digest import Digest
+from mlv.storage.store import manifest
+from mlv.storage import paths
+from mlv.storage.workspace.config import RemoteConfig, local_path, parse_remote
+from mlv.storage.store.digest import Digest
 from mlv.storage.errors import StorageError
-from mlv.storage.links import Linker
-from mlv.storage.references import Roots
-from mlv.storage.remote_access import RemoteError, filesystem
-from mlv.storage.remotes import Remote
-from mlv.storage.tracking import in_cache
+from mlv.storage.workspace.links import Linker
+from mlv.storage.workspace.references import Roots
+from mlv.storage.remote.access import RemoteError, filesystem
+from mlv.storage.remote.remotes import Remote
+from mlv.storage.workspace.tracking import in_cache
 from mlv.storage.workspace import DOT, Workspace
 
 JOBS = "jobs"
@@ -104,7 +105,7 @@ class Scratch(Workspace):
 
     @cached_property
     def state(self):  # -> StatCache: the job's own
-        from mlv.storage.statcache import StatCache
+        from mlv.storage.workspace.statcache import StatCache
 
         state = StatCache(self.root.parent / "state.db")
         state.bind((self.cache_dir / "ID").read_text().strip())  # the cache is created before any job
@@ -165,7 +166,7 @@ def materialize(space: Scratch, inputs: list[Input], remote: Remote | None) -> i
 
 
 def _fetch(cache: Workspace, remote: Remote, inputs: list[Input]) -> None:
-    from mlv.storage.fetch import fetch
+    from mlv.storage.remote.fetch import fetch
 
     roots = Roots()
     for i in inputs:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import pyarrow as pa
 import pyarrow.ipc
 from mlv.storage import paths as rules
-from mlv.storage.digest import ALGORITHM, Digest
+from mlv.storage.store.digest import ALGORITHM, Digest
 from mlv.storage.errors import StorageError
 
 SCHEMA = pa.schema(

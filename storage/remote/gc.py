@@ -23,14 +23,16 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mlv.storage import digest as digests
-from mlv.storage import manifest, multipart, references, remote_damage, remote_state
-from mlv.storage.digest import Digest
+from mlv.storage.store import digest as digests
+from mlv.storage.store import manifest
+from mlv.storage.remote import multipart, damage as remote_damage, state as remote_state
+from mlv.storage.workspace import references
+from mlv.storage.store.digest import Digest
 from mlv.storage.errors import StorageError
-from mlv.storage.objects import ObjectStore
-from mlv.storage.packs import PackEntry, encode_index
-from mlv.storage.remotes import Inventory, Item, Remote, RemoteError
-from mlv.storage.transfer import RUNS, build_pack, catalog, read_ranges, run_all
+from mlv.storage.store.objects import ObjectStore
+from mlv.storage.store.packs import PackEntry, encode_index
+from mlv.storage.remote.remotes import Inventory, Item, Remote, RemoteError
+from mlv.storage.remote.transfer import RUNS, build_pack, catalog, read_ranges, run_all
 from mlv.storage.workspace import Workspace
 
 _ARROW_STREAM = b"\xff\xff\xff\xff"  # how a manifest (an Arrow IPC stream) begins, as ``references.closure`` checks

@@ -17,14 +17,14 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager
 
 from fsspec.callbacks import Callback
-from mlv.storage import digest as digests
-from mlv.storage import remote_state
-from mlv.storage.digest import Digest
+from mlv.storage.store import digest as digests
+from mlv.storage.remote import state as remote_state
+from mlv.storage.store.digest import Digest
 from mlv.storage.errors import MlvError
-from mlv.storage.packs import PackEntry
+from mlv.storage.store.packs import PackEntry
 from mlv.storage.paths import RUN_ID
-from mlv.storage.remote_state import Seen
-from mlv.storage.remotes import Inventory, Remote
+from mlv.storage.remote.state import Seen
+from mlv.storage.remote.remotes import Inventory, Remote
 
 RUNS = "runs"  # .mlv/runs/<run id>.json: the engine's run records, moved as opaque, verified bytes
 RANGE_GAP = 256 * 1024  # neighbouring wanted objects closer than this are read in one range

@@ -16,11 +16,11 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-from mlv.storage import references
-from mlv.storage.digest import Digest
+from mlv.storage.workspace import references
+from mlv.storage.store.digest import Digest
 from mlv.storage.errors import UsageError
-from mlv.storage.objects import PACK, TEMP
-from mlv.storage.references import Roots
+from mlv.storage.store.objects import PACK, TEMP
+from mlv.storage.workspace.references import Roots
 from mlv.storage.workspace import Workspace
 
 

@@ -18,12 +18,12 @@ from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mlv.storage import digest as digests
-from mlv.storage import hashing
-from mlv.storage.digest import Digest
+from mlv.storage.store import digest as digests
+from mlv.storage.workspace import hashing
+from mlv.storage.store.digest import Digest
 from mlv.storage.errors import UsageError
-from mlv.storage.statcache import RACY_NS
-from mlv.storage.walk import FileStat, check_inside, fingerprint, stat_file, walk
+from mlv.storage.workspace.statcache import RACY_NS
+from mlv.storage.workspace.walk import FileStat, check_inside, fingerprint, stat_file, walk
 from mlv.storage.workspace import Workspace
 
 ProgressFactory = Callable[[int, str], AbstractContextManager]
@@ -84,7 +84,7 @@ def identify(ws: Workspace, s: Scan, *, per_file: bool = False) -> Snapshot:
     current = {**hits, **found}
     if not s.is_dir:
         return Snapshot(current[""], s.size, None, current, hashed=len(misses), in_store=frozenset(stored))
-    from mlv.storage import manifest
+    from mlv.storage.store import manifest
 
     top = digests.of_bytes(manifest.dump(_entries(s, current)))
     _remember_dir(ws, s, walked, top)
@@ -128,7 +128,7 @@ def store(ws: Workspace, s: Scan, *, progress: ProgressFactory | None = None) ->
                 ws.state.clear_damaged(str(d))
         current = {**hits, **found}
         if s.is_dir:
-            from mlv.storage import manifest
+            from mlv.storage.store import manifest
 
             top = w.put_bytes(manifest.dump(_entries(s, current)))
         else:
@@ -141,7 +141,7 @@ def store(ws: Workspace, s: Scan, *, progress: ProgressFactory | None = None) ->
 
 
 def _entries(s: Scan, current: dict[str, Digest]):
-    from mlv.storage import manifest
+    from mlv.storage.store import manifest
 
     return [manifest.Entry(f.rel, current[f.rel], f.size, f.executable) for f in s.files]
 

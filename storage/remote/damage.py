@@ -29,10 +29,10 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from mlv.storage import remote_state
-from mlv.storage.packs import PackEntry
-from mlv.storage.remotes import Inventory, Remote, RemoteError
-from mlv.storage.transfer import run_all
+from mlv.storage.remote import state as remote_state
+from mlv.storage.store.packs import PackEntry
+from mlv.storage.remote.remotes import Inventory, Remote, RemoteError
+from mlv.storage.remote.transfer import run_all
 
 LOOSE = "loose"  # the copy that is the loose object, where a pack's name would be
 Copy = tuple[bytes, str]  # (raw digest, pack name or LOOSE)

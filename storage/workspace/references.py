@@ -13,13 +13,13 @@ import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from mlv.storage import gitfiles, pointers
-from mlv.storage.digest import Digest
+from mlv.storage.workspace import gitfiles, pointers
+from mlv.storage.store.digest import Digest
 from mlv.storage.errors import ObjectMissing, StorageError
 from mlv.storage.workspace import Workspace
 
 if TYPE_CHECKING:  # roots need neither fsspec nor pyarrow: a no-op push must start fast
-    from mlv.storage.objects import ObjectStore
+    from mlv.storage.store.objects import ObjectStore
 
 DIGEST_RE = re.compile(rb"xxh3-128:([0-9a-f]{32})")
 _ARROW_STREAM = b"\xff\xff\xff\xff"
@@ -85,7 +85,7 @@ def closure(store: ObjectStore, roots: Roots, *, strict: bool = False,
     With ``strict`` (gc), a directory the workspace names whose manifest is missing or
     damaged is an error: its members are unknown, so nothing may be deleted on a guess.
     """
-    from mlv.storage import manifest
+    from mlv.storage.store import manifest
 
     live = dict(roots.where)
     empty = strict and not store.index() and next(store.iter_loose(), None) is None

@@ -13,10 +13,10 @@ from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
-from mlv.storage import digest as digests
-from mlv.storage.digest import Digest
-from mlv.storage.statcache import StatCache
-from mlv.storage.walk import FileStat
+from mlv.storage.store import digest as digests
+from mlv.storage.store.digest import Digest
+from mlv.storage.workspace.statcache import StatCache
+from mlv.storage.workspace.walk import FileStat
 
 THREADS = min(4, os.cpu_count() or 2)
 BATCH_BYTES = 4 * 1024 * 1024  # small files are read in batches: one task per file costs more than the read
