@@ -35,11 +35,11 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from mlv.engine.dag import Resources, StageSpec, normalise_path, parse_memory
 from mlv.pipelines.interpolate import (
-    InterpolationError, Scope, edit_distance, interpolate, interpolate_command, lookup, nearest, type_name,
+    InterpolationError, Scope, edit_distance, interpolate_command, lookup, nearest, type_name,
 )
 from mlv.pipelines.kinds import Registry
+from mlv.pipelines.nodes import Items, NodeReader, PipelineError, node_at
 from mlv.storage import paths, yamlfile
-from mlv.storage.errors import UsageError
 
 __all__ = ["Pipeline", "PipelineError", "Resources", "StageSpec", "load_pipeline"]
 
@@ -52,18 +52,6 @@ _SUFFIX = re.compile(r"^[A-Za-z0-9_.+-]+$")  # what foreach/matrix values may ad
 MAX_STAGES = 10_000  # stages one foreach or matrix may generate
 _CALL = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
 _WHOLE_PARAM = re.compile(r"^\$\{\s*params\.([\w.-]+)\s*\}$")
-_MERGE = "tag:yaml.org,2002:merge"
-_TAGS = {"str", "int", "float", "bool", "null", "timestamp", "seq", "map", "merge"}
-Items = list[tuple[str, Node, Node]]
-
-
-class PipelineError(UsageError):
-    """mlv.yaml is wrong; ``path``, ``line``, ``column`` (1-based) and ``stage`` say where."""
-
-    def __init__(self, message: str, *, path: str, line: int | None = None, column: int | None = None,
-                 stage: str | None = None) -> None:
-        super().__init__(f"{path}:{line}:{column}: {message}" if line is not None else f"{path}: {message}")
-        self.path, self.line, self.column, self.stage = path, line, column, stage
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,83 +120,12 @@ def load_pipeline(path: Path, *, root: Path, kinds: Mapping[str, Collection[str]
     return parser.pipeline(node, path)
 
 
-class _Parser:
-    """Walks composed YAML nodes into specs; every error points at a node."""
+class _Parser(NodeReader):
+    """Walks composed YAML nodes into specs (``NodeReader`` gives data, positions and errors)."""
 
     def __init__(self, loader: yaml.SafeLoader, shown: str, kinds: Mapping[str, Collection[str]]) -> None:
-        self.loader, self.shown, self.kinds = loader, shown, kinds
-        self._active: set[int] = set()
-
-    def error(self, node: Node, message: str, stage: str | None = None, offset: int | None = None) -> PipelineError:
-        position = _offset_position(node, offset) if offset is not None else None
-        line, column = position or (node.start_mark.line + 1, node.start_mark.column + 1)
-        return PipelineError(message, path=self.shown, line=line, column=column, stage=stage)
-
-    # -- YAML nodes to data ---------------------------------------------------
-
-    def check_tags(self, node: Node, seen: set[int]) -> None:
-        """Refuse tags other than plain data (``!!python/…`` and custom ones) anywhere in the file."""
-        if id(node) in seen:
-            return
-        seen.add(id(node))
-        if node.tag.rpartition(":")[0] != "tag:yaml.org,2002" or node.tag.rpartition(":")[2] not in _TAGS:
-            raise self.error(node, f"unsupported YAML tag '{node.tag}'; mlv.yaml holds plain data only")
-        for child in node.value if isinstance(node, SequenceNode) else []:
-            self.check_tags(child, seen)
-        for key, value in node.value if isinstance(node, MappingNode) else []:
-            self.check_tags(key, seen)
-            self.check_tags(value, seen)
-
-    def items(self, node: Node, *, label: str = "key", stage: str | None = None) -> Items:
-        """Key/value nodes of a mapping, with ``<<`` merges applied and duplicate keys refused."""
-        explicit: dict[str, tuple[str, Node, Node]] = {}
-        merged: Items = []
-        for key, value in node.value:
-            if key.tag == _MERGE:
-                for source in value.value if isinstance(value, SequenceNode) else [value]:
-                    if not isinstance(source, MappingNode):
-                        raise self.error(source, "'<<' merges only mappings, e.g. <<: *defaults", stage)
-                    merged.extend(self.items(source, label=label, stage=stage))
-            elif not isinstance(key, ScalarNode):
-                raise self.error(key, "keys must be plain text, not a list or mapping", stage)
-            elif key.value in explicit:
-                first = explicit[key.value][1].start_mark.line + 1
-                fix = "rename one of them" if label == "stage" else "keep one of them"
-                raise self.error(key, f"duplicate {label} '{key.value}' (first defined at line {first}); {fix}", stage)
-            else:
-                explicit[key.value] = (key.value, key, value)
-        inherited = {name: (name, k, v) for name, k, v in reversed(merged) if name not in explicit}
-        return [*explicit.values(), *reversed(inherited.values())]
-
-    def data(self, node: Node, stage: str | None = None) -> object:
-        """Plain data (str, int, float, bool, None, list, dict) for a node."""
-        if id(node) in self._active:
-            raise self.error(node, "this alias refers to itself; anchors may not be recursive", stage)
-        self._active.add(id(node))
-        try:
-            if isinstance(node, MappingNode):
-                return {name: self.data(value, stage) for name, _, value in self.items(node, stage=stage)}
-            if isinstance(node, SequenceNode):
-                return [self.data(child, stage) for child in node.value]
-            if node.tag == "tag:yaml.org,2002:timestamp":
-                return node.value  # dates stay as written: plain, JSON-safe data
-            return self.loader.construct_object(node, deep=True)  # check_tags allowed only plain scalars
-        finally:
-            self._active.discard(id(node))
-
-    def resolve(self, node: Node | None, scope: Scope, stage: str) -> object:
-        """Like :meth:`data`, with ``${…}`` interpolated in every string; ``None`` for no node."""
-        if node is None:
-            return None
-        if isinstance(node, MappingNode):
-            return {name: self.resolve(value, scope, stage) for name, _, value in self.items(node, stage=stage)}
-        if isinstance(node, SequenceNode):
-            return [self.resolve(child, scope, stage) for child in node.value]
-        value = self.data(node, stage)
-        try:
-            return interpolate(value, scope) if isinstance(value, str) else value
-        except InterpolationError as exc:
-            raise self.error(node, str(exc), stage, exc.offset) from None
+        super().__init__(loader, shown)
+        self.kinds = kinds
 
     # -- the file -------------------------------------------------------------
 
@@ -309,7 +226,7 @@ class _Parser:
                              f"got {type_name(value)}", stage)
         for axis, values in value.items():
             if not isinstance(values, list) or not values:
-                raise self.error(_child(node, axis), f"matrix axis '{axis}' must be a non-empty list, "
+                raise self.error(node_at(node, axis), f"matrix axis '{axis}' must be a non-empty list, "
                                  f"got {type_name(values)}", stage)
         if math.prod(len(values) for values in value.values()) > MAX_STAGES:
             raise self.error(node, f"'matrix' would make {math.prod(len(v) for v in value.values()):,} stages; at "
@@ -415,7 +332,7 @@ class _Parser:
             raise self.error(node, f"'{field}' must be a list of paths, got {type_name(value)}{example}", stage)
         found: list[str] = []
         for index, item in enumerate(value):
-            where = _child(node, index)
+            where = node_at(node, index)
             if not isinstance(item, str) or not item:
                 raise self.error(where, f"each path in '{field}' must be non-empty text, got {type_name(item)}", stage)
             try:
@@ -441,7 +358,7 @@ class _Parser:
             raise self.error(node, "'params' must be a list of param names, e.g. params: [model.max_depth], "
                              f"or a mapping such as ${{params.model}}; got {type_name(value)}", stage)
         for index, name in enumerate(value):
-            where = _child(node, index)
+            where = node_at(node, index)
             if not isinstance(name, str):
                 raise self.error(where, f"each entry in 'params' must be a param name like 'model.max_depth', "
                                  f"got {type_name(name)}", stage)
@@ -463,7 +380,7 @@ class _Parser:
                              f"got {type_name(value)}", stage)
         found: dict[str, int] = {}
         for name, amount in value.items():
-            where = _child(node, name)
+            where = node_at(node, name)
             if name not in _RESOURCE_KEYS:
                 raise self.error(where, _unknown(f"resource '{name}'", name, _RESOURCE_KEYS), stage)
             try:
@@ -475,32 +392,6 @@ class _Parser:
                 raise self.error(where, f"resource '{name}' must be {expected}, got {amount!r}", stage)
             found[name] = amount
         return Resources(**found)
-
-
-def _child(node: Node, key: object) -> Node:
-    """The node of one list item or mapping value, or ``node`` itself when the value came from ``${…}``."""
-    if isinstance(node, SequenceNode) and isinstance(key, int) and key < len(node.value):
-        return node.value[key]
-    if isinstance(node, MappingNode):
-        return next((v for k, v in node.value if isinstance(k, ScalarNode) and k.value == key), node)
-    return node
-
-
-def _offset_position(node: Node, offset: int) -> tuple[int, int] | None:
-    """1-based line and column, in the source, of the ``${`` at ``offset`` in a scalar's value."""
-    start, end = node.start_mark, node.end_mark
-    if not isinstance(node, ScalarNode) or start.buffer is None:
-        return None
-    raw = start.buffer[start.pointer : end.pointer]
-    if raw.count("${") != node.value.count("${") or node.value[offset : offset + 2] != "${":
-        return None
-    position = -1
-    for _ in range(node.value[:offset].count("${") + 1):
-        position = raw.find("${", position + 1)
-    before = raw[:position]
-    if "\n" not in before:
-        return start.line + 1, start.column + 1 + position
-    return start.line + 1 + before.count("\n"), len(before) - before.rfind("\n")
 
 
 def _unknown(subject: str, name: str, valid: Collection[str]) -> str:
