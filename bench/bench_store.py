@@ -277,6 +277,16 @@ def snapshot_sources(rev: str) -> tuple[Path, str]:
     return dest, commit
 
 
+def _tracking_module():
+    """``mlv add``/``status``'s module, wherever the measured revision keeps it."""
+    import importlib
+
+    try:
+        return importlib.import_module("mlv.storage.workspace.tracking")
+    except ModuleNotFoundError:
+        return importlib.import_module("mlv.storage.tracking")
+
+
 def pick_workdir(arg: str | None) -> Path:
     if arg:
         base = Path(arg)
@@ -389,8 +399,8 @@ def bench(args: argparse.Namespace) -> Results:
             res.errors.append(f"bare walk saw {n} files, expected {res.n_files}")
         res.floor["walk_s"], res.floor["walk_runs"] = median(walks), walks
 
-        from mlv.storage.workspace.tracking import status as mlv_status
-        from mlv.storage.workspace import Workspace
+        tracking = _tracking_module()  # the pinned revision's layout: storage/ flat (before 4342936) or layered
+        mlv_status, Workspace = tracking.status, tracking.Workspace
 
         got = mlv_status(Workspace(mrepo.resolve()))  # warm-up (imports, caches)
         states = [s.state for s in got]
@@ -514,9 +524,7 @@ def bench(args: argparse.Namespace) -> Results:
         if d_big:
             res.dvc.update(add_big_s=median(d_big), add_big_runs=d_big, add_big_rss_mb=max(d_rss), add_big_cpu=d_cpu)
         res.info["loadavg_end"] = os.getloadavg()
-        import mlv.storage.workspace.tracking
-
-        imported = Path(mlv.storage.workspace.tracking.__file__).resolve()
+        imported = Path(_tracking_module().__file__).resolve()
         if SRC_PATH is not None and not imported.is_relative_to(SRC_PATH.resolve()):
             res.errors.append(f"in-process status imported {imported}, not the pinned copy under {SRC_PATH}")
         after = source_state()

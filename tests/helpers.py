@@ -6,11 +6,15 @@ because ``tests/conftest.py`` lives there and the test folders are not packages)
 
 from __future__ import annotations
 
+import json
 import os
+import signal
 import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from mlv.storage.store.objects import ObjectStore
@@ -166,3 +170,45 @@ def fast_lock_clock(monkeypatch) -> None:
     import mlv.storage.workspace.repo
 
     monkeypatch.setattr(mlv.storage.workspace.repo, "time", _JumpingClock())
+
+
+DASK = Path(sys.executable).with_name("dask")
+
+
+@contextmanager
+def dask_processes(home: Path, workers: dict[str, list[str]], env: dict | None = None) -> Iterator[str]:
+    """A real ``dask scheduler`` in ``home`` and one ``dask worker`` per name, each with ``home/<name>`` as its
+    cwd and local directory and the extra arguments given; yields the scheduler's address, stops them all after.
+    Each process has its own session, so teardown ends a nanny and the worker it spawned together."""
+    from distributed import Client
+
+    def start(args: list[str], cwd: Path, env: dict | None = None) -> subprocess.Popen:
+        cwd.mkdir(parents=True, exist_ok=True)
+        return subprocess.Popen([os.fspath(DASK), *args], cwd=cwd, stdout=subprocess.DEVNULL, env=env,
+                                stderr=open(cwd / f"{args[0]}.log", "wb"), start_new_session=True)
+
+    scheduler_file = home / "scheduler.json"
+    procs = [start(["scheduler", "--host", "127.0.0.1", "--port", "0", "--no-dashboard",
+                    "--scheduler-file", os.fspath(scheduler_file)], home)]
+    try:
+        deadline = time.monotonic() + 30
+        while not (scheduler_file.exists() and scheduler_file.stat().st_size > 0):
+            assert time.monotonic() < deadline, "the dask scheduler did not start within 30 s"
+            time.sleep(0.05)
+        address = json.loads(scheduler_file.read_text())["address"]
+        for name, extra in workers.items():
+            procs.append(start(["worker", address, "--no-dashboard", "--name", name,
+                                "--local-directory", os.fspath(home / name), *extra], home / name, env))
+        with Client(address, timeout="10s") as client:
+            client.wait_for_workers(len(workers), timeout=30)
+        yield address
+    finally:
+        for proc in reversed(procs):
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+        for proc in procs:
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()

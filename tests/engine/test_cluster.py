@@ -8,21 +8,16 @@ Also: a GPU stage with no GPU worker fails before anything runs.
 
 from __future__ import annotations
 
-import json
 import os
-import signal
-import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from conftest import on_disk, ran, read_lock, record, states, wait_for, write_pipeline
+from conftest import on_disk, ran, read_lock, record, states, write_pipeline
 from mlv.engine import gpus
-from helpers import make_tree
+from helpers import dask_processes, make_tree
 
-DASK = Path(sys.executable).with_name("dask")
 
 
 @dataclass(frozen=True)
@@ -32,42 +27,17 @@ class DaskCluster:
     cpu_worker: str
 
 
-def _start(args: list[str], cwd: Path) -> subprocess.Popen:
-    # own session, so teardown can end the nanny and the worker process it spawned together
-    return subprocess.Popen([os.fspath(DASK), *args], cwd=cwd, stdout=subprocess.DEVNULL,
-                            stderr=open(cwd / f"{args[0]}-{len(os.listdir(cwd))}.log", "wb"), start_new_session=True)
-
-
 @pytest.fixture(scope="module")
 def dask_cluster(tmp_path_factory) -> DaskCluster:
     from distributed import Client
 
-    home = tmp_path_factory.mktemp("dask")
-    scheduler_file = home / "scheduler.json"
-    procs = [_start(["scheduler", "--host", "127.0.0.1", "--port", "0", "--no-dashboard",
-                     "--scheduler-file", os.fspath(scheduler_file)], home)]
-    try:
-        wait_for(lambda: scheduler_file.exists() and scheduler_file.stat().st_size > 0, 30, "the scheduler file")
-        address = json.loads(scheduler_file.read_text())["address"]
-        for name, extra in (("gpu", ["--resources", "GPU=1"]), ("cpu", [])):
-            procs.append(_start(["worker", address, "--nthreads", "1", "--no-dashboard", "--name", name,
-                                 "--local-directory", os.fspath(home / name), *extra], home))
+    workers = {"gpu": ["--nthreads", "1", "--resources", "GPU=1"], "cpu": ["--nthreads", "1"]}
+    with dask_processes(tmp_path_factory.mktemp("dask"), workers) as address:
         with Client(address, timeout="10s") as client:
-            client.wait_for_workers(2, timeout=30)
-            workers = client.scheduler_info()["workers"]
-        by_name = {w["name"]: addr for addr, w in workers.items()}
-        assert workers[by_name["gpu"]]["resources"] == {"GPU": 1}
+            info = client.scheduler_info()["workers"]
+        by_name = {w["name"]: addr for addr, w in info.items()}
+        assert info[by_name["gpu"]]["resources"] == {"GPU": 1}
         yield DaskCluster(address, by_name["gpu"], by_name["cpu"])
-    finally:
-        for proc in reversed(procs):
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGTERM)
-        for proc in procs:
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
 
 
 GPU_PIPELINE = """\
@@ -197,30 +167,8 @@ def work(deps, outs, params):
 @pytest.fixture(scope="module")
 def wide_worker(tmp_path_factory) -> str:
     """A scheduler and one `dask worker --nthreads 4`: several stages share one worker process."""
-    from distributed import Client
-
-    home = tmp_path_factory.mktemp("dask-wide")
-    scheduler_file = home / "scheduler.json"
-    procs = [_start(["scheduler", "--host", "127.0.0.1", "--port", "0", "--no-dashboard",
-                     "--scheduler-file", os.fspath(scheduler_file)], home)]
-    try:
-        wait_for(lambda: scheduler_file.exists() and scheduler_file.stat().st_size > 0, 30, "the scheduler file")
-        address = json.loads(scheduler_file.read_text())["address"]
-        procs.append(_start(["worker", address, "--nthreads", "4", "--no-dashboard",
-                             "--local-directory", os.fspath(home / "w")], home))
-        with Client(address, timeout="10s") as client:
-            client.wait_for_workers(1, timeout=30)
+    with dask_processes(tmp_path_factory.mktemp("dask-wide"), {"wide": ["--nthreads", "4"]}) as address:
         yield address
-    finally:
-        for proc in reversed(procs):
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGTERM)
-        for proc in procs:
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
 
 
 def test_eight_call_stages_on_one_multithreaded_worker_keep_their_cwd_and_output(repo, cli, wide_worker):

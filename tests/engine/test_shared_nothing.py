@@ -12,18 +12,14 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import subprocess
-import sys
 import threading
 from pathlib import Path
 
 import pytest
-from conftest import read_lock, states, wait_for
-from helpers import commit_all, git, make_tree, run_mlv, stored_digests
+from conftest import read_lock, states
+from helpers import commit_all, dask_processes, git, make_tree, run_mlv, stored_digests
 from mlv.storage.store.digest import of_bytes
 
-DASK = Path(sys.executable).with_name("dask")
 RAW = {f"data/raw/part-{i:04d}.txt": f"id={i}\nvalue={i * 7 % 1000}\n" for i in range(2000)}
 RAW_DIGESTS = {str(of_bytes(content.encode())) for content in RAW.values()}
 
@@ -59,38 +55,10 @@ stages:
 OUTPUTS = ["data/prepared/all.txt", "data/prepared/count.txt", "features/table.csv", "report/summary.txt"]
 
 
-def _start(args: list[str], cwd: Path, env: dict | None = None) -> subprocess.Popen:
-    cwd.mkdir(parents=True, exist_ok=True)
-    return subprocess.Popen([os.fspath(DASK), *args], cwd=cwd, stdout=subprocess.DEVNULL, env=env,
-                            stderr=open(cwd / f"{args[0]}.log", "wb"), start_new_session=True)
-
-
 def _cluster(home: Path, workers: list[str], env: dict | None = None):
-    """A scheduler in ``home`` and one worker per name, each in ``home/<name>`` (cwd and local directory)."""
-    from distributed import Client
-
-    scheduler_file = home / "scheduler.json"
-    procs = [_start(["scheduler", "--host", "127.0.0.1", "--port", "0", "--no-dashboard",
-                     "--scheduler-file", os.fspath(scheduler_file)], home)]
-    try:
-        wait_for(lambda: scheduler_file.exists() and scheduler_file.stat().st_size > 0, 30, "the scheduler file")
-        address = json.loads(scheduler_file.read_text())["address"]
-        for name in workers:
-            procs.append(_start(["worker", address, "--nthreads", "2", "--no-dashboard", "--name", name,
-                                 "--local-directory", os.fspath(home / name)], home / name, env))
-        with Client(address, timeout="10s") as client:
-            client.wait_for_workers(len(workers), timeout=30)
+    """A scheduler in ``home`` and one two-thread worker per name, each in ``home/<name>``."""
+    with dask_processes(home, {name: ["--nthreads", "2"] for name in workers}, env) as address:
         yield address
-    finally:
-        for proc in reversed(procs):
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGTERM)
-        for proc in procs:
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
 
 
 @pytest.fixture(scope="module")
