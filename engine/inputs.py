@@ -63,5 +63,5 @@ def _not_in_git(ws: Workspace, deps: list[str]) -> list[str]:
     if not deps or not ws.in_git:
         return deps
     files = {dep: [f"{dep}/{f.rel}" if f.rel else dep for f in snapshot.scan(ws, ws.root / dep).files] for dep in deps}
-    committed = gitfiles.committed(ws.root, [f for listed in files.values() for f in listed])
+    committed = gitfiles.committed(ws.root, deps)  # a folder is one pathspec, however many files it holds
     return [dep for dep in deps if not all(f in committed for f in files[dep])]

@@ -79,15 +79,14 @@ def tracked(root: Path, paths: list[str]) -> list[str]:
 
 
 def committed(root: Path, paths: list[str]) -> set[str]:
-    """Those of ``paths`` (files, repo-relative) that git tracks and that match the index and ``HEAD``:
+    """The files at or under ``paths`` (repo-relative) that git tracks and that match the index and ``HEAD``:
     their bytes are in git, so removing them from the workspace loses nothing."""
     if not paths:
         return set()
     known = set(tracked(root, paths))
     if not known:
         return set()
-    changed = run(root, "status", "--porcelain=v1", "-z", "--untracked-files=no", "--",
-                  *_pathspecs(sorted(known)))
+    changed = run(root, "status", "--porcelain=v1", "-z", "--untracked-files=no", "--", *_pathspecs(paths))
     dirty = {entry[3:] for entry in changed.split("\0") if len(entry) > 3}
     return known - dirty
 
