@@ -210,3 +210,22 @@ def test_gpu_pinning_follows_cuda_visible_devices(monkeypatch):
         assert gpus.describe({"PATH": os.environ["PATH"], "CUDA_VISIBLE_DEVICES": first.uuid}) == str(first)
     else:  # no driver: a pin is a label, recorded as given
         assert gpus.describe({"PATH": "/nonexistent", "CUDA_VISIBLE_DEVICES": "3"}) == "3"
+
+
+def _dask_cuda() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("dask_cuda") is not None
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not gpus.visible() or not _dask_cuda(), reason="needs a visible GPU and dask-cuda (mlv[gpu])")
+def test_a_gpu_stage_on_a_local_gpu_worker_sees_one_device_and_its_record_names_it(gpu_repo, cli):
+    (gpu_repo / "dask-cluster.yaml").write_text("local: {gpu_workers: 1}\n")
+    results = {r["stage"]: r for r in cli.json("run")}
+    assert states(results.values()) == {"prepare": "done", "train": "done"}
+    train = record(gpu_repo, results["train"]["run_id"])
+    first = gpus.visible()[0]
+    assert first.uuid in train["gpu"] and first.name in train["gpu"]  # the device, not a label
+    pinned = (gpu_repo / "model.txt").read_text().splitlines()[-1]  # the stage printed its CUDA_VISIBLE_DEVICES
+    assert pinned.startswith("gpu=") and "," not in pinned  # one device, pinned by dask-cuda
