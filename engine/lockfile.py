@@ -80,8 +80,9 @@ def load(root: Path) -> dict[str, LockEntry]:
         for key in ("outs", "deps"):
             listed = raw.get(key) if isinstance(raw, dict) else None
             for p in listed if isinstance(listed, dict) else ():
-                paths.check(p, source=NAME, what=f"stage '{name}': {key[:-1]}", line=paths.line_of(text, f"{p}:"),
-                            written=key == "outs")
+                if paths.problem(p, written=key == "outs") is not None:  # the line is looked up only for the error
+                    paths.check(p, source=NAME, what=f"stage '{name}': {key[:-1]}",
+                                line=paths.line_of(text, f"{p}:"), written=key == "outs")
         try:
             entries[str(name)] = LockEntry(
                 fingerprint=parse(raw["fingerprint"], where=f"{where}: 'fingerprint'"),

@@ -54,8 +54,6 @@ def check_overlaps(ws: Workspace, specs: Iterable[StageSpec]) -> None:
 
 def check_unsaved(ws: Workspace, specs: Iterable[StageSpec], *, force: bool) -> None:
     """Before any stage runs: the outputs the run will clear or overwrite hold nothing unsaved."""
-    from mlv.storage.workspace.checkout import unsaved  # loads the store: only when something will run
-
     specs = list(specs)
     outs = [out for spec in specs for out in (*spec.outs, *spec.metrics)]
     for out in outs:
@@ -67,6 +65,8 @@ def check_unsaved(ws: Workspace, specs: Iterable[StageSpec], *, force: bool) -> 
                              "that data. Write the output elsewhere, or move the tracked data out of it")
     if force or not outs:
         return
+    from mlv.storage.workspace.checkout import unsaved  # loads the store: only when something will run
+
     lost = unsaved(ws, [out for out in outs if not (ws.root / out).is_symlink()])  # a link holds no bytes
     if lost:
         shown = "\n  ".join(lost[:10]) + (f"\n  … and {len(lost) - 10} more" if len(lost) > 10 else "")

@@ -96,7 +96,7 @@ def load_pipeline(path: Path, *, root: Path, kinds: Mapping[str, Collection[str]
         loader = yaml.SafeLoader(text)  # it checks the characters already: a NUL is a YAMLError here
         node = loader.get_single_node()
         if node is not None:
-            yamlfile.check_node(node, source=shown)
+            yamlfile.check_node(node, source=shown, text=text)
     except yamlfile.YamlLimitError as exc:
         raise PipelineError(str(exc).removeprefix(f"{shown}: "), path=shown) from None
     except RecursionError:
