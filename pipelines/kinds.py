@@ -19,7 +19,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from importlib import metadata
 
 from mlv.storage.errors import UsageError
 
@@ -63,6 +62,8 @@ class Registry(Mapping[str, tuple[str, ...]]):
 
     def _load(self) -> dict[str, Kind]:
         if self._kinds is None:
+            from importlib import metadata  # ~0.1 s to import: only for pipelines that use kind:
+
             found: dict[str, Kind] = {}
             for entry in metadata.entry_points(group=GROUP):
                 where = f"entry point '{entry.name} = {entry.value}' (group {GROUP}, from {_dist(entry)})"
@@ -78,6 +79,6 @@ class Registry(Mapping[str, tuple[str, ...]]):
         return self._kinds
 
 
-def _dist(entry: metadata.EntryPoint) -> str:
+def _dist(entry) -> str:
     dist = getattr(entry, "dist", None)
     return f"{dist.metadata['Name']} {dist.version}" if dist is not None else "an installed package"
