@@ -128,7 +128,6 @@ class Runner:
         self.index = RunIndex(ws)
         self.results: dict[str, StageResult] = {}
         self.cluster: Cluster | None = None
-        self._interrupted = False  # Ctrl-C: threads still finishing a command must not commit
         self._stopped: str | None = None  # the stage whose failure stopped the run (--fail-fast)
         self._context: tuple[dict, dict] | None = None  # (git state, package versions), once per run
         self.remote: remote_run.RemoteRun | None = None  # workspace: remote
