@@ -108,9 +108,14 @@ def read(data: bytes | str, *, where: str = NAME) -> dict[str, dict]:
     it cannot be read at all. Nothing is written from it, so paths are not checked here (``load`` does)."""
     try:
         doc = yamlfile.load(data, source=where) or {}
-        return {str(name): {"run_id": None if raw.get("run_id") is None else str(raw["run_id"]),
-                            "deps": dict(raw.get("deps") or {}), "outs": dict(raw.get("outs") or {})}
-                for name, raw in (doc.get("stages") or {}).items()}
+        found = {str(name): {"run_id": None if raw.get("run_id") is None else str(raw["run_id"]),
+                             "deps": dict(raw.get("deps") or {}), "outs": dict(raw.get("outs") or {})}
+                 for name, raw in (doc.get("stages") or {}).items()}
+        for entry in found.values():  # every reader may use an out's fields: their shape is checked once, here
+            for path, out in entry["outs"].items():
+                if not isinstance(out, dict) or not isinstance(out.get("digest"), str):
+                    raise ValueError(f"out {path!r} needs a mapping with a 'digest', got {out!r}")
+        return found
     except (yaml.YAMLError, AttributeError, TypeError, KeyError, ValueError) as exc:
         raise ConfigError(f"{where} cannot be read ({exc!r}); fix it (`git checkout -- {NAME}`, or resolve a "
                           "merge conflict) and retry", path=NAME) from exc

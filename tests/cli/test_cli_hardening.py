@@ -216,6 +216,15 @@ def test_binary_bytes_in_a_file_mlv_reads_are_one_message(repo, cli, file):
     assert "not UTF-8" in result.stderr and Path(file).name in result.stderr
 
 
+@pytest.mark.parametrize("out", ["null", "[a]", "{size: 3}"])
+@pytest.mark.parametrize("command", [["trace", "out"], ["log", "out"], ["status"]])
+def test_a_lock_out_of_the_wrong_shape_is_one_message(repo, cli, out, command):
+    """Found by the fuzzer: an out that is not a mapping with a digest crashed `trace` with a traceback."""
+    (repo / "mlv.yaml").write_text("stages: {}\n")
+    (repo / "mlv.lock").write_text(f"schema: 1\nstages:\n  s:\n    run_id: r1\n    outs:\n      out: {out}\n")
+    assert "mlv.lock" in cli(*command, code=2).stderr
+
+
 LAUGHS = "".join(f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 9)}]\n" for i in range(1, 9))
 
 
