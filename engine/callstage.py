@@ -7,9 +7,11 @@ imports the new version. The worker runs this file by path, as a script, and it 
 nothing from mlv: the user's code finds the repo root first on ``sys.path`` (and the
 worker's own packages after it), never this folder.
 
-The job is JSON: ``{"root", "wdir", "call": "pkg.mod:func", "deps", "outs", "params"}``;
-the function is called as ``func(deps=[...], outs=[...], params={...})``. The exit
-status is the stage's: 0, the code of a ``SystemExit``, or 1 with the traceback printed.
+The job is JSON: ``{"root", "wdir", "call": "pkg.mod:func", "kwargs": {...}}``; the
+function is called as ``func(**kwargs)`` — ``deps=[...], outs=[...], params={...}`` for a
+``call:`` stage, ``settings={...}, stage={...}`` for a kind. The exit status is the
+stage's: 0, the code of a ``SystemExit``, 2 with one line for an exception that names a
+kind's setting (``mlv_setting``: a ``SettingError``), or 1 with the traceback printed.
 """
 
 from __future__ import annotations
@@ -34,9 +36,15 @@ def main(argv: list[str]) -> int:
         func = importlib.import_module(module_name)
         for part in qualname.split("."):
             func = getattr(func, part)
-        func(deps=list(job["deps"]), outs=list(job["outs"]), params=dict(job["params"]))
+        func(**job["kwargs"])
     except SystemExit as exc:
         return exc.code if isinstance(exc.code, int) else 1
+    except Exception as exc:  # noqa: BLE001
+        if getattr(exc, "mlv_setting", None) is None:
+            traceback.print_exc()
+            return 1
+        print(f"error: '{exc.mlv_setting}': {exc}", file=sys.stderr)  # a kind's setting is wrong: one message
+        return 2
     except BaseException:  # noqa: BLE001 - the user's function failed: its traceback is the stage's log
         traceback.print_exc()
         return 1

@@ -51,6 +51,7 @@ class Job:
     outputs: tuple[str, ...] = ()  # repo-relative outs and metrics: cleared before, stored after (``worker``)
     remote: dict | None = None  # workspace: remote — the default remote's settings (``storage.scratch.settings``)
     inputs: tuple[tuple[str, str, bool], ...] = ()  # workspace: remote — (dep path, digest, is a directory)
+    kind: dict | None = None  # a kind: stage: {"run": "pkg.mod:func", "settings": {...}, "stage": {...}}
 
     @property
     def shared_nothing(self) -> bool:
@@ -86,8 +87,11 @@ def run_stage(job: Job) -> tuple[int, dict | None, float, float]:
     if job.cmd is not None:
         argvs = [["/bin/sh", "-c", command] for command in job.cmd]
     else:
-        call = {"root": job.root, "wdir": job.wdir, "call": job.call, "deps": list(job.deps), "outs": list(job.outs),
-                "params": job.params}
+        if job.kind is not None:  # a kind's function: run(settings, stage)
+            target, kwargs = job.kind["run"], {"settings": job.kind["settings"], "stage": job.kind["stage"]}
+        else:
+            target, kwargs = job.call, {"deps": list(job.deps), "outs": list(job.outs), "params": job.params}
+        call = {"root": job.root, "wdir": job.wdir, "call": target, "kwargs": kwargs}
         argvs = [[sys.executable, CALL_STAGE, json.dumps(call)]]
     code = 0
     # which Python it runs is asked of that Python while the stage runs, not after it (a first probe costs ~0.2 s)

@@ -20,7 +20,7 @@ from __future__ import annotations
 import fcntl
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
@@ -29,6 +29,7 @@ from mlv.engine import execute, inputs, lockfile, provenance, remote_run
 from mlv.engine.cluster import Cluster, ClusterConfig
 from mlv.engine.executor import OnDask, Threads
 from mlv.engine.dag import Graph, StageSpec
+from mlv.engine.history import PIPELINE_FILE
 from mlv.engine.lockfile import LockEntry, Output
 from mlv.engine.outputs import check_unsaved
 from mlv.engine.plan import CACHED, MAYBE, RUN, UP_TO_DATE, Decision, Fetch, decide, plan
@@ -41,6 +42,8 @@ from mlv.engine.records import (
     new_run_id,
     reuse_event,
 )
+from mlv.pipelines.kinds import Registry, SettingError
+from mlv.pipelines.kinds import load as load_function
 from mlv.storage import secrets
 from mlv.storage.store.digest import parse
 from mlv.storage.errors import LockedError, MlvError, UsageError
@@ -131,6 +134,7 @@ class Runner:
         self._stopped: str | None = None  # the stage whose failure stopped the run (--fail-fast)
         self._context: tuple[dict, dict] | None = None  # (git state, package versions), once per run
         self.remote: remote_run.RemoteRun | None = None  # workspace: remote
+        self.kinds = Registry()  # entry points are read only if a stage has a kind
 
     # -- entry point ----------------------------------------------------------------
     def run(self) -> list[StageResult]:
@@ -141,7 +145,7 @@ class Runner:
         planned = plan(self.ws, list(specs.values()), upstream, force=self.options.force, fetch=self._fetch,
                        known=self.remote.digest if self.remote else None, no_download=not self.options.download)
         to_run = [d.stage for d in planned if d.action in (RUN, MAYBE)]  # what may run: checked and saved for
-        self._preflight([specs[n] for n in to_run])
+        self._preflight([specs[n] for n in to_run], specs.values())
         check_unsaved(self.ws, [specs[d.stage] for d in planned if d.action != UP_TO_DATE],
                       force=self.options.force or not self.options.download)  # --no-download: workspace untouched
         gpu = [n for n in to_run if specs[n].resources.gpu]
@@ -187,13 +191,26 @@ class Runner:
     def _fetch(self) -> Fetch | None:
         return self.remote.available if self.remote is not None else self.options.fetch
 
-    def _preflight(self, specs: list[StageSpec]) -> None:
-        kinds = sorted({s.kind for s in specs if s.kind})
-        if kinds:
-            raise UsageError(
-                f"stage kind '{kinds[0]}' has no runner in this version of mlv yet; "
-                "write the stage with `cmd:` or `call: package.module:function` for now"
-            )
+    def _preflight(self, specs: list[StageSpec], pipeline: Iterable[StageSpec]) -> None:
+        """Every kind stage that may run has a runner, and its preflight check passes (exit 2 before anything)."""
+        produced = sorted({p for spec in pipeline for p in (*spec.outs, *spec.metrics)})
+        for spec in specs:
+            if spec.kind is None:
+                continue
+            kind = self.kinds[spec.kind]
+            if kind.run is None:
+                raise UsageError(f"{PIPELINE_FILE}:{spec.line}: stage '{spec.name}': kind '{spec.kind}' has no runner "
+                                 "in this version of mlv yet; write the stage with `cmd:` or `call: "
+                                 "package.module:function` for now")
+            if kind.preflight is None:
+                continue
+            stage = {"name": spec.name, "root": str(self.ws.root), "wdir": str(self.ws.root / spec.wdir),
+                     "produced": produced}
+            try:
+                load_function(kind.preflight)(spec.settings, stage)
+            except SettingError as exc:
+                raise UsageError(f"{PIPELINE_FILE}:{spec.line}: stage '{spec.name}', '{exc.mlv_setting}': "
+                                 f"{exc.message}") from None
 
     # -- the loop -------------------------------------------------------------------
     def _loop(self, order: list[str], specs: dict[str, StageSpec], upstream: dict[str, set[str]], executor) -> None:
@@ -272,7 +289,7 @@ class Runner:
             self._settle(spec, decision)
             return None
         if self.remote is None:
-            return decision, self._prepare(spec)
+            return decision, self._prepare(spec, decision)
         job = self._prepare_remote(spec, decision)
         try:  # its deps must be on the remote: what no worker of this run pushed goes up now
             self.remote.ensure(self.remote.inputs(decision.deps))
@@ -288,14 +305,26 @@ class Runner:
 
     def _prepare_remote(self, spec: StageSpec, decision: Decision) -> execute.Job:
         """A job that names digests, not paths: the worker lays the deps out in a scratch directory of its own."""
+        run_id = new_run_id()
         return execute.Job(
-            run_id=new_run_id(), stage=spec.name, root="", wdir=spec.wdir, cmd=spec.cmd, call=spec.call,
+            run_id=run_id, stage=spec.name, root="", wdir=spec.wdir, cmd=spec.cmd, call=spec.call,
             deps=spec.deps, outs=spec.outs, params=_nested(spec.params), log="", gpu=spec.resources.gpu,
             mask=self.ws.config.mask, outputs=(*spec.outs, *spec.metrics), remote=self.remote.settings,
             inputs=tuple((p, str(d), is_dir) for p, (d, is_dir) in sorted(self.remote.inputs(decision.deps).items())),
+            kind=self._kind_job(spec, decision, run_id),
         )
 
-    def _prepare(self, spec: StageSpec) -> execute.Job:
+    def _kind_job(self, spec: StageSpec, decision: Decision, run_id: str) -> dict | None:
+        """What a kind's ``run(settings, stage)`` is given (``pipelines.kinds``): its inputs with where they came from."""
+        if spec.kind is None:
+            return None
+        made = provenance.input_producers(self.ws, decision.deps, self.lock)
+        return {"run": self.kinds[spec.kind].run, "settings": spec.settings, "stage": {
+            "name": spec.name, "file": PIPELINE_FILE, "line": spec.line, "run_id": run_id, "gpu": spec.resources.gpu,
+            "inputs": {p: {"digest": str(d), "run": (made.get(p) or {}).get("run")} for p, d in decision.deps.items()},
+        }}
+
+    def _prepare(self, spec: StageSpec, decision: Decision) -> execute.Job:
         root = self.ws.root
         run_id = new_run_id()
         self.ws.state.mark_writing((*spec.outs, *spec.metrics), time.time_ns())  # what it writes is its own
@@ -305,7 +334,7 @@ class Runner:
             run_id=run_id, stage=spec.name, root=str(root), wdir=str(root / spec.wdir), cmd=spec.cmd,
             call=spec.call, deps=tuple(str(root / d) for d in spec.deps), outs=tuple(str(root / o) for o in spec.outs),
             params=_nested(spec.params), log=str(logs / f"{run_id}.log"), gpu=spec.resources.gpu,
-            mask=self.ws.config.mask, outputs=(*spec.outs, *spec.metrics),
+            mask=self.ws.config.mask, outputs=(*spec.outs, *spec.metrics), kind=self._kind_job(spec, decision, run_id),
         )
         return job
 

@@ -16,8 +16,8 @@ Invariants:
   that fails (a string is a one-command tuple); interpolated values are shell-quoted.
 - ``StageSpec.params`` holds exactly the params a stage uses (interpolated anywhere
   but ``desc``/``resources``, or listed in its ``params:``), flattened to dotted names.
-- With ``kind:``, keys mlv does not know are the kind's settings; with ``cmd:`` or
-  ``call:`` they are errors. A mapping under ``params:`` (``${params.model}``) is
+- With ``kind:``, the keys the kind declares are its settings (``settings``); its input,
+  output and metrics settings join ``deps``/``outs``/``metrics``. Other keys are errors. A mapping under ``params:`` (``${params.model}``) is
   handed to the kind or function as ``settings["params"]``.
 """
 
@@ -37,9 +37,11 @@ from mlv.engine.dag import Resources, StageSpec, normalise_path, parse_memory
 from mlv.pipelines.interpolate import (
     InterpolationError, Scope, edit_distance, interpolate_command, lookup, nearest, type_name,
 )
-from mlv.pipelines.kinds import Registry
+from mlv.pipelines.kinds import Kind, Registry, SettingError
+from mlv.pipelines.kinds import load as load_function
 from mlv.pipelines.nodes import Items, NodeReader, PipelineError, node_at
 from mlv.storage import paths, yamlfile
+from mlv.storage.errors import UsageError
 
 __all__ = ["Pipeline", "PipelineError", "Resources", "StageSpec", "load_pipeline"]
 
@@ -51,6 +53,8 @@ _STAGE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 _SUFFIX = re.compile(r"^[A-Za-z0-9_.+-]+$")  # what foreach/matrix values may add after '@'
 MAX_STAGES = 10_000  # stages one foreach or matrix may generate
 _CALL = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
+_FUNCTION = re.compile(r"^(.+\.py):[A-Za-z_]\w*$")  # a kind's input named as file.py:function: the file
+_MODULE = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*$")  # package.module:function: not a path
 _WHOLE_PARAM = re.compile(r"^\$\{\s*params\.([\w.-]+)\s*\}$")
 
 
@@ -67,13 +71,12 @@ class Pipeline:
                 "stages": {name: spec.to_dict() for name, spec in self.stages.items()}}
 
 
-def load_pipeline(path: Path, *, root: Path, kinds: Mapping[str, Collection[str]] | None = None) -> Pipeline:
+def load_pipeline(path: Path, *, root: Path, kinds: Mapping[str, Kind] | None = None) -> Pipeline:
     """Load and validate a pipeline file.
 
     Args:
-        kinds: the stage kinds ``kind:`` accepts, each with the names of its settings
-            that are input paths (they join the stage's deps); default: the registry of the
-            entry point group ``mlv.kinds`` (``mlv.pipelines.kinds``), read only if a stage uses ``kind:``.
+        kinds: the stage kinds ``kind:`` accepts, by name; default: the registry of the entry
+            point group ``mlv.kinds`` (``mlv.pipelines.kinds``), read only if a stage uses ``kind:``.
 
     Raises:
         PipelineError: anything wrong in the file, with file:line:column and a fix.
@@ -123,7 +126,7 @@ def load_pipeline(path: Path, *, root: Path, kinds: Mapping[str, Collection[str]
 class _Parser(NodeReader):
     """Walks composed YAML nodes into specs (``NodeReader`` gives data, positions and errors)."""
 
-    def __init__(self, loader: yaml.SafeLoader, shown: str, kinds: Mapping[str, Collection[str]]) -> None:
+    def __init__(self, loader: yaml.SafeLoader, shown: str, kinds: Mapping[str, Kind]) -> None:
         super().__init__(loader, shown)
         self.kinds = kinds
 
@@ -246,29 +249,30 @@ class _Parser(NodeReader):
             raise self.error(modes[1][1], f"stage '{name}' has both '{modes[0][0]}' and '{modes[1][0]}'; keep one",
                              name)
         mode, settings = modes[0][0], {}
-        for k, kn, vn in items:
-            if k in ("foreach", "matrix", "do"):
-                why = "'do' goes with 'foreach'" if k == "do" else "foreach/matrix cannot nest"
-                raise self.error(kn, f"'{k}' cannot be used here ({why})", name)
-            if k in STAGE_KEYS:
-                continue
-            if mode != "kind" or any(edit_distance(k, known) <= 1 for known in STAGE_KEYS):  # a typo, not a setting
-                raise self.error(kn, _unknown(f"key '{k}' in stage '{name}'", k, STAGE_KEYS), name)
-            settings[k] = self.resolve(vn, scope, name)
-        wdir = self._wdir(fields.get("wdir"), scope, name)
         if mode == "cmd":
             spec = {"cmd": self._cmd(fields["cmd"], scope, name)}
         else:
             spec = {mode: self._word(mode, fields[mode], scope, name)}
+        kind = self.kinds[spec["kind"]] if mode == "kind" else None
+        own = kind.settings if kind is not None else ()
+        for k, kn, vn in items:
+            if k in ("foreach", "matrix", "do"):
+                why = "'do' goes with 'foreach'" if k == "do" else "foreach/matrix cannot nest"
+                raise self.error(kn, f"'{k}' cannot be used here ({why})", name)
+            if k in own and k != "params":
+                settings[k] = self.resolve(vn, scope, name)
+            elif k not in STAGE_KEYS:
+                raise self.error(kn, _unknown(f"key '{k}' in stage '{name}'", k, (*STAGE_KEYS, *own)), name)
+        wdir = self._wdir(fields.get("wdir"), scope, name)
         for field in ("deps", "outs", "metrics"):
             node = fields.get(field)
-            spec[field] = self._paths(field, node, self.resolve(node, scope, name), name, wdir)
-        for setting in self.kinds.get(spec.get("kind"), ()):  # a kind's input settings are deps too
-            value = settings.get(setting)
-            inputs = self._paths(setting, fields.get(setting), [value] if isinstance(value, str) else value, name, wdir)
-            spec["deps"] += tuple(p for p in inputs if p not in spec["deps"])
+            value = settings[field] if field in settings else self.resolve(node, scope, name)
+            spec[field] = self._paths(field, node, [value] if kind and isinstance(value, str) else value, name, wdir)
+        if kind is not None:
+            self._kind_paths(kind, spec, settings, fields, key, name, wdir)
         if both := sorted(set(spec["outs"]) & set(spec["metrics"])):
-            raise self.error(fields["metrics"], f"'{both[0]}' is in both 'outs' and 'metrics'; keep it in one", name)
+            raise self.error(fields.get("metrics", key), f"'{both[0]}' is in both 'outs' and 'metrics'; keep it in "
+                             "one", name)
         mapping = self._params(fields.get("params"), scope, name)
         if mapping is not None and mode != "cmd":
             settings["params"] = mapping
@@ -277,9 +281,50 @@ class _Parser(NodeReader):
         desc = self.resolve(fields.get("desc"), aside, name)
         if not isinstance(desc, (str, type(None))):
             raise self.error(fields["desc"], f"'desc' must be text, got {type_name(desc)}", name)
+        resources = self._resources(fields.get("resources"), aside, name)
+        if kind is not None and settings.get("device") == "gpu" and not resources.gpu:  # device: gpu needs one
+            resources = Resources(gpu=1, cpus=resources.cpus, memory=resources.memory)
         return StageSpec(name=name, settings=settings, wdir=wdir, desc=desc, line=key.start_mark.line + 1,
-                         resources=self._resources(fields.get("resources"), aside, name),
-                         params=scope.used_params(), **spec)
+                         resources=resources, params=scope.used_params(), **spec)
+
+    def _kind_paths(self, kind: Kind, spec: dict, settings: dict, fields: dict, key: Node, name: str,
+                    wdir: str) -> None:
+        """A kind's required settings, its input/output/metrics settings joined to deps/outs/metrics, its check."""
+        for required in kind.required:
+            if required not in settings and not (required == "params" and "params" in fields):
+                raise self.error(key, f"stage '{name}' (kind {kind.name}) needs '{required}'; add {required}: …",
+                                 name)
+        for field, names in (("deps", kind.inputs), ("outs", kind.outputs), ("metrics", kind.metrics)):
+            for setting in names:
+                value, node = _setting(settings, fields, setting)
+                if setting == field or value is None:
+                    continue
+                if not isinstance(value, (str, list)):
+                    raise self.error(node, f"'{setting}' must be a path or a list of paths, got {type_name(value)}",
+                                     name)
+                values = [value] if isinstance(value, str) else value
+                if field == "deps":  # a function named as file.py:function depends on its file; pkg.mod:function is code
+                    files = [_FUNCTION.sub(r"\1", v) if isinstance(v, str) else v for v in values
+                             if not isinstance(v, str) or not _MODULE.match(v)]
+                    values = [v for i, v in enumerate(files) if v not in files[:i]]
+                found = self._paths(setting, node, values, name, wdir)
+                for path in found:
+                    if path in spec[field] and field != "deps":
+                        raise self.error(node, f"'{path}' is named twice as an output; remove one", name)
+                    spec[field] += (path,) if path not in spec[field] else ()
+        if kind.check is not None:
+            try:
+                check = load_function(kind.check)
+            except Exception as exc:  # noqa: BLE001 - a broken plugin is named, not a traceback
+                raise UsageError(f"stage kind '{kind.name}': its check {kind.check} cannot be loaded: {exc!r}; fix "
+                                 "or reinstall the package that provides it") from exc
+            try:
+                check(settings)
+            except SettingError as exc:
+                node = fields.get(exc.key[0], key)
+                for part in exc.key[1:]:
+                    node = node_at(node, part)
+                raise self.error(node, f"'{exc.mlv_setting}': {exc.message}", name) from None
 
     def _word(self, mode: str, node: Node, scope: Scope, stage: str) -> str:
         value = self.resolve(node, scope, stage)
@@ -398,6 +443,16 @@ def _unknown(subject: str, name: str, valid: Collection[str]) -> str:
     near = nearest(name, valid)
     hint = f" Did you mean '{near}'?" if near else ""
     return f"unknown {subject}.{hint}\n  Valid keys: {', '.join(valid)}"
+
+
+def _setting(settings: dict, fields: dict, name: str) -> tuple[object, Node | None]:
+    """A (possibly dotted: ``review.out``) setting's value and its node."""
+    first, *rest = name.split(".")
+    value, node = settings.get(first), fields.get(first)
+    for part in rest:
+        value = value.get(part) if isinstance(value, dict) else None
+        node = node_at(node, part) if node is not None else None
+    return value, node
 
 
 def _suffix(value: object, fallback: str) -> str:

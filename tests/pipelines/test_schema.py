@@ -13,6 +13,7 @@ import pytest
 
 import mlv.pipelines.interpolate
 from mlv.engine.dag import Resources, StageSpec
+from mlv.pipelines.kinds import Kind
 from mlv.pipelines.schema import Pipeline, PipelineError, load_pipeline
 from mlv.storage.errors import UsageError
 
@@ -32,8 +33,8 @@ stages:
     params: ${params.model}
     data: data/prepared/train.parquet
     target: label
-    outs: [models/rf]
-    metrics: [metrics/train.json]
+    out: models/rf
+    metrics: metrics/train.json
     resources: {gpu: 1}               # scheduled on a Dask worker that has a GPU
 """
 
@@ -73,6 +74,8 @@ def test_design_example_parses_to_golden_specs(tmp_path):
             "estimator": "sklearn.ensemble.RandomForestClassifier",
             "data": "data/prepared/train.parquet",
             "target": "label",
+            "out": "models/rf",
+            "metrics": "metrics/train.json",
             "params": {"n_estimators": 200, "max_depth": 8},
         },
         deps=("data/prepared/train.parquet",),  # a kind's input setting is a dep
@@ -306,8 +309,10 @@ def test_errors_carry_file_line_column_and_stage(tmp_path):
         ("stages:\n  a: {call: pkg.mod.func}\n",
          "mlv.yaml:2:13: 'call' must name a function as 'package.module:function'"),
         ("stages:\n  a: {kind: trian}\n", "mlv.yaml:2:13: unknown stage kind 'trian'. Did you mean 'train'?"),
-        ("stages:\n  a: {kind: train, out: [m]}\n",
-         "mlv.yaml:2:20: unknown key 'out' in stage 'a'. Did you mean 'outs'?"),
+        ("stages:\n  a: {kind: train, out: m}\n",
+         "mlv.yaml:2:3: stage 'a' (kind train) needs 'estimator'; add estimator: …"),
+        ("stages:\n  a: {kind: package, model: m, data: d, out: p, outz: [m]}\n",
+         "mlv.yaml:2:49: unknown key 'outz' in stage 'a'. Did you mean 'out'?"),
         ("stages:\n  a: {kind: train, dpes: [m]}\n",
          "mlv.yaml:2:20: unknown key 'dpes' in stage 'a'. Did you mean 'deps'?"),
         ("stages:\n  a: {cmd: x, outs: m}\n",
@@ -424,10 +429,30 @@ def test_unsafe_yaml_tags_are_refused_without_running_anything(tmp_path):
 
 def test_kind_settings_and_custom_kinds(tmp_path):
     (tmp_path / "mlv.yaml").write_text("stages:\n  s: {kind: rank, data: [a.parquet, b], top: 5}\n")
-    pipeline = load_pipeline(tmp_path / "mlv.yaml", root=tmp_path, kinds={"rank": ("data",)})
+    pipeline = load_pipeline(tmp_path / "mlv.yaml", root=tmp_path,
+                             kinds={"rank": Kind("rank", inputs=("data",), keys=("top",))})
     assert pipeline.stages["s"].settings == {"data": ["a.parquet", "b"], "top": 5}
     assert pipeline.stages["s"].deps == ("a.parquet", "b")
-    fails(tmp_path, "stages:\n  s: {kind: train, data: 3}\n", "mlv.yaml:2:26: 'data' must be a list of paths")
+    fails(tmp_path, "stages:\n  s: {kind: package, model: m, out: p, data: 3}\n",
+          "mlv.yaml:2:46: 'data' must be a path or a list of paths, got an integer")
+
+
+def test_a_kinds_check_points_at_the_setting_it_refuses(tmp_path):
+    train = "stages:\n  t:\n    kind: train\n    estimator: sklearn.linear_model.Ridge\n    data: d.csv\n" \
+            "    target: y\n    out: m\n"
+    fails(tmp_path, train + "    device: tpu\n", "mlv.yaml:8:13: 'device': must be one of cpu, gpu, auto; got 'tpu'")
+    fails(tmp_path, train + "    split: {test: 1.5}\n", "mlv.yaml:8:19: 'split.test': must be a fraction between 0 and 1")
+    fails(tmp_path, "stages:\n  l: {kind: label, data: d.csv, out: o.csv, rules: [r.py:a, 'r.py']}\n",
+          "mlv.yaml:2:61: 'rules.1': must name a function as file.py:function")
+    spec = load(tmp_path, train + "    device: gpu\n    metrics: met.json\n").stages["t"]
+    assert spec.resources.gpu == 1 and spec.outs == ("m",) and spec.metrics == ("met.json",)
+    assert spec.settings["metrics"] == "met.json"  # the kind reads where to write its metrics
+
+
+def test_a_nested_output_setting_is_an_out_and_a_functions_file_is_a_dep(tmp_path):
+    spec = load(tmp_path, "stages:\n  l:\n    kind: label\n    data: d.csv\n    rules: [src/r.py:a, src/r.py:b, "
+                          "pkg.mod:c]\n    out: o.parquet\n    review: {size: 5, out: q.csv}\n").stages["l"]
+    assert spec.deps == ("d.csv", "src/r.py") and spec.outs == ("o.parquet", "q.csv")
 
 
 def test_pure_helpers_doctests():
