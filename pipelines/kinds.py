@@ -82,7 +82,8 @@ class Kind:
 # their own, imported only in the stage's process (scikit-learn and pyarrow are not mlv's to pay).
 LABEL = Kind("label", inputs=("data", "rules", "human", "model"), outputs=("out", "review.out"),
              keys=("id", "review"), required=("data", "out"),
-             check="mlv.pipelines.label:check", run="mlv.pipelines.label:run")
+             check="mlv.pipelines.label:check", run="mlv.pipelines.label:run",
+             preflight="mlv.pipelines.label:preflight")
 TRAIN = Kind("train", inputs=("data", "eval"), outputs=("out",), metrics=("metrics",),
              keys=("estimator", "params", "target", "features", "split", "device", "trusted"),
              required=("estimator", "data", "target", "out"),
