@@ -532,3 +532,67 @@ def test_a_broken_kind_plugin_is_named_not_a_traceback(tmp_path, monkeypatch):
     (tmp_path / "mlv.yaml").write_text("stages:\n  f: {kind: bad}\n")
     with pytest.raises(UsageError, match=r"entry point 'bad = no_such_module:KIND' \(group mlv.kinds, from brokenkind"):
         load_pipeline(tmp_path / "mlv.yaml", root=tmp_path)
+
+
+# -- sweeps record their values (issue 11) -------------------------------------
+
+
+def test_matrix_and_foreach_stages_record_the_item_values_they_use_as_params(tmp_path):
+    pipeline = load(tmp_path, """\
+        params:
+          lr: 0.1
+        stages:
+          sweep:
+            matrix:
+              depth: [2, 3]
+              seed: [7]
+            cmd: fit --depth ${item.depth} --lr ${params.lr}
+            desc: "seed ${item.seed}"
+          each:
+            foreach: [us, eu]
+            do:
+              cmd: make ${item}
+              outs: ["out/${key}"]
+          grid:
+            foreach: [{lr: 0.1, n: 5}]
+            do: {call: "pkg.mod:fit", params: "${item}"}
+        """)
+    assert pipeline.stages["sweep@3-7"].params == {"item.depth": 3, "lr": 0.1}  # desc is not what it computes
+    assert pipeline.stages["each@eu"].params == {"item": "eu", "key": "eu"}
+    assert pipeline.stages["grid@0"].params == {"item.lr": 0.1, "item.n": 5}
+
+
+def test_a_sweeps_values_enter_the_definition_once(tmp_path):
+    pipeline = load(tmp_path, "stages:\n  s:\n    matrix: {a: [1, 2]}\n    cmd: echo ${item.a}\n")
+    one, two = pipeline.stages["s@1"].definition(), pipeline.stages["s@2"].definition()
+    assert one["params"] == {"item.a": 1} and two["params"] == {"item.a": 2}
+    assert {k: v for k, v in one.items() if k not in ("params", "cmd")} == \
+           {k: v for k, v in two.items() if k not in ("params", "cmd")}
+
+
+def test_a_param_named_like_the_sweep_value_is_refused(tmp_path):
+    fails(tmp_path, "params:\n  item: {a: 1}\nstages:\n  s:\n    foreach: [x]\n    do: {cmd: \"echo ${params.item.a} "
+          "${item}\"}\n", "mlv.yaml:4:3: the param 'item.a' would be recorded under the same name as '${item}'")
+
+
+def test_a_kind_under_matrix_gets_its_params_mapping_resolved(tmp_path):
+    (tmp_path / "mlv.yaml").write_text(textwrap.dedent("""\
+        stages:
+          t:
+            matrix: {max_depth: [2, 3]}
+            kind: k
+            params: {max_depth: "${item.max_depth}", fixed: 1}
+            data: in.csv
+        """))
+    kind = Kind("k", inputs=("data",), keys=("params",))
+    pipeline = load_pipeline(tmp_path / "mlv.yaml", root=tmp_path, kinds={"k": kind})
+    assert pipeline.stages["t@3"].settings["params"] == {"max_depth": 3, "fixed": 1}
+    assert pipeline.stages["t@3"].params == {"item.max_depth": 3}
+
+
+def test_matrix_with_do_says_to_write_the_keys_beside_matrix(tmp_path):
+    """The README once showed ``matrix:`` + ``do:``; it failed with "stage 'sweep@2' has no 'cmd'"."""
+    error = fails(tmp_path, "stages:\n  sweep:\n    matrix: {d: [2, 3]}\n    do:\n      cmd: echo ${item.d}\n",
+                  "mlv.yaml:4:5: 'do' goes with 'foreach'; with 'matrix', write the stage's keys next to it, "
+                  "as DVC does: matrix: {...}\n    cmd: ...")
+    assert "has no 'cmd'" not in str(error)
