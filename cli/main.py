@@ -133,3 +133,4 @@ def progress(total: int, description: str) -> Iterator[Callable[[int], None] | N
 
 
 from mlv.cli import data, pipeline, remote, sync, trace  # noqa: E402,F401  (registers the commands)
+from mlv.cli import label  # noqa: E402,F401  (mlv label review)

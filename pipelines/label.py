@@ -219,9 +219,10 @@ def run(settings: dict, stage: dict) -> None:
     column = pa.array(labels) if any(v is not None for v in labels) else pa.array(labels, pa.string())
     out = table.append_column("label", column).append_column("label_source", pa.array(sources, pa.string()))
     tables.write(out, settings["out"])
-    counts = {s: sources.count(s) for s in dict.fromkeys(sources)}
-    print(f"labeled {len(rows) - sources.count(None)} of {len(rows)} items: "
-          + ", ".join(f"{n} {s or 'unlabeled or in conflict'}" for s, n in counts.items()))
+    given = {s: sources.count(s) for s in dict.fromkeys(sources) if s is not None}
+    print(f"labeled {len(rows) - sources.count(None)} of {len(rows)} items"
+          + (f" ({', '.join(f'{s}: {n}' for s, n in given.items())})" if given else "")
+          + (f"; {sources.count(None)} in conflict or unlabeled" if None in sources else ""))
     if settings.get("review"):
         _review(settings, table, rows, votes, human, id_column)
 
@@ -311,6 +312,44 @@ def read_human_csv(path: str | Path, id_column: str = "id") -> dict[str, str]:
             return labels
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise SettingError("human", f"'{path}' cannot be read as a CSV: {exc}") from exc
+
+
+HUMAN_HEADER = ("id", "label", "annotator", "time")
+
+
+def append_human(path: str | Path, answers: list[dict]) -> None:
+    """Append ``{id, label, annotator, time}`` lines to a human labels CSV, never rewriting a line.
+
+    A new (or empty) file gets the header ``id,label,annotator,time``; an existing one keeps its
+    own header, and each answer fills the columns it names (an id column named otherwise, like
+    the stage's ``id``, is the first one).
+    """
+    path = Path(path)
+    text = path.read_text(encoding="utf-8") if path.exists() else ""
+    header = next(csv.reader([text.splitlines()[0]]), []) if text.strip() else []
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        if not header:
+            header = list(HUMAN_HEADER)
+            writer.writerow(header)
+        elif not text.endswith("\n"):
+            f.write("\n")  # the last line had no end: the next one must not join it
+        for answer in answers:
+            values = {**answer, header[0]: answer["id"]}
+            writer.writerow([values.get(column, "") for column in header])
+        f.flush()
+
+
+def read_queue(path: str | Path) -> tuple[str, list[dict]]:
+    """The id column and the items of a review CSV, as ``review`` wrote it."""
+    with open(path, newline="", encoding="utf-8") as f:
+        reader = csv.DictReader(f)
+        header = reader.fieldnames or []
+        if len(header) < 2 or any(c not in header for c in REVIEW_COLUMNS):
+            raise SettingError("review", f"'{path}' is not a review queue: it needs an id column first and "
+                               f"{', '.join(REVIEW_COLUMNS)}; its header is {','.join(header) or 'empty'}")
+        return header[0], list(reader)
 
 
 def _one_kind(labels: list, sources: list) -> list:

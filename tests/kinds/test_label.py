@@ -1,0 +1,188 @@
+"""``kind: label`` through the real CLI: rules and people label items, every label says where it came
+from, and the items no one could label go to a review queue that ``mlv label review`` or Label Studio
+answers."""
+
+from __future__ import annotations
+
+import csv
+import json
+import textwrap
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+RULES = '''
+def refund(row):
+    return "refund" if "refund" in row["text"] else None
+
+def spam(row):
+    return "spam" if "win" in row["text"] else None
+
+def money(row):
+    return "refund" if "money" in row["text"] else None
+'''
+
+TEXTS = {
+    1: "please refund me",        # refund
+    2: "win a prize",             # spam
+    3: "win a refund now",        # refund and spam: conflict
+    4: "hello there",             # nobody: unlabeled
+    5: "where is my money",       # money -> refund
+    6: "refund my money",         # refund and money agree: refund, source the first rule
+    7: "good morning",            # unlabeled
+    8: "win win refund",          # conflict
+}
+
+
+def items(repo: Path, texts: dict = TEXTS) -> None:
+    (repo / "data").mkdir(exist_ok=True)
+    pq.write_table(pa.table({"ticket_id": list(texts), "text": list(texts.values()),
+                             "amount": [float(i * 10) for i in texts]}), repo / "data/tickets.parquet")
+    (repo / "src").mkdir(exist_ok=True)
+    (repo / "src/rules.py").write_text(RULES)
+
+
+def pipeline(repo: Path, *, rules: str = "[src/rules.py:refund, src/rules.py:spam, src/rules.py:money]",
+             human: str | None = "labels/human.csv", review: str = "{size: 50, out: labels/review.csv}",
+             extra: str = "") -> None:
+    lines = ["stages:", "  label:", "    kind: label", "    data: data/tickets.parquet", "    id: ticket_id",
+             f"    rules: {rules}"]
+    lines += [f"    human: {human}"] if human else []
+    lines += [f"    review: {review}", "    out: data/labeled.parquet"]
+    lines += [f"    {line}" for line in extra.splitlines()]
+    (repo / "mlv.yaml").write_text("\n".join(lines) + "\n")
+
+
+def human(repo: Path, text: str) -> None:
+    (repo / "labels").mkdir(exist_ok=True)
+    (repo / "labels/human.csv").write_text(textwrap.dedent(text))
+
+
+def labeled(repo: Path) -> dict:
+    """``{ticket_id: (label, label_source)}`` of the stage's output."""
+    rows = pq.read_table(repo / "data/labeled.parquet").to_pylist()
+    return {r["ticket_id"]: (r["label"], r["label_source"]) for r in rows}
+
+
+def review_rows(repo: Path, path: str = "labels/review.csv") -> list[dict]:
+    with open(repo / path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_labels_carry_their_sources_and_human_labels_win(repo, cli):
+    items(repo)
+    human(repo, """\
+        id,label,annotator,time
+        1,spam,ann,2026-01-01T00:00:00Z
+        3,refund,ann,2026-01-01T00:00:00Z
+        42,spam,ann,2026-01-01T00:00:00Z
+        """)
+    pipeline(repo)
+    result = cli("run")
+    assert labeled(repo) == {
+        1: ("spam", "human:labels/human.csv"),  # the person overrides the refund rule
+        2: ("spam", "rule:spam"),
+        3: ("refund", "human:labels/human.csv"),  # a conflict a person settled
+        4: (None, None),
+        5: ("refund", "rule:money"),
+        6: ("refund", "rule:refund"),  # refund and money agree: the first rule that gave it
+        7: (None, None),
+        8: (None, None),  # refund and spam disagree: null, not a guess
+    }
+    table = pq.read_table(repo / "data/labeled.parquet")
+    assert table.column_names == ["ticket_id", "text", "amount", "label", "label_source"]
+    assert table.schema.field("label_source").type == pa.string()
+    record = cli("show", "label").stdout
+    assert "42" in record and "not in 'data/tickets.parquet'" in record  # the unknown id is a warning
+    del result
+
+
+def test_conflicts_are_left_null_and_queued_before_unlabeled_items_by_id(repo, cli):
+    items(repo)
+    pipeline(repo, human=None)
+    cli("run")
+    queue = review_rows(repo)
+    assert [(r["ticket_id"], r["reason"], r["candidates"]) for r in queue] == [
+        ("3", "conflict", "refund|spam"), ("8", "conflict", "refund|spam"),
+        ("4", "unlabeled", ""), ("7", "unlabeled", "")]
+    assert list(queue[0]) == ["ticket_id", "text", "amount", "reason", "candidates", "margin", "label"]
+    assert queue[0]["text"] == "win a refund now" and queue[0]["margin"] == "" and queue[0]["label"] == ""
+    pipeline(repo, human=None, review="{size: 3, out: labels/review.csv}")
+    cli("run")
+    assert [r["ticket_id"] for r in review_rows(repo)] == ["3", "8", "4"]
+
+
+def test_a_rerun_is_up_to_date_and_a_changed_human_file_reruns(repo, cli):
+    items(repo)
+    human(repo, "id,label\n4,greeting\n")
+    pipeline(repo)
+    cli("run")
+    records = sorted((repo / ".mlv/runs").iterdir())
+    cli("run")
+    assert sorted((repo / ".mlv/runs").iterdir()) == records  # nothing ran
+    assert labeled(repo)[4] == ("greeting", "human:labels/human.csv")
+    assert [r["ticket_id"] for r in review_rows(repo)] == ["3", "8", "7"]  # human-labeled items never queue
+    human(repo, "id,label\n4,greeting\n7,greeting\n")
+    cli("run")
+    assert labeled(repo)[7] == ("greeting", "human:labels/human.csv")
+
+
+def test_labels_of_mixed_types_become_text_and_the_stage_says_so(repo, cli):
+    items(repo)
+    (repo / "src/rules.py").write_text("def long(row):\n    return 1 if len(row['text']) > 12 else None\n")
+    human(repo, "id,label\n2,short\n")
+    pipeline(repo, rules="[src/rules.py:long]")
+    cli("run")
+    got = labeled(repo)
+    assert got[1] == ("1", "rule:long") and got[2] == ("short", "human:labels/human.csv")
+    assert "label column is text" in cli("show", "label").stdout
+    human(repo, "id,label\n")
+    cli("run")
+    assert pq.read_table(repo / "data/labeled.parquet").schema.field("label").type == pa.int64()
+
+
+def test_a_rule_that_raises_fails_the_stage_naming_the_rule_and_the_item(repo, cli):
+    items(repo)
+    (repo / "src/rules.py").write_text(RULES + "\ndef broken(row):\n    return 1 / (row['ticket_id'] - 5)\n")
+    pipeline(repo, rules="[src/rules.py:refund, src/rules.py:broken]", human=None)
+    result = cli("run", code=1)
+    output = result.stdout + result.stderr + cli("show", "label").stdout
+    assert "ZeroDivisionError" in output  # the rule's own traceback
+    assert "rule src/rules.py:broken raised on the item ticket_id=5" in output
+    assert "stage 'label' (mlv.yaml:2)" in output
+    assert not (repo / "data/labeled.parquet").exists()
+
+
+@pytest.mark.parametrize(("rules", "message"), [
+    ("[src/rules.py:refund, src/rules.py:spamm]", "'rules.1': 'src/rules.py' defines no function 'spamm'; did you "
+                                                  "mean 'spam'?"),
+    # a missing rule file is a missing dep, which the pipeline names before any preflight
+    ("[src/rules.py:refund, src/nope.py:spam]", "reads 'src/nope.py', but no stage produces it"),
+    ("[src/rules.py:refund, src.rules:nope]", "'rules.1': 'src.rules' defines no function 'nope'"),
+    ("[nosuchpkg.rules:spam]", "'rules.0': module 'nosuchpkg' cannot be found"),
+])
+def test_a_rule_that_does_not_exist_is_exit_2_naming_stage_setting_and_line(repo, cli, rules, message):
+    items(repo)
+    pipeline(repo, rules=rules, human=None)
+    result = cli("run", code=2)
+    assert f"mlv.yaml:2: stage 'label'{'' if message.startswith('reads') else ','} {message}" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (repo / "mlv.lock").exists() and not (repo / ".mlv/runs").exists() or not any((repo / ".mlv/runs").iterdir())
+
+
+def test_rules_by_module_run_from_the_repo_root(repo, cli):
+    items(repo)
+    (repo / "src/__init__.py").write_text("")
+    pipeline(repo, rules="[src.rules:refund, src.rules:spam]", human=None)
+    cli("run")
+    assert labeled(repo)[1] == ("refund", "rule:refund") and labeled(repo)[3] == (None, None)
+
+
+def test_a_missing_id_column_is_named(repo, cli):
+    items(repo)
+    pipeline(repo, human=None)
+    (repo / "mlv.yaml").write_text((repo / "mlv.yaml").read_text().replace("id: ticket_id", "id: ticket"))
+    result = cli("run", code=2)
+    assert "mlv.yaml:2: stage 'label', 'id': 'ticket' is not a column of 'data/tickets.parquet'" in result.stderr
