@@ -87,7 +87,8 @@ LABEL = Kind("label", inputs=("data", "rules", "human", "model"), outputs=("out"
 TRAIN = Kind("train", inputs=("data", "eval"), outputs=("out",), metrics=("metrics",),
              keys=("estimator", "params", "target", "features", "split", "device", "trusted"),
              required=("estimator", "data", "target", "out"),
-             check="mlv.pipelines.train:check", run="mlv.pipelines.train:run")
+             check="mlv.pipelines.train:check", run="mlv.pipelines.train:run",
+             preflight="mlv.pipelines.train:preflight")
 PACKAGE = Kind("package", inputs=("model", "data"), outputs=("out",), required=("model", "data", "out"),
                check="mlv.pipelines.package:check", run="mlv.pipelines.package:run")
 SELECT = Kind("select", inputs=("models",), outputs=("out",), keys=("metric", "mode"),
