@@ -90,7 +90,7 @@ def _human_file(queue: Path) -> Path:
         if not spec.settings.get("human"):
             raise UsageError(f"{PIPELINE_FILE}:{spec.line}: stage '{spec.name}' has no 'human' file to append "
                              "to; add human: labels/human.csv to it, or pass --human FILE")
-        found = ws.root / spec.wdir / spec.settings["human"]
+        found = Path(os.path.relpath(ws.root / spec.wdir / spec.settings["human"]))
         if found.suffix.lower() == ".json":
             raise UsageError(f"stage '{spec.name}' reads its human labels from a Label Studio export ('{found}'); "
                              "answer the queue in Label Studio, or pass --human FILE.csv")

@@ -186,3 +186,88 @@ def test_a_missing_id_column_is_named(repo, cli):
     (repo / "mlv.yaml").write_text((repo / "mlv.yaml").read_text().replace("id: ticket_id", "id: ticket"))
     result = cli("run", code=2)
     assert "mlv.yaml:2: stage 'label', 'id': 'ticket' is not a column of 'data/tickets.parquet'" in result.stderr
+
+
+def test_label_review_appends_answers_from_stdin_and_the_rerun_uses_them(repo, cli, monkeypatch):
+    monkeypatch.setenv("GIT_CONFIG_GLOBAL", str(repo / "no-gitconfig"))  # no user.name: $USER names the annotator
+    monkeypatch.setenv("USER", "ana")
+    items(repo)
+    human(repo, "id,label,annotator,time\n1,spam,bo,2026-01-01T00:00:00Z\n")
+    pipeline(repo)
+    cli("run")
+    before = (repo / "labels/human.csv").read_text()
+    assert [r["ticket_id"] for r in review_rows(repo)] == ["3", "8", "4", "7"]
+    result = cli.runner.invoke(cli.app, ["label", "review", "labels/review.csv"], input="spam\n\ngreeting\nq\n")
+    assert result.exit_code == 0, result.output
+    assert "ticket_id=3" in result.stdout and "text: win a refund now" in result.stdout
+    assert "candidates: refund, spam" in result.stdout and "[4/4] ticket_id=7" in result.stdout  # then q
+    text = (repo / "labels/human.csv").read_text()
+    assert text.startswith(before)  # appended; nothing rewritten
+    added = list(csv.DictReader(text.splitlines()))[1:]
+    assert [(r["id"], r["label"], r["annotator"]) for r in added] == [("3", "spam", "ana"), ("4", "greeting", "ana")]
+    assert all(r["time"].endswith("Z") and r["time"][:4].isdigit() for r in added)
+    cli("run")  # the human file is a dep: the stage runs again
+    got = labeled(repo)
+    assert got[3] == ("spam", "human:labels/human.csv") and got[4] == ("greeting", "human:labels/human.csv")
+    assert [r["ticket_id"] for r in review_rows(repo)] == ["8", "7"]
+    # a second session: what is answered is not asked again; end of input stops like q
+    result = cli.runner.invoke(cli.app, ["label", "review", "labels/review.csv"], input="refund\n")
+    assert result.exit_code == 0 and "ticket_id=8" in result.stdout and "ticket_id=7" in result.stdout
+    assert (repo / "labels/human.csv").read_text().splitlines()[-1].startswith("8,refund,ana,")
+
+
+def test_label_review_creates_the_file_named_by_human_and_names_a_queue_no_stage_writes(repo, cli):
+    items(repo)
+    pipeline(repo, human=None)
+    cli("run")
+    result = cli("label", "review", "labels/review.csv", code=2)
+    assert "stage 'label' has no 'human' file" in result.stderr
+    result = cli.runner.invoke(cli.app, ["label", "review", "labels/review.csv", "--human", "labels/new.csv"],
+                               input="refund\n")
+    assert result.exit_code == 0, result.output
+    lines = (repo / "labels/new.csv").read_text().splitlines()
+    assert lines[0] == "id,label,annotator,time" and lines[1].startswith("3,refund,")
+    (repo / "other.csv").write_text("ticket_id,reason,candidates,margin,label\n")
+    assert "no label stage in mlv.yaml writes its review queue to 'other.csv'" in cli(
+        "label", "review", "other.csv", code=2).stderr
+
+
+def test_a_label_studio_round_trip(repo, cli):
+    items(repo)
+    pipeline(repo, human=None, review="{out: labels/review.json, format: label-studio}")
+    cli("run")
+    tasks = json.loads((repo / "labels/review.json").read_text())
+    assert [t["data"]["ticket_id"] for t in tasks] == [3, 8, 4, 7]
+    assert tasks[0]["data"]["text"] == "win a refund now" and tasks[0]["data"]["mlv_reason"] == "conflict"
+    assert [(p["model_version"], p["result"][0]["value"]["choices"]) for p in tasks[0]["predictions"]] == [
+        ("rule:refund", ["refund"]), ("rule:spam", ["spam"])]
+    assert tasks[0]["predictions"][0]["result"][0]["type"] == "choices" and "predictions" not in tasks[2]
+    # what Label Studio exports once a person has worked through the imported tasks
+    export = []
+    for number, task in enumerate(tasks, 1):
+        annotations = []
+        if task["data"]["ticket_id"] == 3:
+            annotations = [_annotation(number, "refund", "2026-03-01T10:00:00Z"),
+                           _annotation(number, "spam", "2026-03-02T10:00:00Z")]  # changed their mind: newest wins
+        elif task["data"]["ticket_id"] == 4:
+            annotations = [_annotation(number, "greeting", "2026-03-01T10:00:00Z")]
+        elif task["data"]["ticket_id"] == 8:
+            annotations = [{**_annotation(number, "refund", "2026-03-01T10:00:00Z"), "was_cancelled": True,
+                            "result": []}]  # skipped in Label Studio
+        export.append({"id": 100 + number, "data": task["data"], "annotations": annotations,
+                       "predictions": task.get("predictions", []), "project": 1,
+                       "created_at": "2026-02-28T09:00:00Z", "updated_at": "2026-03-02T10:00:00Z"})
+    (repo / "labels/export.json").write_text(json.dumps(export))
+    pipeline(repo, human="labels/export.json", review="{out: labels/review.json, format: label-studio}")
+    cli("run")
+    got = labeled(repo)
+    assert got[3] == ("spam", "human:labels/export.json") and got[4] == ("greeting", "human:labels/export.json")
+    assert got[8] == (None, None) and got[2] == ("spam", "rule:spam")
+    assert [t["data"]["ticket_id"] for t in json.loads((repo / "labels/review.json").read_text())] == [8, 7]
+
+
+def _annotation(task: int, choice: str, when: str) -> dict:
+    return {"id": task * 10, "completed_by": 1, "was_cancelled": False, "ground_truth": False, "task": task,
+            "created_at": when, "updated_at": when, "lead_time": 3.2,
+            "result": [{"id": "r1", "from_name": "label", "to_name": "item", "type": "choices", "origin": "manual",
+                        "value": {"choices": [choice]}}]}
