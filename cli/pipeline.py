@@ -88,6 +88,10 @@ def run(
     no_download: Annotated[bool, typer.Option("--no-download", help="With 'workspace: remote': leave outputs on the "
                                               "remote (mlv.lock and run records still name them; `mlv pull` brings them).")] = False,
     json_: Annotated[bool, typer.Option("--json", help="Machine-readable result.")] = False,
+    set_: Annotated[list[str] | None, typer.Option(
+        "--set", metavar="KEY=VALUE", help="Set a param first (repeatable), where it is defined: mlv.yaml's params: "
+        "or params.yaml, keeping comments and layout. VALUE is YAML: 8, 0.1, true, text. An undefined KEY writes "
+        "nothing (exit 2); if the run then fails, the new value stays, as with `dvc exp run --set-param`.")] = None,
 ) -> None:
     """Run the pipeline in mlv.yaml on Dask: in parallel, skipping what is up to date or cached."""
     from mlv.engine.runner import RunOptions
@@ -95,6 +99,8 @@ def run(
 
     ws = workspace()
     selection = project.Selection(tuple(targets or ()), downstream)
+    if set_:
+        _set_params(ws, set_, dry_run=dry_run)
     if dry_run:
         decisions = project.dry_run(ws, selection, force=force, cluster_file=cluster, download=not no_download)
         if json_:
@@ -124,6 +130,19 @@ def run(
             err.print(f"  full record: `mlv show {r.stage}`")
     if failed:
         raise typer.Exit(1)
+
+
+def _set_params(ws, options: list[str], *, dry_run: bool) -> None:
+    """``run --set``: write each param where it is defined (undone if the pipeline then fails to load)."""
+    from mlv.pipelines import params_edit, project
+    from mlv.storage.errors import UsageError
+
+    assignments = [params_edit.parse(option) for option in options]
+    if dry_run:
+        raise UsageError("--set writes the params file and --dry-run changes nothing; drop one of them")
+    project.load(ws)  # a broken mlv.yaml is named by the schema, before anything is written
+    for edit in params_edit.apply(ws.root, assignments, check=lambda: project.load(ws)):
+        err.print(f"set {edit.key} = {json.dumps(edit.new, default=str)} in {edit.file}:{edit.line} (was {json.dumps(edit.old, default=str)})")
 
 
 @command("dag")
