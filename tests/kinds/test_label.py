@@ -271,3 +271,66 @@ def _annotation(task: int, choice: str, when: str) -> dict:
             "created_at": when, "updated_at": when, "lead_time": 3.2,
             "result": [{"id": "r1", "from_name": "label", "to_name": "item", "type": "choices", "origin": "manual",
                         "value": {"choices": [choice]}}]}
+
+
+def test_the_review_queue_is_the_models_least_confident_items(repo, cli):
+    api = pytest.importorskip("mlv.api", reason="mlv.api (load_package) is not in this tree yet")
+    import random
+
+    rng = random.Random(7)
+    (repo / "data").mkdir()
+    train = [(rng.uniform(0, 100), rng.uniform(-1, 1)) for _ in range(90)]
+    pq.write_table(pa.table({"amount": [a for a, _ in train], "x": [x for _, x in train],
+                             "label": ["refund" if a + 20 * x + rng.gauss(0, 15) > 60 else
+                                       "spam" if a + rng.gauss(0, 15) < 30 else "other" for a, x in train]}),
+                   repo / "data/train.parquet")
+    words = ["please refund", "win big", "win a refund", "hello", "good day", "my money back"]
+    texts = {i: words[i % len(words)] for i in range(1, 31)}
+    pq.write_table(pa.table({"ticket_id": list(texts), "text": list(texts.values()),
+                             "amount": [rng.uniform(0, 100) for _ in texts], "x": [rng.uniform(-1, 1) for _ in texts]}),
+                   repo / "data/tickets.parquet")
+    (repo / "src").mkdir()
+    (repo / "src/rules.py").write_text(RULES)
+    human(repo, "id,label\n4,other\n")
+    (repo / "mlv.yaml").write_text(textwrap.dedent("""\
+        stages:
+          train:
+            kind: train
+            estimator: sklearn.linear_model.LogisticRegression
+            data: data/train.parquet
+            target: label
+            features: [amount, x]
+            out: models/lr
+          package:
+            kind: package
+            model: models/lr
+            data: data/train.parquet
+            out: models/pkg
+          label:
+            kind: label
+            data: data/tickets.parquet
+            id: ticket_id
+            rules: [src/rules.py:refund, src/rules.py:spam, src/rules.py:money]
+            human: labels/human.csv
+            model: models/pkg
+            review: {size: 6, out: labels/review.csv}
+            out: data/labeled.parquet
+        """))
+    cli("run")
+    # recomputed here from the model's own probabilities: unlabeled or conflicting, not human-labeled
+    tickets = pq.read_table(repo / "data/tickets.parquet")
+    got = labeled(repo)
+    eligible = [i for i, row in enumerate(tickets.to_pylist()) if got[row["ticket_id"]] == (None, None)]
+    assert len(eligible) > 6 and 4 not in [tickets["ticket_id"][i].as_py() for i in eligible]
+    predicted = api.load_package(repo / "models/pkg").predict(tickets.take(eligible))
+    probabilities = [c for c in predicted.column_names if c.startswith("proba_")]
+    assert len(probabilities) == 3
+    margins = []
+    for position, i in enumerate(eligible):
+        top = sorted((predicted[c][position].as_py() for c in probabilities), reverse=True)
+        margins.append((top[0] - top[1], tickets["ticket_id"][i].as_py()))
+    expected = sorted(margins)[:6]
+    queue = review_rows(repo)
+    assert [int(r["ticket_id"]) for r in queue] == [ticket for _, ticket in expected]
+    assert [float(r["margin"]) for r in queue] == pytest.approx([margin for margin, _ in expected])
+    assert {r["reason"] for r in queue} <= {"conflict", "unlabeled"}
