@@ -90,10 +90,11 @@ TRAIN = Kind("train", inputs=("data", "eval"), outputs=("out",), metrics=("metri
              check="mlv.pipelines.train:check", run="mlv.pipelines.train:run",
              preflight="mlv.pipelines.train:preflight")
 PACKAGE = Kind("package", inputs=("model", "data"), outputs=("out",), required=("model", "data", "out"),
-               check="mlv.pipelines.package:check", run="mlv.pipelines.package:run")
+               check="mlv.pipelines.package:check", run="mlv.pipelines.package:run",
+               preflight="mlv.pipelines.package:preflight")
 SELECT = Kind("select", inputs=("models",), outputs=("out",), keys=("metric", "mode"),
               required=("models", "metric", "out"), check="mlv.pipelines.selection:check",
-              run="mlv.pipelines.selection:run")
+              run="mlv.pipelines.selection:run", preflight="mlv.pipelines.selection:preflight")
 SCORE = Kind("score", inputs=("package", "data"), outputs=("out",), required=("package", "data", "out"))
 
 
