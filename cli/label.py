@@ -12,7 +12,7 @@ import subprocess
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from mlv.cli.main import app, command, out, workspace
@@ -25,7 +25,7 @@ app.add_typer(label_app, name="label", help="Label items by hand: answer a label
 @command("review", group=label_app)
 def review(
     queue: Annotated[Path, typer.Argument(help="The review CSV a label stage wrote (its review.out).")],
-    human: Annotated[Optional[Path], typer.Option("--human", help="Append to this CSV instead of the human "
+    human: Annotated[Path | None, typer.Option("--human", help="Append to this CSV instead of the human "
                                                   "file of the label stage whose review.out is QUEUE.")] = None,
 ) -> None:
     """Ask for each queued item's label (empty: skip, q: quit) and append the answers to the human file."""
@@ -102,7 +102,7 @@ def _human_file(queue: Path) -> Path:
 def _annotator() -> str:
     """Who is answering: git's user.name, else $USER."""
     try:
-        name = subprocess.run(["git", "config", "user.name"], capture_output=True, text=True, timeout=5).stdout.strip()
+        name = subprocess.run(["git", "config", "user.name"], check=False, capture_output=True, text=True, timeout=5).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         name = ""
     return name or os.environ.get("USER") or os.environ.get("USERNAME") or "unknown"

@@ -35,6 +35,7 @@ import ast
 import csv
 import importlib
 import importlib.util
+import math
 import re
 import sys
 import traceback
@@ -183,7 +184,6 @@ def _columns(path: Path) -> list[str] | None:
 def run(settings: dict, stage: dict) -> None:
     """Label every item of ``data`` and write ``out`` (and the review queue)."""
     import pyarrow as pa
-
     from mlv.pipelines import tables
 
     data, id_column = settings["data"], settings.get("id", "id")
@@ -273,7 +273,7 @@ def _vote(rules: list, row: dict, index: int, id_column: str, settings: dict, st
                   f"item {id_column}={row[id_column]!r}; a label is text, a number, true/false, or None to abstain",
                   file=sys.stderr)
             raise SystemExit(1)
-        if label is not None and not (isinstance(label, float) and label != label):  # NaN abstains too
+        if label is not None and not (isinstance(label, float) and math.isnan(label)):  # NaN abstains too
             found.setdefault(label, ref.rpartition(":")[2])
     return found
 
@@ -389,9 +389,14 @@ def _review(settings: dict, table, rows: list[dict], votes: list[dict], human: d
 
 def _rank(model: str, table, items: list[dict]) -> None:
     """Each item's margin (top-1 minus top-2 probability) and top class, from the package's predictions."""
+    from mlv.storage.errors import MlvError
+
     from mlv.api import load_package
 
-    predicted = load_package(model).predict(table.take([item["index"] for item in items]))
+    try:
+        predicted = load_package(model).predict(table.take([item["index"] for item in items]))
+    except MlvError as exc:  # a changed package, or items that do not fit it: one message, not a traceback
+        raise SettingError("model", f"'{model}' cannot rank the review queue: {exc}") from exc
     columns = [c for c in predicted.column_names if c.startswith("proba_")]
     if not columns:
         raise SettingError("model", f"'{model}' gives no class probabilities (proba_<class> columns); ranking the "

@@ -26,6 +26,7 @@ from __future__ import annotations
 import datetime
 import decimal
 import json
+import math
 from pathlib import Path
 
 from mlv.pipelines.kinds import SettingError
@@ -81,7 +82,7 @@ def write_tasks(items: list[dict], path: str | Path) -> None:
     """
     tasks = []
     for item in items:
-        data = {**{k: None if isinstance(v, float) and v != v else v for k, v in item["row"].items()},  # NaN: not JSON
+        data = {**{k: None if isinstance(v, float) and math.isnan(v) else v for k, v in item["row"].items()},  # NaN: not JSON
                 "mlv_reason": item["reason"],
                 "mlv_candidates": "|".join(str(label) for label, _ in item["candidates"]),
                 "mlv_margin": item["margin"]}

