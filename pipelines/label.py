@@ -15,7 +15,9 @@ Each item's ``label`` and ``label_source``:
 The ``human`` file is a CSV ``id,label[,annotator,time]`` (the id column may also be named
 as the stage's ``id``; a later line for the same id wins, an empty label is no label) — what
 ``mlv label review`` appends to — or a Label Studio JSON export (``.json``, see
-``labelstudio``). An id that is not in ``data`` is a warning and ignored. Labels keep the
+``labelstudio``). An id that is not in ``data`` is a warning and ignored. Being an input,
+the file must exist when the stage runs: start it as the line ``id,label``, or add ``human:``
+once ``mlv label review QUEUE --human FILE`` has created it. Labels keep the
 type the rules and people gave; when they mix kinds (numbers from rules, text from a CSV)
 the column is text and the stage says so.
 

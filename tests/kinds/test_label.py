@@ -333,3 +333,13 @@ def test_the_review_queue_is_the_models_least_confident_items(repo, cli):
     assert [int(r["ticket_id"]) for r in queue] == [ticket for _, ticket in expected]
     assert [float(r["margin"]) for r in queue] == pytest.approx([margin for margin, _ in expected])
     assert {r["reason"] for r in queue} <= {"conflict", "unlabeled"}
+
+
+def test_a_later_human_line_wins_and_the_id_column_may_keep_its_name(repo, cli):
+    items(repo)
+    human(repo, "ticket_id,label\n2,refund\n5,spam\n2,greeting\n6,\n")
+    pipeline(repo)
+    cli("run")
+    got = labeled(repo)
+    assert got[2] == ("greeting", "human:labels/human.csv") and got[5] == ("spam", "human:labels/human.csv")
+    assert got[6] == ("refund", "rule:refund")  # an empty label is no label
