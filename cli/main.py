@@ -132,5 +132,5 @@ def progress(total: int, description: str) -> Iterator[Callable[[int], None] | N
         yield lambda n: bar.advance(task, n)
 
 
-from mlv.cli import data, pipeline, remote, sync, trace  # noqa: E402,F401  (registers the commands)
+from mlv.cli import data, experiments, pipeline, remote, sync, trace  # noqa: E402,F401  (registers the commands)
 from mlv.cli import label  # noqa: E402,F401  (mlv label review)
