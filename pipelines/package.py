@@ -91,13 +91,14 @@ def check_features(record: dict, schema, *, where: str) -> None:
 # -- the model record -----------------------------------------------------------------------
 
 
-def model_record(directory: str | os.PathLike, *, key: str | tuple = "model") -> dict:
-    """The ``model.yaml`` a train stage wrote into ``directory``; ``SettingError`` on ``key`` if it is not one."""
+def model_record(directory: str | os.PathLike, *, key: str | tuple = "model", wdir: Path = Path(".")) -> dict:
+    """The ``model.yaml`` a train stage wrote into ``directory`` (relative to ``wdir``); ``SettingError`` on
+    ``key`` if it is not one."""
     import yaml
 
     path = Path(directory) / MODEL_RECORD
     try:
-        record = yaml.safe_load(path.read_text(encoding="utf-8"))
+        record = yaml.safe_load((wdir / path).read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise SettingError(key, f"'{directory}' holds no {MODEL_RECORD}; name the 'out' of a train stage") from None
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
@@ -134,7 +135,7 @@ def preflight(settings: dict, stage: dict) -> None:
     paths = {key: wdir / settings[key] for key in ("model", "data")}
     if any(_produced(root, p, stage.get("produced", ())) or not p.exists() for p in paths.values()):
         return  # run() checks what an upstream stage writes
-    record = model_record(paths["model"])
+    record = model_record(settings["model"], wdir=wdir)
     try:
         schema = _schema(tables.partitions(paths["data"]))
     except tables.TableError as exc:

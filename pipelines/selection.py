@@ -36,9 +36,10 @@ def check(settings: dict) -> None:
         raise SettingError("mode", f"must be max or min, got {settings['mode']!r}")
 
 
-def metric_of(directory: str, metric: str, *, key: tuple) -> float:
-    """The value of ``metric`` in the ``model.yaml`` of ``directory``; ``SettingError`` on ``key`` if it has none."""
-    record = model_record(directory, key=key)
+def metric_of(directory: str, metric: str, *, key: tuple, wdir: Path = Path(".")) -> float:
+    """The value of ``metric`` in the ``model.yaml`` of ``directory`` (relative to ``wdir``); ``SettingError`` on
+    ``key`` if it has none."""
+    record = model_record(directory, key=key, wdir=wdir)
     metrics = record.get("metrics") or {}
     value = metrics.get(metric) if isinstance(metrics, dict) else None
     if value is None and isinstance(metrics, dict) and "." in metric:
@@ -72,7 +73,7 @@ def preflight(settings: dict, stage: dict) -> None:
     for index, path in enumerate(settings["models"]):
         where = wdir / path
         if where.is_dir() and not _produced(root, where, stage.get("produced", ())):
-            metric_of(str(where), settings["metric"], key=("models", index))
+            metric_of(path, settings["metric"], key=("models", index), wdir=wdir)
 
 
 def run(settings: dict, stage: dict) -> None:
