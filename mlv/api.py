@@ -83,6 +83,7 @@ def features_matrix(table, schema: dict):
     column is numeric, else object with nulls as None); ``PackageError`` naming a missing or mistyped column."""
     import numpy as np
     import pyarrow as pa
+
     from mlv.pipelines.package import compatible, family
 
     for column, expected in schema.items():
@@ -274,6 +275,7 @@ def _changed(source: str, contents: dict, expected, workspace) -> PackageError:
 
 def _meta(contents: dict, source: str) -> dict:
     import yaml
+
     from mlv.pipelines.package import PACKAGE_FILE
 
     where = f"{source}/{PACKAGE_FILE}"
@@ -294,7 +296,7 @@ def _deserialize(data: bytes, meta: dict, where: str):
     trusted = meta.get("trusted") or []
     try:
         untrusted = sio.get_untrusted_types(data=data)
-    except Exception as exc:  # noqa: BLE001 - anything skops cannot parse is not a model we load
+    except Exception as exc:  # anything skops cannot parse is not a model we load
         raise PackageError(f"'{where}' is not a readable skops file: {exc}", path=where) from exc
     refused = [t for t in untrusted if t.split(".")[0] not in TRUSTED_MODULES and t not in trusted]
     if refused:
@@ -303,7 +305,7 @@ def _deserialize(data: bytes, meta: dict, where: str):
                            "'trusted:' and rebuild; nothing was loaded", path=where)
     try:
         return sio.loads(data, trusted=list(untrusted))
-    except Exception as exc:  # noqa: BLE001 - a model that fails to load is the package's fault, named
+    except Exception as exc:  # a model that fails to load is the package's fault: named, not a traceback
         raise PackageError(f"'{where}' cannot be loaded: {exc!r}", path=where) from exc
 
 

@@ -1,14 +1,12 @@
 """``kind: package`` through the real CLI, and ``mlv.api.load_package``: verified before anything is deserialized.
 
-The model directories come from a ``cmd:`` stage that fits a real scikit-learn pipeline and writes what
-``kind: train`` writes (``model.skops`` + ``model.yaml``), so every package here has a real train run behind it.
+The model directories come from real ``kind: train`` stages, so every package here has a real train run behind it.
 """
 
 from __future__ import annotations
 
 import re
 import shutil
-import sys
 import textwrap
 from pathlib import Path
 
@@ -19,43 +17,26 @@ import pytest
 import skops.io as sio
 import xxhash
 import yaml
+
 from mlv.api import PackageError, load_package
 
 FEATURES = ["amount", "age", "channel"]
 
-# What `kind: train` writes, from a real fit (one-hot encoding of the string feature inside the estimator).
-FIT = '''
-import os, sys
-import numpy as np, pyarrow.parquet as pq, skops.io as sio, yaml
-from sklearn.compose import ColumnTransformer
-from sklearn.ensemble import RandomForestClassifier
-from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import OneHotEncoder
-from mlv.storage.store.digest import of_file
 
-data, out, depth = sys.argv[1], sys.argv[2], int(sys.argv[3])
-features = ["amount", "age", "channel"]
-table = pq.read_table(data)
-x = np.empty((table.num_rows, len(features)), dtype=object)
-for j, name in enumerate(features):
-    x[:, j] = table.column(name).to_pylist()
-y = np.array(table.column("label").to_pylist())
-params = {"n_estimators": 5, "max_depth": depth, "random_state": 0}
-model = Pipeline([("encode", ColumnTransformer([("onehot", OneHotEncoder(handle_unknown="ignore"), [2])],
-                                               remainder="passthrough")),
-                  ("model", RandomForestClassifier(**params))]).fit(x[:150], y[:150])
-accuracy = float((model.predict(x[150:]) == y[150:]).mean())
-os.makedirs(out)
-sio.dump(model, os.path.join(out, "model.skops"))
-record = {"estimator": "sklearn.ensemble.RandomForestClassifier", "params": params, "task": "classification",
-          "target": "label", "features": features,
-          "feature_types": {f: str(table.schema.field(f).type) for f in features},
-          "classes": [str(c) for c in model.classes_], "metrics": {"accuracy": accuracy, "error": 1 - accuracy},
-          "data": {"path": data, "digest": str(of_file(data)[0])}, "split": {"test": 0.25, "seed": 0},
-          "device": "cpu", "trusted": []}
-with open(os.path.join(out, "model.yaml"), "w") as f:
-    yaml.safe_dump(record, f, sort_keys=False)
-'''
+
+def train_stage(name: str, out: str, depth: int) -> str:
+    """A real `kind: train` stage (one-hot encoding of the text feature inside the saved estimator)."""
+    return textwrap.dedent(f"""\
+        {name}:
+          kind: train
+          estimator: sklearn.ensemble.RandomForestClassifier
+          params: {{n_estimators: 5, max_depth: {depth}, random_state: 0}}
+          data: data/train.parquet
+          target: label
+          features: [amount, age, channel]
+          split: {{test: 0.25, seed: 0}}
+          out: {out}
+        """)
 
 
 def table(rows: int = 200, seed: int = 3) -> pa.Table:
@@ -68,25 +49,19 @@ def table(rows: int = 200, seed: int = 3) -> pa.Table:
     return pa.table({"amount": amount, "age": age, "channel": pa.array(channel, pa.string()), "label": label})
 
 
-def fitted_repo(repo: Path, cli, *, stages: str = "") -> None:
-    """data/train.parquet (added), src/fit.py, and a pipeline: fit -> models/rf, package -> models/pkg."""
+def fitted_repo(repo: Path, cli) -> None:
+    """data/train.parquet (added) and a pipeline: fit (kind: train) -> models/rf, package -> models/pkg."""
     (repo / "data").mkdir()
     pq.write_table(table(), repo / "data/train.parquet")
     cli("add", "data/train.parquet")
-    (repo / "src").mkdir()
-    (repo / "src/fit.py").write_text(FIT)
-    (repo / "mlv.yaml").write_text(textwrap.dedent(f"""\
-        stages:
-          fit:
-            cmd: {sys.executable} src/fit.py data/train.parquet models/rf 4
-            deps: [data/train.parquet, src/fit.py]
-            outs: [models/rf]
-          package:
-            kind: package
-            model: models/rf
-            data: data/train.parquet
-            out: models/pkg
-        """) + stages)
+    stages = train_stage("fit", "models/rf", 4) + textwrap.dedent("""\
+        package:
+          kind: package
+          model: models/rf
+          data: data/train.parquet
+          out: models/pkg
+        """)
+    (repo / "mlv.yaml").write_text("stages:\n" + textwrap.indent(stages, "  "))
 
 
 @pytest.fixture
@@ -175,7 +150,9 @@ def test_data_without_a_feature_column_fails_the_stage_naming_stage_and_column(r
     fitted_repo(repo, cli)
     pq.write_table(table().drop_columns(["age"]), repo / "data/other.parquet")
     cli("add", "data/other.parquet")
-    text = (repo / "mlv.yaml").read_text().replace("data: data/train.parquet", "data: data/other.parquet")
+    text = (repo / "mlv.yaml").read_text().replace("data: data/train.parquet\n    out: models/pkg",
+                                                   "data: data/other.parquet\n    out: models/pkg")
+    assert "data/other.parquet" in text
     (repo / "mlv.yaml").write_text(text)
     result = cli("run", code=1)
     out = result.stdout + result.stderr

@@ -3,26 +3,21 @@ and the trace of a package built from the choice through the select run to every
 
 from __future__ import annotations
 
-import sys
 import textwrap
 from pathlib import Path
 
 import pyarrow.parquet as pq
 import yaml
+from test_package import lock, table, train_stage
+
 from mlv.api import load_package
-from test_package import FIT, lock, table
 
 DEPTHS = (1, 3, 8)
 CANDIDATES = [f"models/d{d}" for d in DEPTHS]
 
 
 def pipeline(repo: Path, *, metric: str = "accuracy", mode: str = "max") -> None:
-    fits = "".join(textwrap.dedent(f"""\
-          fit{d}:
-            cmd: {sys.executable} src/fit.py data/train.parquet models/d{d} {d}
-            deps: [data/train.parquet, src/fit.py]
-            outs: [models/d{d}]
-        """) for d in DEPTHS)
+    fits = "".join(train_stage(f"fit{d}", f"models/d{d}", d) for d in DEPTHS)
     rest = textwrap.dedent(f"""\
         best:
           kind: select
@@ -43,8 +38,6 @@ def candidates_repo(repo: Path, cli) -> None:
     (repo / "data").mkdir()
     pq.write_table(table(), repo / "data/train.parquet")
     cli("add", "data/train.parquet")
-    (repo / "src").mkdir()
-    (repo / "src/fit.py").write_text(FIT)
 
 
 def metric(repo: Path, model: str, name: str = "accuracy") -> float:
@@ -112,11 +105,11 @@ def test_select_picks_the_best_for_max_and_min_and_the_trace_reaches_every_candi
 
 def test_a_candidate_without_the_metric_names_stage_and_candidate(repo: Path, cli):
     candidates_repo(repo, cli)
-    pipeline(repo, metric="roc_auc")
+    pipeline(repo, metric="auc_pr")
     result = cli("run", code=1)
     out = result.stdout + result.stderr
-    assert "best" in out and ("'models.0': 'models/d1' has no metric 'roc_auc' in its models/d1/model.yaml "
-                              "(its metrics: accuracy, error)") in out
+    assert "best" in out and ("'models.0': 'models/d1' has no metric 'auc_pr' in its models/d1/model.yaml "
+                              "(its metrics: accuracy, f1, n_test, n_train, roc_auc)") in out
     assert "Traceback" not in out and not (repo / "models/best").exists()
 
     # candidates no stage writes are checked before anything runs (exit 2, file and line)
