@@ -1,7 +1,7 @@
 """Experiment commands: ``mlv exp show`` and ``mlv metrics show``.
 
 Thin as the others: parse, call ``mlv.engine.experiments``, render — a table that fits the
-terminal for people, JSON with ``--json``. rich is imported only to draw the table.
+terminal for people, JSON with ``--json``; on a terminal, rich makes the workspace's rows bold.
 """
 
 from __future__ import annotations
@@ -68,36 +68,59 @@ def metrics_show(json_: Json = False) -> None:
 
 
 def _stage_names(ws) -> set[str]:
-    from mlv.pipelines.schema import load_pipeline
+    """The stage names written in mlv.yaml (a sweep's generated stages go by them); validating the whole file
+    would cost more than the table (it loads the DAG machinery), and `mlv run` says what is wrong with it."""
+    import yaml
 
-    stages = load_pipeline(ws.root / "mlv.yaml", root=ws.root).stages
-    return set(stages) | {name.split("@", 1)[0] for name in stages}
+    from mlv.storage import yamlfile
+    from mlv.storage.errors import MlvError, UsageError
+
+    try:
+        doc = yamlfile.load(yamlfile.read_text(ws.root / "mlv.yaml", source="mlv.yaml", limit=yamlfile.PIPELINE_BYTES),
+                            source="mlv.yaml")
+    except FileNotFoundError:
+        raise UsageError("no mlv.yaml here, so no pipeline stages; `mlv exp show --all` lists every run") from None
+    except (yaml.YAMLError, MlvError) as exc:
+        raise UsageError(f"mlv.yaml cannot be read ({exc}); fix it (`mlv run` says where), or use --all") from None
+    stages = doc.get("stages") if isinstance(doc, dict) else None
+    return {str(name) for name in stages} if isinstance(stages, dict) else set()
 
 
 def _print_table(found: list, sort: str | None) -> None:
-    from rich import box
-    from rich.console import Console
-    from rich.table import Table
+    """A table that fits the terminal: fixed columns, then the params and metrics that fit (the rest named below).
 
-    console = Console(file=sys.stdout)
-    shown, hidden = _columns(found, sort, console.width)
-    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
-    for header, style in (("", "bold"), ("run", ""), ("stage", ""), ("created", "dim"), ("status", "")):
-        table.add_column(header, style=style, no_wrap=True)
+    Drawn by hand rather than with rich's Table, which takes seconds to lay out a thousand rows;
+    on a terminal, rich only makes the workspace's rows bold.
+    """
+    import shutil
+
+    shown, hidden = _columns(found, sort, shutil.get_terminal_size((100, 24)).columns)
     both = {n for k, n in shown if k == "params"} & {n for k, n in shown if k == "metrics"}
-    for kind, name in shown:
-        table.add_column(f"{kind}.{name}" if name in both else name, header_style="yellow" if kind == "params" else "cyan", justify="right",
-                         no_wrap=True, max_width=_CELL, overflow="ellipsis")
-    for e in found:
-        cells = ["*" if e.current else "", e.run_id.rsplit("-", 1)[-1], e.stage, _created(e.started), e.status]
-        cells += [_text(getattr(e, kind).get(name, "")) for kind, name in shown]
-        table.add_row(*cells, style="bold" if e.current else None)
-    console.print(table)
+    header = ["", "run", "stage", "created", "status"] + [f"{k}.{n}" if n in both else n for k, n in shown]
+    rows = [header] + [
+        ["*" if e.current else "", e.run_id.rsplit("-", 1)[-1], e.stage, _created(e.started), e.status]
+        + [_clip(_text(getattr(e, kind).get(name, ""))) for kind, name in shown] for e in found]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    lines = ["  ".join(cell.ljust(w) if i < 5 else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths)))
+             .rstrip() for row in rows]
+    lines.insert(1, "─" * len(max(lines, key=len)))
+    if out.is_terminal:
+        from rich.console import Console
+
+        console = Console(file=sys.stdout, highlight=False)
+        for line, e in zip(lines, [None, None, *found]):
+            console.print(line, style="bold" if e is not None and e.current else None, markup=False)
+    else:
+        out.print("\n".join(lines))
     if hidden:
         names = "; ".join(f"{kind}: " + ", ".join(n for k, n in hidden if k == kind)
                           for kind in ("params", "metrics") if any(k == kind for k, _ in hidden))
         out.print(f"{len(hidden)} more column(s) do not fit ({names}); widen the terminal, or use --json")
     out.print("* the workspace's runs (mlv.lock)" + (f"; sorted by {sort}" if sort else ""))
+
+
+def _clip(text: str) -> str:
+    return text if len(text) <= _CELL else text[:_CELL - 1] + "…"
 
 
 def _columns(found: list, sort: str | None, width: int) -> tuple[list, list]:
@@ -112,15 +135,15 @@ def _columns(found: list, sort: str | None, width: int) -> tuple[list, list]:
 
     def size(kind: str, name: str) -> int:
         cells = [len(_text(getattr(e, kind).get(name, ""))) for e in found]
-        return min(max([len(name), *cells]), _CELL) + 2
+        return min(max([len(name) + (kind == "params") * 7, *cells]), _CELL) + 2
 
     def rank(column: tuple[str, str]) -> tuple:
         kind, name = column
         values = {repr(getattr(e, kind).get(name)) for e in found}
         return (not (kind == "metrics" and name == sort), len(values) == 1, kind != "metrics")
 
-    # each column takes its cells plus one space a side; the mark, run, stage, created and status columns come first
-    fixed = (1 + 8 + max(len(e.stage) for e in found) + 16 + max(6, *(len(e.status) for e in found))) + 2 * 5 + 2
+    # each column takes its cells and two spaces; the mark, run, stage, created and status columns come first
+    fixed = 1 + 8 + max(len(e.stage) for e in found) + 16 + max(6, *(len(e.status) for e in found)) + 2 * 5
     budget, chosen = width - fixed, set()
     for column in sorted(candidates, key=rank):
         need = size(*column)

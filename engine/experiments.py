@@ -9,11 +9,13 @@ its metrics are the content of the run's ``metrics:`` outputs, read from the sto
 digest and flattened to dotted names (``history.read_metrics``, the reader ``metrics diff``
 uses). An experiment is *current* when ``mlv.lock`` names one of its runs.
 
-Invariants: read-only (the provenance index in ``.mlv/state.db`` may catch up with new
-record files: it lists every record's stage, status, times, fingerprint and params, so a
-thousand records cost one query, and only the shown runs' record files are read); a
-metrics object missing from the store, or a damaged record, leaves that experiment's
-metrics empty — never an error.
+Invariants: read-only but for caches in ``.mlv/state.db``: the provenance index catches up
+with new record files (it lists every record's stage, status, times, fingerprint and
+params, so a thousand records cost one query), and ``experiment_metrics`` keeps the metric
+values of each shown run once read (a record and its objects never change), so only new
+runs' record files and metrics objects are read. A metrics object missing from the store,
+or a damaged record, leaves that experiment's metrics empty — never an error — and is
+looked at again next time.
 """
 
 from __future__ import annotations
@@ -29,6 +31,11 @@ from mlv.engine.records import FAILED, REUSED, SUCCEEDED, RecordCorrupt, RunInde
 from mlv.storage.errors import UsageError
 from mlv.storage.store.digest import of_bytes, parse
 from mlv.storage.workspace import Workspace
+
+
+# Metric values per run, read once: a run record and the objects it names never change. Rows are kept only when
+# every metrics object was in the store; like every table in state.db, it can be deleted and is rebuilt on use.
+_CACHE = "CREATE TABLE IF NOT EXISTS experiment_metrics (run_id TEXT PRIMARY KEY, metrics TEXT)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,20 +74,31 @@ def experiments(ws: Workspace, *, stages: set[str] | None, sort: str | None = No
     from mlv.engine.provenance import ProvenanceIndex
 
     index = ProvenanceIndex(ws)
-    rows = index.db.execute("SELECT run_id, stage, status, started, fingerprint, reused_from, params FROM records")
+    index.db.execute(_CACHE)
+    rows = index.db.execute("SELECT r.run_id, r.stage, r.status, r.started, r.fingerprint, r.reused_from, r.params, "
+                            "m.metrics FROM records r LEFT JOIN experiment_metrics m USING (run_id)")
     groups: dict[str, list[tuple]] = {}
     for row in rows:
         if stages is None or row[1] in stages or row[1].split("@", 1)[0] in stages:
             groups.setdefault(row[4], []).append(row)
     current = {entry.run_id for entry in lockfile.load(ws.root).values()}
-    runs = index.runs_index
-    found = []
+    found, learnt = [], []
     for fingerprint, group in groups.items():
-        run_id, stage, status, started, _, reused_from, params = _pick(group)
+        run_id, stage, status, started, _, reused_from, params, cached = _pick(group)
+        if cached is not None:
+            metrics = json.loads(cached)
+        else:
+            metrics, complete = _metrics(ws, index.runs_index, run_id)
+            if complete:
+                learnt.append((run_id, json.dumps(metrics)))
         found.append(Experiment(
             run_id, stage, fingerprint, started, status,
             current=any(r[0] in current or r[5] in current for r in group),
-            params=json.loads(params or "{}"), metrics=_metrics(ws, runs, run_id)))
+            params=json.loads(params or "{}"), metrics=metrics))
+    if learnt:
+        index.db.execute("BEGIN")
+        index.db.executemany("INSERT OR REPLACE INTO experiment_metrics VALUES (?, ?)", learnt)
+        index.db.execute("COMMIT")
     found.sort(key=lambda e: (e.started, e.run_id), reverse=True)
     return sort_by(found, sort) if sort else found
 
@@ -91,23 +109,26 @@ def _pick(group: list[tuple]) -> tuple:
     return min(group, key=lambda r: (rank.get(r[2], 3), -(r[3] or 0), r[0]))
 
 
-def _metrics(ws: Workspace, runs: RunIndex, run_id: str) -> dict:
-    """The values in a run's metrics outputs, from the store; ``{}`` when the record or objects are not here."""
+def _metrics(ws: Workspace, runs: RunIndex, run_id: str) -> tuple[dict, bool]:
+    """The values in a run's metrics outputs, from the store, and whether every one was there to read."""
     try:
         record = runs.read(run_id)
     except (FileNotFoundError, RecordCorrupt):
-        return {}
+        return {}, False
     declared = record.definition.get("metrics") or []
-    files = {}
+    files, complete = {}, True
     for path in declared:
         out = record.outs.get(path) if isinstance(path, str) else None
         if isinstance(out, dict) and isinstance(out.get("digest"), str):
             try:
-                values = read_metrics(ws, _STORE_ONLY, path, parse(out["digest"]))
+                digest = parse(out["digest"])
             except UsageError:  # a malformed digest in a record names no object
-                values = None
-            files[path] = values or {}
-    return merge(files)
+                continue
+            if digest not in ws.store:
+                complete = False  # not cached: a `mlv pull` may bring it
+                continue
+            files[path] = read_metrics(ws, _STORE_ONLY, path, digest) or {}
+    return merge(files), complete
 
 
 def merge(files: dict[str, dict]) -> dict:
