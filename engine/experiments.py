@@ -56,7 +56,9 @@ class Experiment:
 
 
 def iso_time(ts: float) -> str:
-    """>>> iso_time(0)
+    """UTC, to the second.
+
+    >>> iso_time(0)
     '1970-01-01T00:00:00Z'
     """
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
