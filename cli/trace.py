@@ -14,7 +14,7 @@ import typer
 from mlv.cli.main import app, command, emit_json, err, out, workspace
 
 params_app = typer.Typer(help="Compare params across git revisions.", no_args_is_help=True, add_completion=False)
-metrics_app = typer.Typer(help="Compare metrics across git revisions.", no_args_is_help=True, add_completion=False)
+metrics_app = typer.Typer(help="Show the metrics on disk; compare them across git revisions.", no_args_is_help=True, add_completion=False)
 app.add_typer(params_app, name="params")
 app.add_typer(metrics_app, name="metrics")
 
