@@ -222,7 +222,8 @@ def dump(model, path: Path, trusted: list[str]) -> None:
 def canonical(data: bytes) -> bytes:
     """A skops file with its object ids renumbered in order and fixed zip times: same model, same bytes.
 
-    skops names objects (``__id__``) and array files by ``id()``, and stamps the zip with the clock.
+    skops names objects (``__id__``) and array files by ``id()``, bytes by ``uuid4()``, and stamps the zip with
+    the clock.
     """
     import io
     import zipfile
@@ -237,7 +238,7 @@ def canonical(data: bytes) -> bytes:
             for key, value in node.items():
                 if key == "__id__" and isinstance(value, int):
                     node[key] = int(number(value))
-                elif key == "file" and isinstance(value, str) and value.partition(".")[0].isdigit():
+                elif key == "file" and isinstance(value, str):  # an array's file is named by id(), bytes by uuid4
                     stem, dot, suffix = value.partition(".")
                     node[key] = number(stem) + dot + suffix
                 else:
@@ -253,7 +254,7 @@ def canonical(data: bytes) -> bytes:
         for name in src.namelist():
             stem, dot, suffix = name.partition(".")
             if name != "schema.json":
-                if not stem.isdigit() or stem not in numbers:
+                if stem not in numbers:
                     raise ValueError(f"skops wrote a file this version of mlv does not know: {name}")
                 files[numbers[stem] + dot + suffix] = src.read(name)
         files["schema.json"] = json.dumps(schema, indent=2).encode()

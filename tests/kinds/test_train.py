@@ -294,3 +294,18 @@ def test_device_gpu_fits_on_the_gpu_and_saves_a_model_that_predicts_on_the_cpu(r
     assert gpu["metrics"] == pytest.approx(cpu["metrics"], abs=1e-6)
     model = load_model(repo / "models/gpu/model.skops")
     assert (model.predict(x) == load_model(repo / "models/cpu/model.skops").predict(x)).all()
+
+
+def test_skops_files_are_canonical_same_content_same_bytes():
+    import skops.io as sio
+    from mlv.pipelines.train import canonical
+
+    def model():
+        shared = np.arange(4.0)
+        return {"weights": shared, "again": shared, "raw": b"\x00bytes", "nested": [np.ones(2), {"k": "v"}]}
+
+    first, second = canonical(sio.dumps(model())), canonical(sio.dumps(model()))  # other ids, other uuids, other times
+    assert first == second
+    loaded = sio.loads(first, trusted=sio.get_untrusted_types(data=first))
+    assert loaded["raw"] == b"\x00bytes" and loaded["nested"][1] == {"k": "v"}
+    assert loaded["weights"].tolist() == loaded["again"].tolist() == [0, 1, 2, 3]
