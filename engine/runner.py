@@ -321,6 +321,7 @@ class Runner:
         made = provenance.input_producers(self.ws, decision.deps, self.lock)
         return {"run": self.kinds[spec.kind].run, "settings": spec.settings, "stage": {
             "name": spec.name, "file": PIPELINE_FILE, "line": spec.line, "run_id": run_id, "gpu": spec.resources.gpu,
+            "wdir": spec.wdir,
             "inputs": {p: {"digest": str(d), "run": (made.get(p) or {}).get("run")} for p, d in decision.deps.items()},
         }}
 

@@ -26,9 +26,9 @@ Two functions, both named ``package.module:function`` and imported only when nee
 - ``run(settings, stage)`` carries the stage out, in the stage's own child process on a
   worker, with the stage's ``wdir`` as working directory (paths in ``settings`` are as the
   user wrote them, relative to it). ``stage`` is plain data: ``name``, ``file``, ``line``,
-  ``run_id``, ``gpu`` (a device is pinned for it), and ``inputs``: for each input path
-  (relative to the repo root) its ``digest`` and the ``run`` that produced it (or None for
-  added data). A :class:`SettingError` it raises fails the stage with one message (no
+  ``run_id``, ``gpu`` (a device is pinned for it), ``wdir`` (relative to the repo root), and
+  ``inputs``: for each input path (relative to the repo root) its ``digest`` and the ``run``
+  that produced it (or None for added data) — ``input_of(stage, path)`` looks one up. A :class:`SettingError` it raises fails the stage with one message (no
   traceback) naming the stage, the setting and the line; anything else fails it with the
   traceback.
 - ``preflight(settings, stage)`` (optional) runs in ``mlv run``'s own process before any
@@ -85,7 +85,7 @@ LABEL = Kind("label", inputs=("data", "rules", "human", "model"), outputs=("out"
              check="mlv.pipelines.label:check", run="mlv.pipelines.label:run",
              preflight="mlv.pipelines.label:preflight")
 TRAIN = Kind("train", inputs=("data", "eval"), outputs=("out",), metrics=("metrics",),
-             keys=("estimator", "params", "target", "features", "split", "device", "trusted"),
+             keys=("estimator", "params", "target", "features", "id", "split", "device", "trusted"),
              required=("estimator", "data", "target", "out"),
              check="mlv.pipelines.train:check", run="mlv.pipelines.train:run",
              preflight="mlv.pipelines.train:preflight")
@@ -96,6 +96,15 @@ SELECT = Kind("select", inputs=("models",), outputs=("out",), keys=("metric", "m
               required=("models", "metric", "out"), check="mlv.pipelines.selection:check",
               run="mlv.pipelines.selection:run", preflight="mlv.pipelines.selection:preflight")
 SCORE = Kind("score", inputs=("package", "data"), outputs=("out",), required=("package", "data", "out"))
+
+
+def input_of(stage: dict, path: str) -> dict:
+    """``{"digest", "run"}`` of the input a setting names (``path`` as written, relative to the stage's wdir);
+    both None for a path that is not one of the stage's inputs."""
+    import posixpath
+
+    key = posixpath.normpath(posixpath.join(stage.get("wdir") or ".", path))
+    return (stage.get("inputs") or {}).get(key) or {"digest": None, "run": None}
 
 
 def load(ref: str):
@@ -126,14 +135,16 @@ class Registry(Mapping[str, Kind]):
 
     def _load(self) -> dict[str, Kind]:
         if self._kinds is None:
-            from importlib import metadata  # ~0.1 s to import: only for pipelines that use kind:
+            from importlib import (
+                metadata,  # ~0.1 s to import: only for pipelines that use kind:
+            )
 
             found: dict[str, Kind] = {}
             for entry in metadata.entry_points(group=GROUP):
                 where = f"entry point '{entry.name} = {entry.value}' (group {GROUP}, from {_dist(entry)})"
                 try:
                     kind = entry.load()
-                except Exception as exc:  # noqa: BLE001 - a broken plugin is named, not a traceback
+                except Exception as exc:
                     raise UsageError(f"stage kind from {where} cannot be loaded: {exc!r}; fix or uninstall that "
                                      "package") from exc
                 if not isinstance(kind, Kind) or kind.name != entry.name:

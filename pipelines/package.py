@@ -25,7 +25,7 @@ import os
 import re
 from pathlib import Path
 
-from mlv.pipelines.kinds import SettingError
+from mlv.pipelines.kinds import SettingError, input_of
 
 MODEL_FILE = "model.skops"
 MODEL_RECORD = "model.yaml"
@@ -111,17 +111,6 @@ def model_record(directory: str | os.PathLike, *, key: str | tuple = "model", wd
     if not isinstance(record["features"], list) or not all(isinstance(f, str) for f in record["features"]):
         raise SettingError(key, f"{path}: 'features' must be a list of column names")
     return record
-
-
-def input_of(stage: dict, path: str) -> dict:
-    """``stage["inputs"]`` entry (``digest``, ``run``) of the input a setting names (relative to the stage's wdir)."""
-    inputs = stage.get("inputs") or {}
-    wanted = os.path.normpath(path)
-    if wanted in inputs:
-        return inputs[wanted]
-    absolute = os.path.abspath(path).replace(os.sep, "/")
-    found = [key for key in inputs if absolute.endswith("/" + key)]
-    return inputs[max(found, key=len)] if found else {"digest": None, "run": None}
 
 
 # -- the stage -------------------------------------------------------------------------------

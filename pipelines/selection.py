@@ -19,8 +19,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mlv.pipelines.kinds import SettingError
-from mlv.pipelines.package import input_of, model_record
+from mlv.pipelines.kinds import SettingError, input_of
+from mlv.pipelines.package import model_record
 
 MODES = ("max", "min")
 SELECTED_FILE = "selected.yaml"

@@ -12,7 +12,9 @@ import sys
 from pathlib import Path
 
 import yaml
-from mlv.pipelines.kinds import SettingError
+from mlv.pipelines.kinds import SettingError, input_of
+
+from mlv.api import TRUSTED_MODULES
 
 _DOTTED = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)+$")
 DEVICES = ("cpu", "gpu", "auto")
@@ -24,6 +26,8 @@ def check(settings: dict) -> None:
     if not isinstance(estimator, str) or not _DOTTED.match(estimator):
         raise SettingError("estimator", f"must name a class by import path, e.g. "
                            f"sklearn.ensemble.RandomForestClassifier; got {estimator!r}")
+    if "id" in settings and (not isinstance(settings["id"], str) or not settings["id"]):
+        raise SettingError("id", "must name the column that identifies a row (left out of the default features)")
     if not isinstance(settings.get("target"), str) or not settings["target"]:
         raise SettingError("target", "must name the column to predict")
     features = settings.get("features")
@@ -54,7 +58,6 @@ def check(settings: dict) -> None:
 
 
 # -- run: in the stage's own process ------------------------------------------------------------------
-SAFE_ROOTS = ("sklearn", "numpy", "scipy", "builtins")  # what skops may load beyond a stage's trusted:
 
 
 def run(settings: dict, stage: dict) -> None:
@@ -190,7 +193,8 @@ def columns(settings: dict, schema, where: str, *, classifier: bool) -> tuple[st
         need = "a classifier needs labels (numbers, booleans or text)" if classifier else "a regressor needs numbers"
         raise SettingError("target", f"column '{target}' in {where} is {target_type}; {need}")
     given = settings.get("features")
-    features = list(given) if given else [n for n in names if n not in (target, "label_source")]
+    ident = settings.get("id", "id")  # the column naming each row: never a feature unless listed
+    features = list(given) if given else [n for n in names if n not in (target, ident, "label_source")]
     types = {}
     for i, name in enumerate(features):
         key = ("features", i) if given else "features"
@@ -214,7 +218,7 @@ def dump(model, path: Path, trusted: list[str]) -> None:
 
     path.write_bytes(canonical(sio.dumps(model)))
     for name in sio.get_untrusted_types(file=path):
-        if name.split(".")[0] not in SAFE_ROOTS and name not in trusted:
+        if name.split(".")[0] not in TRUSTED_MODULES and name not in trusted:  # as load_package
             raise SettingError("trusted", f"model type {name} is not in skops' trusted set; list it under trusted: "
                                "if you trust it")
 
@@ -385,11 +389,7 @@ def _read(settings: dict, key: str):
 
 def _source(path: str, stage: dict) -> dict:
     """``{path, digest}``: the digest of the input as the stage was given it (None when it is not a dep)."""
-    inputs = stage.get("inputs") or {}
-    full = os.path.normpath(os.path.join(os.getcwd(), path)).replace(os.sep, "/")
-    found = [p for p in inputs if full == p or full.endswith("/" + p.strip("/"))]
-    digest = inputs[max(found, key=len)].get("digest") if found else None
-    return {"path": path, "digest": digest}
+    return {"path": path, "digest": input_of(stage, path)["digest"]}
 
 
 def _plain(values) -> list:
