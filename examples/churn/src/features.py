@@ -1,13 +1,16 @@
-"""Turn a churn table into a feature matrix and labels."""
+"""Feature engineering (a `call:` stage): the labeled customers, plus charges per month of tenure."""
 
-import numpy as np
+import pathlib
+
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-REGIONS = ["north", "south", "east", "west"]
 
-
-def load(path):
-    table = pq.read_table(path).to_pydict()
-    region = np.array([[r == name for name in REGIONS] for r in table["region"]], dtype=float)
-    numeric = np.column_stack([table["tenure_months"], table["monthly_charges"], table["support_calls"]])
-    return np.hstack([numeric, region]), np.array(table["churned"])
+def build(deps, outs, params):
+    table = pq.read_table(deps[0])
+    table = table.filter(pc.is_valid(table["label"]))  # only what is labeled trains a model
+    per_month = pc.divide(table["monthly_charges"], pc.add(table["tenure_months"], 1.0))
+    table = table.append_column("charges_per_tenure", per_month)
+    pathlib.Path(outs[0]).parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(table, outs[0])
+    print(f"{table.num_rows} labeled customers, {table.num_columns} columns -> {outs[0]}")
