@@ -35,7 +35,6 @@ from mlv.storage.workspace import Workspace
 
 # Metric values per run, read once: a run record and the objects it names never change. Rows are kept only when
 # every metrics object was in the store; like every table in state.db, it can be deleted and is rebuilt on use.
-_CACHE = "CREATE TABLE IF NOT EXISTS experiment_metrics (run_id TEXT PRIMARY KEY, metrics TEXT)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,7 +75,6 @@ def experiments(ws: Workspace, *, stages: set[str] | None, sort: str | None = No
     from mlv.engine.provenance import ProvenanceIndex
 
     index = ProvenanceIndex(ws)
-    index.db.execute(_CACHE)
     rows = index.db.execute("SELECT r.run_id, r.stage, r.status, r.started, r.fingerprint, r.reused_from, r.params, "
                             "m.metrics FROM records r LEFT JOIN experiment_metrics m USING (run_id)")
     groups: dict[str, list[tuple]] = {}

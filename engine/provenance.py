@@ -285,9 +285,15 @@ class ProvenanceIndex:
         return found
 
     def match_run(self, prefix: str) -> list[str]:
+        """Run ids that start with ``prefix`` — or, failing that, whose random part (after the '-', as
+        ``exp show`` prints it) starts with it."""
         rows = self.db.execute("SELECT run_id FROM records WHERE run_id >= ? AND run_id < ? LIMIT 50",
                                (prefix, prefix + "\uffff"))
-        return [r for (r,) in rows]
+        found = [r for (r,) in rows]
+        if not found and len(prefix) >= 4 and all(c in "0123456789abcdef" for c in prefix):
+            rows = self.db.execute("SELECT run_id FROM records WHERE run_id LIKE ? LIMIT 50", (f"%-{prefix}%",))
+            found = [r for (r,) in rows if r.split("-", 1)[-1].startswith(prefix)]
+        return found
 
     def broken(self) -> dict[str, str]:
         return dict(self.db.execute("SELECT run_id, detail FROM broken_records"))

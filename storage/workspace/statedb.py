@@ -54,6 +54,7 @@ CREATE INDEX IF NOT EXISTS inputs_via ON inputs (via);
 CREATE TABLE IF NOT EXISTS added (digest TEXT, pointer TEXT, origin TEXT, PRIMARY KEY (digest, pointer));
 CREATE TABLE IF NOT EXISTS broken_records (run_id TEXT PRIMARY KEY, mtime_ns INTEGER, detail TEXT);
 CREATE TABLE IF NOT EXISTS provenance_meta (key TEXT PRIMARY KEY, value TEXT);
+CREATE TABLE IF NOT EXISTS experiment_metrics (run_id TEXT PRIMARY KEY, metrics TEXT);
 """,
 }
 

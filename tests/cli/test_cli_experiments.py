@@ -248,3 +248,12 @@ def test_metrics_show_prints_the_metrics_files_on_disk(project, cli):
     (project / "metrics/train.json").unlink()
     result = cli("metrics", "show")
     assert result.stdout == "no metrics on disk\n" and "'metrics/train.json' is not on disk" in result.stderr
+
+
+def test_the_short_run_id_exp_show_prints_finds_the_run(project, cli):
+    cli("run")
+    (row,) = cli.json("exp", "show")
+    short = row["run_id"].split("-", 1)[1]
+    assert short in cli("exp", "show").stdout
+    assert row["run_id"] in cli("show", short).stdout
+    assert row["run_id"] in cli("trace", short).stdout
