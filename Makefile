@@ -28,6 +28,9 @@ bench: $(STAMP)
 	$(PY) bench/bench_remote.py
 	$(PY) bench/bench_paths.py
 	$(PY) bench/bench_remote_run.py
+	$(PY) bench/bench_example.py
+	$(PY) bench/bench_train.py
+	$(PY) bench/bench_exp.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis bench/.work
