@@ -29,7 +29,7 @@ def review(
                                                   "file of the label stage whose review.out is QUEUE.")] = None,
 ) -> None:
     """Ask for each queued item's label (empty: skip, q: quit) and append the answers to the human file."""
-    from mlv.pipelines import label
+    from mlv.pipelines import humanfiles
     from mlv.pipelines.kinds import SettingError
 
     if queue.suffix.lower() == ".json":
@@ -39,8 +39,8 @@ def review(
         raise UsageError(f"'{queue}' does not exist; `mlv run` writes the review queue of a label stage")
     target = human or _human_file(queue)
     try:
-        id_column, items = label.read_queue(queue)
-        answered = set(label.read_human_csv(target, id_column)) if target.exists() and target.stat().st_size else set()
+        id_column, items = humanfiles.read_queue(queue)
+        answered = set(humanfiles.read_human_csv(target, id_column)) if target.exists() and target.stat().st_size else set()
     except (OSError, SettingError) as exc:
         raise UsageError(f"{getattr(exc, 'message', exc)}") from exc
     todo = [item for item in items if item[id_column] not in answered]
@@ -52,7 +52,7 @@ def review(
         if answer is None:
             break
         if answer:
-            label.append_human(target, [{"id": item[id_column], "label": answer, "annotator": who,
+            humanfiles.append_human(target, [{"id": item[id_column], "label": answer, "annotator": who,
                                          "time": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")}])
             saved += 1
     out.print(f"appended {saved} label(s) to {target}" + ("; `mlv run` relabels with them" if saved else ""))
@@ -60,7 +60,7 @@ def review(
 
 def _ask(item: dict, id_column: str, number: int, total: int) -> str | None:
     """One item shown, one line read: the label, '' to skip, or None to stop (q or end of input)."""
-    from mlv.pipelines.label import REVIEW_COLUMNS
+    from mlv.pipelines.humanfiles import REVIEW_COLUMNS
 
     out.print(f"\n[{number}/{total}] {id_column}={item[id_column]}  ({item['reason']}"
               + (f", margin {float(item['margin']):.3f}" if item.get("margin") else "") + ")")

@@ -28,25 +28,28 @@ Invariants:
 
 from __future__ import annotations
 
-import itertools
-import math
 import re
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
-from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
-
 from mlv.engine.dag import Resources, StageSpec, normalise_path, parse_memory
+from mlv.pipelines import sweeps
 from mlv.pipelines.interpolate import (
-    InterpolationError, Scope, edit_distance, interpolate_command, lookup, nearest, type_name,
+    InterpolationError,
+    Scope,
+    interpolate_command,
+    lookup,
+    nearest,
+    type_name,
 )
 from mlv.pipelines.kinds import Kind, Registry, SettingError
 from mlv.pipelines.kinds import load as load_function
 from mlv.pipelines.nodes import Items, NodeReader, PipelineError, node_at
 from mlv.storage import paths, yamlfile
 from mlv.storage.errors import UsageError
+from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 __all__ = ["Pipeline", "PipelineError", "Resources", "StageSpec", "load_pipeline"]
 
@@ -55,12 +58,9 @@ STAGE_KEYS = (*MODES, "deps", "outs", "params", "metrics", "resources", "wdir", 
 _TOP_KEYS = ("params", "stages")
 _RESOURCE_KEYS = ("gpu", "cpus", "memory")
 _STAGE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
-_SUFFIX = re.compile(r"^[A-Za-z0-9_.+-]+$")  # what foreach/matrix values may add after '@'
-MAX_STAGES = 10_000  # stages one foreach or matrix may generate
 _CALL = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
 _FUNCTION = re.compile(r"^(.+\.py):[A-Za-z_]\w*$")  # a kind's input named as file.py:function: the file
 _MODULE = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*$")  # package.module:function: not a path
-_WHOLE_PARAM = re.compile(r"^\$\{\s*params\.([\w.-]+)\s*\}$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,8 +205,7 @@ class _Parser(NodeReader):
                 raise self.error(present["do"][1], "'do' must be a mapping (cmd:, deps:, outs:, …)", name)
             body = self.items(present["do"][1], stage=name)
         value = self.resolve(present[loop][1], Scope(params), name)
-        runs = self._foreach(present[loop][1], value, name) if loop == "foreach" else self._matrix(
-            present[loop][1], value, name)
+        runs = (sweeps.foreach if loop == "foreach" else sweeps.matrix)(self, present[loop][1], value, name)
         specs = []
         for suffix, item, used in runs:
             # an entry of a params mapping is recorded as that param (models.rf.depth), not again as item.depth
@@ -214,38 +213,6 @@ class _Parser(NodeReader):
             scope.used.update(used)
             specs.append(self.stage(f"{name}@{suffix}", key, body, scope))
         return specs
-
-    def _foreach(self, node: Node, value: object, stage: str) -> list[tuple[str, object, set[str]]]:
-        if isinstance(value, (dict, list)) and len(value) > MAX_STAGES:
-            raise self.error(node, f"'foreach' would make {len(value):,} stages; at most {MAX_STAGES:,} are "
-                             "allowed in one pipeline", stage)
-        if isinstance(value, dict) and value:
-            source = _WHOLE_PARAM.match(node.value) if isinstance(node, ScalarNode) else None
-            runs = []
-            for k, v in value.items():
-                if not _SUFFIX.match(str(k)):
-                    raise self.error(node, f"foreach key {str(k)!r} names the stage '{stage}@{k}', so it may use "
-                                     "only letters, digits and '_', '.', '+', '-'; rename the key", stage)
-                runs.append((str(k), v, {f"{source.group(1)}.{k}"} if source else set()))
-            return runs
-        if isinstance(value, list) and value:
-            return [(_suffix(v, str(i)), v, set()) for i, v in enumerate(value)]
-        raise self.error(node, f"'foreach' needs a non-empty list or mapping, got {type_name(value)}", stage)
-
-    def _matrix(self, node: Node, value: object, stage: str) -> list[tuple[str, object, set[str]]]:
-        if not isinstance(value, dict) or not value:
-            raise self.error(node, f"'matrix' needs a mapping of names to lists, e.g. matrix: {{lr: [0.1, 0.01]}}; "
-                             f"got {type_name(value)}", stage)
-        for axis, values in value.items():
-            if not isinstance(values, list) or not values:
-                raise self.error(node_at(node, axis), f"matrix axis '{axis}' must be a non-empty list, "
-                                 f"got {type_name(values)}", stage)
-        if math.prod(len(values) for values in value.values()) > MAX_STAGES:
-            raise self.error(node, f"'matrix' would make {math.prod(len(v) for v in value.values()):,} stages; at "
-                             f"most {MAX_STAGES:,} are allowed in one pipeline", stage)
-        axes = [[(axis, i, v) for i, v in enumerate(values)] for axis, values in value.items()]
-        return [("-".join(_suffix(v, f"{axis}{i}") for axis, i, v in combo), {axis: v for axis, _, v in combo}, set())
-                for combo in itertools.product(*axes)]
 
     def stage(self, name: str, key: Node, items: Items, scope: Scope) -> StageSpec:
         """Validate one concrete stage (after foreach/matrix expansion)."""
@@ -328,7 +295,7 @@ class _Parser(NodeReader):
         if kind.check is not None:
             try:
                 check = load_function(kind.check)
-            except Exception as exc:  # noqa: BLE001 - a broken plugin is named, not a traceback
+            except Exception as exc:
                 raise UsageError(f"stage kind '{kind.name}': its check {kind.check} cannot be loaded: {exc!r}; fix "
                                  "or reinstall the package that provides it") from exc
             try:
@@ -466,10 +433,3 @@ def _setting(settings: dict, fields: dict, name: str) -> tuple[object, Node | No
         value = value.get(part) if isinstance(value, dict) else None
         node = node_at(node, part) if node is not None else None
     return value, node
-
-
-def _suffix(value: object, fallback: str) -> str:
-    """The name suffix for a foreach/matrix value: the value itself when scalar, else ``fallback``."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value) if isinstance(value, (str, int, float)) and _SUFFIX.match(str(value)) else fallback
