@@ -35,7 +35,7 @@ from pathlib import Path
 
 import yaml
 from mlv.engine.dag import Resources, StageSpec, normalise_path, parse_memory
-from mlv.pipelines import sweeps
+from mlv.pipelines import kindsettings, sweeps
 from mlv.pipelines.interpolate import (
     InterpolationError,
     Scope,
@@ -44,11 +44,9 @@ from mlv.pipelines.interpolate import (
     nearest,
     type_name,
 )
-from mlv.pipelines.kinds import Kind, Registry, SettingError
-from mlv.pipelines.kinds import load as load_function
+from mlv.pipelines.kinds import Kind, Registry
 from mlv.pipelines.nodes import Items, NodeReader, PipelineError, node_at
 from mlv.storage import paths, yamlfile
-from mlv.storage.errors import UsageError
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 __all__ = ["Pipeline", "PipelineError", "Resources", "StageSpec", "load_pipeline"]
@@ -59,8 +57,6 @@ _TOP_KEYS = ("params", "stages")
 _RESOURCE_KEYS = ("gpu", "cpus", "memory")
 _STAGE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 _CALL = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
-_FUNCTION = re.compile(r"^(.+\.py):[A-Za-z_]\w*$")  # a kind's input named as file.py:function: the file
-_MODULE = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*$")  # package.module:function: not a path
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,7 +119,7 @@ def load_pipeline(path: Path, *, root: Path, kinds: Mapping[str, Kind] | None = 
     if node is None:
         raise PipelineError("the file is empty; add a 'stages:' section, e.g. stages: {prepare: {cmd: …}}",
                             path=shown, line=1, column=1)
-    parser = _Parser(loader, shown, Registry() if kinds is None else kinds)
+    parser = _Parser(loader, shown, Registry() if kinds is None else kinds, root)
     parser.check_tags(node, set())
     return parser.pipeline(node, path)
 
@@ -131,9 +127,10 @@ def load_pipeline(path: Path, *, root: Path, kinds: Mapping[str, Kind] | None = 
 class _Parser(NodeReader):
     """Walks composed YAML nodes into specs (``NodeReader`` gives data, positions and errors)."""
 
-    def __init__(self, loader: yaml.SafeLoader, shown: str, kinds: Mapping[str, Kind]) -> None:
+    def __init__(self, loader: yaml.SafeLoader, shown: str, kinds: Mapping[str, Kind], root: Path) -> None:
         super().__init__(loader, shown)
-        self.kinds = kinds
+        self.kinds, self.root = kinds, root
+        self.globs: dict[str, list[tuple[str, Node, str]]] = {}  # stage -> kind input settings holding patterns
 
     # -- the file -------------------------------------------------------------
 
@@ -167,6 +164,8 @@ class _Parser(NodeReader):
                     raise self.error(key, f"stage '{spec.name}' is generated twice; make the foreach values distinct",
                                      name)
                 stages[spec.name] = spec
+        for name in self.globs:
+            stages[name] = kindsettings.expand_globs(self, stages[name], stages)
         return Pipeline(path=path, params=params or {}, stages=stages)
 
     def _check_param_keys(self, node: Node) -> None:
@@ -243,12 +242,12 @@ class _Parser(NodeReader):
         for field in ("deps", "outs", "metrics"):
             node = fields.get(field)
             value = settings[field] if field in settings else self.resolve(node, scope, name)
-            spec[field] = self._paths(field, node, [value] if kind and isinstance(value, str) else value, name, wdir)
+            spec[field] = self.path_list(field, node, [value] if kind and isinstance(value, str) else value, name, wdir)
         mapping = self._params(fields.get("params"), scope, name)
         if mapping is not None and mode != "cmd":  # resolved (``${item.lr}`` too) before a kind's check sees it
             settings["params"] = mapping
         if kind is not None:
-            self._kind_paths(kind, spec, settings, fields, key, name, wdir)
+            kindsettings.join(self, kind, spec, settings, fields, key, name, wdir)
         if both := sorted(set(spec["outs"]) & set(spec["metrics"])):
             raise self.error(fields.get("metrics", key), f"'{both[0]}' is in both 'outs' and 'metrics'; keep it in "
                              "one", name)
@@ -266,45 +265,6 @@ class _Parser(NodeReader):
             raise self.error(key, str(exc), name) from None
         return StageSpec(name=name, settings=settings, wdir=wdir, desc=desc, line=key.start_mark.line + 1,
                          resources=resources, params=used, **spec)
-
-    def _kind_paths(self, kind: Kind, spec: dict, settings: dict, fields: dict, key: Node, name: str,
-                    wdir: str) -> None:
-        """A kind's required settings, its input/output/metrics settings joined to deps/outs/metrics, its check."""
-        for required in kind.required:
-            if required not in settings and not (required == "params" and "params" in fields):
-                raise self.error(key, f"stage '{name}' (kind {kind.name}) needs '{required}'; add {required}: …",
-                                 name)
-        for field, names in (("deps", kind.inputs), ("outs", kind.outputs), ("metrics", kind.metrics)):
-            for setting in names:
-                value, node = _setting(settings, fields, setting)
-                if setting == field or value is None:
-                    continue
-                if not isinstance(value, (str, list)):
-                    raise self.error(node, f"'{setting}' must be a path or a list of paths, got {type_name(value)}",
-                                     name)
-                values = [value] if isinstance(value, str) else value
-                if field == "deps":  # a function named as file.py:function depends on its file; pkg.mod:function is code
-                    files = [_FUNCTION.sub(r"\1", v) if isinstance(v, str) else v for v in values
-                             if not isinstance(v, str) or not _MODULE.match(v)]
-                    values = [v for i, v in enumerate(files) if v not in files[:i]]
-                found = self._paths(setting, node, values, name, wdir)
-                for path in found:
-                    if path in spec[field] and field != "deps":
-                        raise self.error(node, f"'{path}' is named twice as an output; remove one", name)
-                    spec[field] += (path,) if path not in spec[field] else ()
-        if kind.check is not None:
-            try:
-                check = load_function(kind.check)
-            except Exception as exc:
-                raise UsageError(f"stage kind '{kind.name}': its check {kind.check} cannot be loaded: {exc!r}; fix "
-                                 "or reinstall the package that provides it") from exc
-            try:
-                check(settings)
-            except SettingError as exc:
-                node = fields.get(exc.key[0], key)
-                for part in exc.key[1:]:
-                    node = node_at(node, part)
-                raise self.error(node, f"'{exc.mlv_setting}': {exc.message}", name) from None
 
     def _word(self, mode: str, node: Node, scope: Scope, stage: str) -> str:
         value = self.resolve(node, scope, stage)
@@ -348,7 +308,7 @@ class _Parser(NodeReader):
             raise self.error(node, f"wdir '{value}' {why}; run the stage elsewhere", stage)
         return wdir
 
-    def _paths(self, field: str, node: Node | None, value: object, stage: str, wdir: str) -> tuple[str, ...]:
+    def path_list(self, field: str, node: Node | None, value: object, stage: str, wdir: str) -> tuple[str, ...]:
         """Normalise the paths in ``value`` (the resolved content of ``node``) against ``wdir``."""
         if value is None:
             return ()
@@ -423,13 +383,3 @@ def _unknown(subject: str, name: str, valid: Collection[str]) -> str:
     near = nearest(name, valid)
     hint = f" Did you mean '{near}'?" if near else ""
     return f"unknown {subject}.{hint}\n  Valid keys: {', '.join(valid)}"
-
-
-def _setting(settings: dict, fields: dict, name: str) -> tuple[object, Node | None]:
-    """A (possibly dotted: ``review.out``) setting's value and its node."""
-    first, *rest = name.split(".")
-    value, node = settings.get(first), fields.get(first)
-    for part in rest:
-        value = value.get(part) if isinstance(value, dict) else None
-        node = node_at(node, part) if node is not None else None
-    return value, node

@@ -13,7 +13,7 @@ import yaml
 KIND = '''
 from mlv.pipelines.kinds import Kind
 UPPER = Kind("upper", inputs=("data",), outputs=("out",), keys=("suffix",), required=("data", "out"),
-             check="userkind_mod:check", run="userkind_mod:run", preflight="userkind_mod:preflight")
+             check="upperkind_mod:check", run="upperkind_mod:run", preflight="upperkind_mod:preflight")
 
 def check(settings):
     from mlv.pipelines.kinds import SettingError
@@ -42,10 +42,10 @@ def run(settings, stage):
 def user_kind(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A tiny package installed into a site directory this process and the stages' processes both see."""
     site = tmp_path / "site"
-    (site / "userkind-1.0.dist-info").mkdir(parents=True)
-    (site / "userkind-1.0.dist-info/METADATA").write_text("Metadata-Version: 2.1\nName: userkind\nVersion: 1.0\n")
-    (site / "userkind-1.0.dist-info/entry_points.txt").write_text("[mlv.kinds]\nupper = userkind_mod:UPPER\n")
-    (site / "userkind_mod.py").write_text(KIND)
+    (site / "upperkind-1.0.dist-info").mkdir(parents=True)
+    (site / "upperkind-1.0.dist-info/METADATA").write_text("Metadata-Version: 2.1\nName: upperkind\nVersion: 1.0\n")
+    (site / "upperkind-1.0.dist-info/entry_points.txt").write_text("[mlv.kinds]\nupper = upperkind_mod:UPPER\n")
+    (site / "upperkind_mod.py").write_text(KIND)
     monkeypatch.syspath_prepend(str(site))
     monkeypatch.setenv("PYTHONPATH", str(site))
 

@@ -596,3 +596,25 @@ def test_matrix_with_do_says_to_write_the_keys_beside_matrix(tmp_path):
                   "mlv.yaml:4:5: 'do' goes with 'foreach'; with 'matrix', write the stage's keys next to it, "
                   "as DVC does: matrix: {...}\n    cmd: ...")
     assert "has no 'cmd'" not in str(error)
+
+
+def test_a_kinds_input_pattern_is_the_stage_outputs_and_files_it_matches(tmp_path):
+    text = ("stages:\n  train:\n    matrix: {d: [3, 8]}\n    cmd: echo\n    outs: [\"models/rf-${item.d}\"]\n"
+            "  best:\n    kind: select\n    models: [models/rf-*, models/old]\n    metric: auc\n    out: models/best\n")
+    (tmp_path / "models/rf-1").mkdir(parents=True)  # added data matches (its pointer says so) ...
+    (tmp_path / "models/rf-1.mlv").write_text("")
+    (tmp_path / "models/rf-2").mkdir()  # ... a leftover folder no stage writes does not
+    spec = load(tmp_path, text).stages["best"]
+    assert spec.settings["models"] == ["models/rf-1", "models/rf-3", "models/rf-8", "models/old"]
+    assert spec.deps == ("models/old", "models/rf-1", "models/rf-3", "models/rf-8")
+    assert "models/best" not in spec.deps  # its own output never matches
+    fails(tmp_path, text.replace("rf-*", "gbm-*"),
+          "mlv.yaml:8:14: 'models' pattern 'models/gbm-*' matches no stage output and no added data")
+
+
+def test_a_pattern_never_crosses_a_slash(tmp_path):
+    text = ("stages:\n  a: {cmd: echo, outs: [m/x/deep]}\n  b: {cmd: echo, outs: [m/y]}\n"
+            "  best: {kind: select, models: ['m/*'], metric: auc, out: best}\n")
+    assert load(tmp_path, text).stages["best"].settings["models"] == ["m/y"]
+    for outside in ("/tmp/*", "../*"):
+        fails(tmp_path, text.replace("m/*", outside), f"mlv.yaml:4:33: 'models' pattern '{outside}' leads outside")
