@@ -20,19 +20,29 @@ from __future__ import annotations
 import fcntl
 import os
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
+from typing import Any
 
 from mlv.engine import execute, inputs, lockfile, provenance, remote_run
 from mlv.engine.cluster import Cluster, ClusterConfig
-from mlv.engine.executor import OnDask, Threads
 from mlv.engine.dag import Graph, StageSpec
+from mlv.engine.executor import OnDask, Threads
 from mlv.engine.history import PIPELINE_FILE
 from mlv.engine.lockfile import LockEntry, Output
 from mlv.engine.outputs import check_unsaved
-from mlv.engine.plan import CACHED, MAYBE, RUN, UP_TO_DATE, Decision, Fetch, decide, plan
+from mlv.engine.plan import (
+    CACHED,
+    MAYBE,
+    RUN,
+    UP_TO_DATE,
+    Decision,
+    Fetch,
+    decide,
+    plan,
+)
 from mlv.engine.records import (
     RunIndex,
     RunRecord,
@@ -42,13 +52,11 @@ from mlv.engine.records import (
     new_run_id,
     reuse_event,
 )
-from mlv.pipelines.kinds import Registry, SettingError
-from mlv.pipelines.kinds import load as load_function
 from mlv.storage import secrets
-from mlv.storage.store.digest import parse
 from mlv.storage.errors import LockedError, MlvError, UsageError
-from mlv.storage.workspace.tracking import ignore_in_git
+from mlv.storage.store.digest import parse
 from mlv.storage.workspace import Workspace
+from mlv.storage.workspace.tracking import ignore_in_git
 
 LOG_TAIL = 15
 
@@ -121,8 +129,10 @@ class RunLock:
 
 class Runner:
     def __init__(self, ws: Workspace, graph: Graph, cluster: ClusterConfig, options: RunOptions, *,
-                 pipeline_stages: frozenset[str], listener: Listener | None = None) -> None:
-        """``graph``: the stages to settle; ``pipeline_stages``: every stage in mlv.yaml (whose lock entries stay)."""
+                 pipeline_stages: frozenset[str], listener: Listener | None = None,
+                 kinds: Mapping[str, Any] | None = None) -> None:
+        """``graph``: the stages to settle; ``pipeline_stages``: every stage in mlv.yaml (whose lock entries stay);
+        ``kinds``: what ``kind:`` names mean (``mlv.pipelines.kinds.Kind``: its ``run`` and ``check_before_run``)."""
         self.ws, self.graph, self.options = ws, graph, options
         self.pipeline_stages = pipeline_stages
         self.cluster_config = cluster
@@ -134,7 +144,7 @@ class Runner:
         self._stopped: str | None = None  # the stage whose failure stopped the run (--fail-fast)
         self._context: tuple[dict, dict] | None = None  # (git state, package versions), once per run
         self.remote: remote_run.RemoteRun | None = None  # workspace: remote
-        self.kinds = Registry()  # entry points are read only if a stage has a kind
+        self.kinds = kinds if kinds is not None else {}
 
     # -- entry point ----------------------------------------------------------------
     def run(self) -> list[StageResult]:
@@ -197,20 +207,20 @@ class Runner:
         for spec in specs:
             if spec.kind is None:
                 continue
-            kind = self.kinds[spec.kind]
-            if kind.run is None:
+            kind = self.kinds.get(spec.kind)
+            if kind is None or kind.run is None:
                 raise UsageError(f"{PIPELINE_FILE}:{spec.line}: stage '{spec.name}': kind '{spec.kind}' has no runner "
                                  "in this version of mlv yet; write the stage with `cmd:` or `call: "
                                  "package.module:function` for now")
-            if kind.preflight is None:
-                continue
             stage = {"name": spec.name, "root": str(self.ws.root), "wdir": str(self.ws.root / spec.wdir),
                      "produced": produced}
             try:
-                load_function(kind.preflight)(spec.settings, stage)
-            except SettingError as exc:
+                kind.check_before_run(spec.settings, stage)
+            except Exception as exc:
+                if getattr(exc, "mlv_setting", None) is None:  # not a SettingError: a bug, with its traceback
+                    raise
                 raise UsageError(f"{PIPELINE_FILE}:{spec.line}: stage '{spec.name}', '{exc.mlv_setting}': "
-                                 f"{exc.message}") from None
+                                 f"{exc}") from None
 
     # -- the loop -------------------------------------------------------------------
     def _loop(self, order: list[str], specs: dict[str, StageSpec], upstream: dict[str, set[str]], executor) -> None:

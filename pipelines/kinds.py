@@ -71,6 +71,11 @@ class Kind:
     run: str | None = None  # "package.module:function"(settings, stage) run in the stage's process
     preflight: str | None = None  # "package.module:function"(settings, stage) run by `mlv run` before any stage
 
+    def check_before_run(self, settings: dict, stage: dict) -> None:
+        """Its ``preflight``, if it has one (``mlv run`` calls this before any stage starts)."""
+        if self.preflight is not None:
+            load(self.preflight)(settings, stage)
+
     @property
     def settings(self) -> tuple[str, ...]:
         """Every top-level setting name it accepts, in declaration order."""

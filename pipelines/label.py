@@ -334,9 +334,8 @@ def _review(settings: dict, table, rows: list[dict], votes: list[dict], human: d
 
 def _rank(model: str, table, items: list[dict]) -> None:
     """Each item's margin (top-1 minus top-2 probability) and top class, from the package's predictions."""
+    from mlv.pipelines.packages import load_package
     from mlv.storage.errors import MlvError
-
-    from mlv.api import load_package
 
     try:
         predicted = load_package(model).predict(table.take([item["index"] for item in items]))

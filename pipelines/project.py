@@ -18,6 +18,7 @@ from mlv.engine.dag import Graph, build_graph
 from mlv.engine.lockfile import Output
 from mlv.engine.plan import Decision, Fetch, plan
 from mlv.engine.runner import Listener, RunLock, Runner, RunOptions, StageResult
+from mlv.pipelines.kinds import Registry
 from mlv.pipelines.schema import Pipeline, load_pipeline
 from mlv.storage.errors import MlvError, UsageError
 from mlv.storage.workspace import Workspace
@@ -71,7 +72,7 @@ def run(ws: Workspace, selection: Selection, options: RunOptions, *, cluster_fil
     # object a stage's output was just deduplicated against before mlv.lock names it
     with RunLock(ws), ws.lock():
         runner = Runner(ws, select(graph, selection), config, options,
-                        pipeline_stages=frozenset(pipeline.stages), listener=listener)
+                        pipeline_stages=frozenset(pipeline.stages), listener=listener, kinds=Registry())
         return runner.run()
 
 

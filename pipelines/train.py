@@ -13,8 +13,7 @@ from pathlib import Path
 
 import yaml
 from mlv.pipelines.kinds import SettingError, input_of
-
-from mlv.api import TRUSTED_MODULES
+from mlv.pipelines.packages import TRUSTED_MODULES
 
 _DOTTED = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)+$")
 DEVICES = ("cpu", "gpu", "auto")
