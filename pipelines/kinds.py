@@ -100,7 +100,8 @@ PACKAGE = Kind("package", inputs=("model", "data"), outputs=("out",), required=(
 SELECT = Kind("select", inputs=("models",), outputs=("out",), keys=("metric", "mode"),
               required=("models", "metric", "out"), check="mlv.pipelines.selection:check",
               run="mlv.pipelines.selection:run", preflight="mlv.pipelines.selection:preflight")
-SCORE = Kind("score", inputs=("package", "data"), outputs=("out",), required=("package", "data", "out"))
+SCORE = Kind("score", inputs=("package", "data"), outputs=("out",), required=("package", "data", "out"),
+             check="mlv.pipelines.score:check", run="mlv.pipelines.score:run", preflight="mlv.pipelines.score:preflight")
 
 
 def input_of(stage: dict, path: str) -> dict:
