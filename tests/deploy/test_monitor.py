@@ -1,0 +1,238 @@
+"""``mlv monitor`` through the real CLI, against a real package (``kind: train`` then ``kind: package``).
+
+The package's training data is ``test_package.table`` (amount ~ gamma, age ~ uniform ints, channel web/store/
+phone); samples come from the same generator with other seeds — unshifted, or shifted on purpose.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import pytest
+import yaml
+from conftest import Cli
+from scipy import stats as scipy_stats
+
+sys.path.insert(0, str(Path(__file__).parents[1] / "kinds"))  # the package tests' helpers, as test_select uses them
+from mlv.pipelines import monitor
+from test_package import table, train_stage
+
+TRAIN_ROWS = 2000
+
+
+@pytest.fixture(scope="module")
+def packaged(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A repo whose models/pkg was built by `mlv run` from TRAIN_ROWS rows; shared, as monitor only reads it."""
+    repo = tmp_path_factory.mktemp("monitor") / "repo"
+    repo.mkdir()
+    here = os.getcwd()
+    os.chdir(repo)
+    try:
+        cli = Cli()
+        cli("init")
+        (repo / "data").mkdir()
+        pq.write_table(table(TRAIN_ROWS, seed=3), repo / "data/train.parquet")
+        cli("add", "data/train.parquet")
+        stages = train_stage("fit", "models/rf", 4) + textwrap.dedent("""\
+            package:
+              kind: package
+              model: models/rf
+              data: data/train.parquet
+              out: models/pkg
+            """)
+        (repo / "mlv.yaml").write_text("stages:\n" + textwrap.indent(stages, "  "))
+        cli("run")
+    finally:
+        os.chdir(here)
+    return repo
+
+
+@pytest.fixture
+def at_repo(packaged: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.chdir(packaged)
+    return packaged
+
+
+def sample(tmp_path: Path, data: pa.Table, name: str = "sample.parquet") -> Path:
+    path = tmp_path / name
+    if path.suffix == ".csv":
+        from pyarrow import csv
+
+        csv.write_csv(data, path)
+    else:
+        pq.write_table(data, path)
+    return path
+
+
+def shifted(rows: int = 1000, seed: int = 11) -> pa.Table:
+    """amount moved up by three training standard deviations, channel skewed from web to phone."""
+    base = table(rows, seed=seed)
+    amount = base.column("amount").to_numpy() + 3 * table(TRAIN_ROWS, seed=3).column("amount").to_numpy().std()
+    channel = np.random.default_rng(seed).choice(["web", "store", "phone"], rows, p=[0.1, 0.2, 0.7])
+    return base.set_column(0, "amount", pa.array(amount)).set_column(2, "channel", pa.array(channel.tolist()))
+
+
+def meta(repo: Path) -> dict:
+    return yaml.safe_load((repo / "models/pkg/package.yaml").read_text())
+
+
+def digest(repo: Path) -> str:
+    return yaml.safe_load((repo / "mlv.lock").read_text())["stages"]["package"]["outs"]["models/pkg"]["digest"]
+
+
+# -- drift, or not ----------------------------------------------------------------------------
+
+
+def test_a_shifted_sample_drifts_naming_the_shifted_features(at_repo: Path, tmp_path: Path, cli):
+    path = sample(tmp_path, shifted())
+    result = cli("monitor", "models/pkg", "--data", path, code=1)
+    lines = result.stdout.splitlines()
+    assert lines[0].split() == ["feature", "type", "psi", "test", "nulls", "train→now", "status"]
+    rows = {line.split()[0]: line.split() for line in lines[1:4]}
+    assert rows["amount"][1] == "numeric" and rows["amount"][3] == "ks" and rows["amount"][-1] == "drift"
+    assert rows["channel"][1] == "categorical" and rows["channel"][3] == "chi2" and rows["channel"][-1] == "drift"
+    assert rows["age"][-1] == "ok"
+    assert lines[4] == (f"2 of 3 features need attention — drift over PSI 0.2: amount, channel "
+                        f"(1000 rows of data:{path} against package {digest(at_repo)})")
+
+    found = cli.json("monitor", "models/pkg", "--data", path, code=1)
+    assert found["drifted"] == ["amount", "channel"]
+    assert found["features"]["amount"]["psi"] > 1 and found["features"]["amount"]["ks"] > 0.5
+    assert found["features"]["amount"]["ks_p"] < 1e-6 and found["features"]["channel"]["chi2_p"] < 1e-6
+    assert found["features"]["age"]["psi"] < 0.1
+
+
+def test_an_unshifted_sample_from_the_same_generator_does_not_drift(at_repo: Path, tmp_path: Path, cli):
+    path = sample(tmp_path, table(1000, seed=11))
+    result = cli("monitor", "models/pkg", "--data", path)
+    assert result.stdout.splitlines()[-1] == (f"no drift: 3 features within PSI 0.2 (1000 rows of data:{path} "
+                                              f"against package {digest(at_repo)})")
+    found = cli.json("monitor", "models/pkg", "--data", path)
+    assert found["drifted"] == [] and all(f["status"] == "ok" for f in found["features"].values())
+    assert max(f["psi"] for f in found["features"].values()) < 0.05
+    assert found["features"]["amount"]["ks_p"] > 0.01 and found["features"]["channel"]["chi2_p"] > 0.01
+
+
+def test_the_threshold_decides_and_a_csv_directory_reads_as_one_table(at_repo: Path, tmp_path: Path, cli):
+    data = table(1000, seed=11)
+    (tmp_path / "parts").mkdir()
+    sample(tmp_path, data.slice(0, 500), "parts/a.csv")
+    sample(tmp_path, data.slice(500), "parts/b.csv")
+    found = cli.json("monitor", "models/pkg", "--data", tmp_path / "parts")
+    assert found["rows"] == 1000 and found["source"] == f"data:{tmp_path / 'parts'}"
+    lowest = min(f["psi"] for f in found["features"].values())
+    strict = cli.json("monitor", "models/pkg", "--data", tmp_path / "parts", "--threshold", lowest / 2, code=1)
+    assert strict["drifted"] == list(meta(at_repo)["input_schema"]) and strict["threshold"] == lowest / 2
+
+
+def test_missing_and_mistyped_features_are_reported(at_repo: Path, tmp_path: Path, cli):
+    data = table(1000, seed=11).drop_columns(["age"])
+    data = data.set_column(0, "amount", pc.cast(data.column("amount"), pa.string()))
+    path = sample(tmp_path, data)
+    result = cli("monitor", "models/pkg", "--data", path, code=1)
+    rows = {line.split()[0]: line for line in result.stdout.splitlines()[1:4]}
+    assert rows["amount"].split()[-1] == "mistyped" and "string, not double" in rows["amount"]
+    assert rows["age"].split()[-1] == "missing" and rows["channel"].split()[-1] == "ok"
+    assert "need attention — missing: age; mistyped: amount (" in result.stdout
+    found = cli.json("monitor", "models/pkg", "--data", path, code=1)
+    assert found["features"]["age"] == {"type": "numeric", "status": "missing", "expected": "int64"}
+    assert found["features"]["amount"] == {"type": "numeric", "status": "mistyped", "expected": "double",
+                                           "actual": "string"}
+    assert found["drifted"] == ["amount", "age"]
+
+
+def test_json_shape(at_repo: Path, tmp_path: Path, cli):
+    data = table(1000, seed=11)
+    channel = data.column("channel").to_pylist()
+    channel[:100] = [None] * 50 + ["fax"] * 50  # more nulls, and a value training never saw
+    path = sample(tmp_path, data.set_column(2, "channel", pa.array(channel, pa.string())))
+    found = cli.json("monitor", "models/pkg", "--data", path, code=1)  # 5% of one unseen value is a drift
+    assert list(found) == ["package", "source", "rows", "threshold", "features", "drifted"]
+    assert (found["package"], found["source"], found["rows"], found["threshold"]) == \
+        (digest(at_repo), f"data:{path}", 1000, 0.2)
+    assert list(found["features"]) == ["amount", "age", "channel"]
+    amount, channel_report = found["features"]["amount"], found["features"]["channel"]
+    assert list(amount) == ["type", "psi", "ks", "ks_p", "mean", "null_fraction", "status"]
+    assert list(channel_report) == ["type", "psi", "chi2", "chi2_p", "unseen", "null_fraction", "status"]
+    trained = meta(at_repo)["training_stats"]
+    assert amount["mean"]["train"] == trained["amount"]["mean"]
+    assert amount["mean"]["now"] == pytest.approx(data.column("amount").to_numpy().mean())
+    assert channel_report["null_fraction"] == {"train": trained["channel"]["null_fraction"], "now": 51 / 1000}
+    assert channel_report["unseen"] == ["fax"] and channel_report["chi2_p"] < 1e-6
+    assert (channel_report["status"], found["drifted"]) == ("drift", ["channel"])
+
+
+# -- the statistics against scipy ----------------------------------------------------------------
+
+
+def test_ks_against_recorded_quantiles_is_close_to_scipy_against_the_training_data(at_repo: Path):
+    trained = table(TRAIN_ROWS, seed=3).column("amount").to_numpy()
+    quantiles = meta(at_repo)["training_stats"]["amount"]["quantiles"]
+    rng = np.random.default_rng(5)
+    for shift in (0.0, 10.0, 40.0, 80.0):  # nine quantiles draw the CDF: the far tail is linear between q0.99 and max
+        values = rng.gamma(2.0, 50.0, 1500) + shift
+        exact = scipy_stats.ks_2samp(values, trained)
+        assert monitor.ks_statistic(values, quantiles) == pytest.approx(exact.statistic, abs=0.03)
+    values = rng.gamma(2.0, 50.0, 1500) + 40.0
+    statistic = scipy_stats.ks_2samp(values, trained, method="asymp").statistic
+    assert monitor.ks_pvalue(statistic, 1500, TRAIN_ROWS) == pytest.approx(
+        scipy_stats.ks_2samp(values, trained, method="asymp").pvalue, rel=0.05)
+
+
+def test_ks_with_a_point_mass_in_the_quantiles():
+    quantiles = {"0": 0.0, "0.5": 0.0, "1": 2.0}  # half the values 0, the rest spread up to 2: F jumps 0 -> 0.5 at 0
+    assert monitor.ks_statistic([0.0] * 50 + list(np.linspace(0.04, 2, 50)), quantiles) == pytest.approx(0.01)
+    assert monitor.ks_statistic([0.0] * 10, quantiles) == pytest.approx(0.5)
+    assert monitor.ks_statistic([0.0] * 50 + [1.0] * 50, quantiles) == pytest.approx(0.25)  # F(1) = 0.75
+    assert monitor.ks_statistic([2.0] * 10, quantiles) == monitor.ks_statistic([-1.0] * 10, quantiles) == 1.0
+
+
+def test_chi_square_and_psi_by_hand():
+    counts, shares = [30, 50, 20], [0.5, 0.3, 0.2]
+    expected = scipy_stats.chisquare(counts, [s * 100 for s in shares])
+    assert monitor.chi_square(counts, shares) == pytest.approx((expected.statistic, expected.pvalue))
+    assert monitor.psi(shares, [0.3, 0.5, 0.2]) == pytest.approx(0.4 * np.log(5 / 3))
+    assert monitor.chi_square([10, 0, 0], [0.5, 0.5, 0.0])[0] == pytest.approx(10.0)  # an empty bucket is dropped
+
+
+# -- usage --------------------------------------------------------------------------------------
+
+
+def test_bad_usage_exits_2(at_repo: Path, tmp_path: Path, cli):
+    path = sample(tmp_path, table(100, seed=11))
+    assert "give one of --data TABLE" in cli("monitor", "models/pkg", code=2).stderr
+    assert "give one of --data TABLE" in cli("monitor", "models/pkg", "--data", path, "--logs", code=2).stderr
+    assert "'models/nope' does not exist" in cli("monitor", "models/nope", "--data", path, code=2).stderr
+    assert "'models/rf' holds no package.yaml" in cli("monitor", "models/rf", "--data", path, code=2).stderr
+    (tmp_path / "junk.parquet").write_bytes(b"not parquet")
+    assert "cannot be read as a Parquet table" in cli("monitor", "models/pkg", "--data", tmp_path / "junk.parquet",
+                                                       code=2).stderr
+    empty = sample(tmp_path, table(100, seed=11).slice(0, 0), "empty.parquet")
+    assert "holds no rows" in cli("monitor", "models/pkg", "--data", empty, code=2).stderr
+    assert "not a PSI level" in cli("monitor", "models/pkg", "--data", path, "--threshold", "-1", code=2).stderr
+
+
+def test_a_changed_package_is_refused_before_monitoring(packaged: Path, tmp_path: Path, cli, monkeypatch):
+    copy = tmp_path / "repo"
+    import shutil
+
+    shutil.copytree(packaged, copy, symlinks=True)
+    monkeypatch.chdir(copy)
+    text = (copy / "models/pkg/package.yaml").read_text()
+    (copy / "models/pkg/package.yaml").unlink()
+    (copy / "models/pkg/package.yaml").write_text(text.replace("task: classification", "task: regression"))
+    result = cli("monitor", "models/pkg", "--data", sample(tmp_path, table(100, seed=11)), code=1)
+    assert "was changed" in result.stderr and result.stdout == ""
+
+
+def test_json_is_plain_json(at_repo: Path, tmp_path: Path, cli):
+    result = cli("monitor", "models/pkg", "--data", sample(tmp_path, shifted()), "--json", code=1)
+    json.loads(result.stdout, parse_constant=lambda c: pytest.fail(f"{c} is not JSON"))
