@@ -27,10 +27,18 @@ Invariants:
   that makes the same bytes from different inputs breaks that premise: downstream then
   reaches X through an earlier run of X's bytes, which upstream (from mlv.lock's run)
   does not list.
+- A prediction id (``p-<unix ms>-<server>-<counter>``, from ``mlv serve``) resolves through the
+  prediction log's catalog (``.mlv/predictions/<segment hex>.json``, indexed by id range in
+  state.db) to the stored segment that holds it. It is traced as an artifact node, path
+  ``prediction/<id>`` at the segment's digest, origin ``prediction``, carrying the logged row;
+  a ``served`` edge joins it to the package that answered, and the walk goes on from there.
 """
 
 from __future__ import annotations
 
+import json
+import os
+import re
 import time
 from dataclasses import dataclass
 
@@ -44,6 +52,9 @@ from mlv.storage.workspace import Workspace
 UPSTREAM, DOWNSTREAM = "upstream", "downstream"
 #: The source of a downstream trace's root: its bytes at its path, whoever made them.
 ANY: dict = {"any": True}
+#: The ids ``mlv serve`` gives predictions, and where its log's catalog lives (``pipelines.predlog``).
+PREDICTION_ID = re.compile(r"p-\d{13}-[0-9a-f]{8}-[0-9a-f]+")
+PREDICTIONS = "predictions"
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +64,7 @@ class Start:
     version: Version | None = None
     run_id: str | None = None
     rev: str | None = None
+    prediction: dict | None = None  # a logged prediction: its row, segment and package
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,7 +82,9 @@ class Lineage:
 
 
 def resolve(ws: Workspace, index: ProvenanceIndex, target: str, *, rev: str | None = None) -> Start:
-    """A path (now or at ``rev``), a run id or its prefix, an object digest or its hex prefix."""
+    """A path (now or at ``rev``), a run id or its prefix, an object digest or its hex prefix, a prediction id."""
+    if rev is None and PREDICTION_ID.fullmatch(target):
+        return Start(prediction=find_prediction(ws, target))
     if rev is not None:
         commit = resolve_rev(ws, rev)
         rel = ws.rel(ws.resolve(target, must_exist=False))
@@ -161,7 +175,10 @@ def trace(ws: Workspace, index: ProvenanceIndex, start: Start, *, downstream: bo
     """The lineage of ``start`` (see the module docstring); ``verify`` also checks every hop's bytes."""
     b = _Builder()
     broken = index.broken()
-    if start.run_id is not None:
+    if start.prediction is not None:
+        root, frontier = _prediction(b, index, start.prediction)
+        later = []
+    elif start.run_id is not None:
         root = b.run(start.run_id, 0, index.runs([start.run_id]).get(start.run_id), broken)
         frontier = [] if downstream else _run_inputs(b, index, {start.run_id: 0})
         later = _run_outputs(b, index, [start.run_id], 1) if downstream else []
@@ -188,6 +205,75 @@ def trace(ws: Workspace, index: ProvenanceIndex, start: Start, *, downstream: bo
     nodes = sorted(b.nodes.values(), key=lambda n: (n["hop"], n["id"]))
     return Lineage(root, DOWNSTREAM if downstream else UPSTREAM, tuple(nodes), tuple(b.edges.values()),
                    tuple(b.problems), verify)
+
+
+# -- predictions ------------------------------------------------------------------------------
+
+
+def find_prediction(ws: Workspace, prediction_id: str) -> dict:
+    """The logged row of ``prediction_id``: ``prediction_id``, ``time``, ``package``, ``arm``, ``segment``,
+    ``row`` (its number in the segment) and ``record`` (inputs and outputs); ``UsageError`` if no log has it."""
+    import io
+
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    candidates = _segments_holding(ws, prediction_id)
+    for segment in candidates:
+        try:
+            table = pq.read_table(io.BytesIO(ws.store.read_bytes(parse(segment))))
+        except StorageError as exc:
+            raise UsageError(f"prediction '{prediction_id}' may be in log segment {segment}, which cannot be "
+                             f"read from the store ({exc}); `mlv pull` fetches it from a remote") from exc
+        hits = pc.index(table.column("prediction_id"), prediction_id).as_py()
+        if hits >= 0:
+            row = table.slice(hits, 1).to_pylist()[0]
+            base = {k: row.pop(k) for k in ("prediction_id", "time", "package", "arm")}
+            return {**base, "time": base["time"].strftime("%Y-%m-%dT%H:%M:%S.%fZ"), "segment": segment,
+                    "row": hits, "record": row}
+    folder = ws.rel(ws.dot / PREDICTIONS)
+    raise UsageError(f"prediction '{prediction_id}' is in no prediction log of this repo "
+                     f"({len(candidates)} segment(s) in its time range). The log is written to {folder}/ when "
+                     "`mlv serve` rotates it or stops; trace from the repo that served it")
+
+
+def _segments_holding(ws: Workspace, prediction_id: str) -> list[str]:
+    """Segments whose id range holds ``prediction_id``, after syncing state.db with the catalog files."""
+    from mlv.storage.workspace import statedb
+
+    db = statedb.connect(ws.dot / "state.db")
+    try:
+        folder = ws.dot / PREDICTIONS
+        names = {n[:-5] for n in os.listdir(folder) if n.endswith(".json")} if folder.is_dir() else set()
+        have = {s for (s,) in db.execute("SELECT segment FROM prediction_segments")}
+        rows = []
+        for name in names - have:
+            try:
+                entry = json.loads((folder / f"{name}.json").read_text(encoding="utf-8"))
+                rows.append((name, entry["first_id"], entry["last_id"], entry["package"], entry["arm"],
+                             entry["rows"]))
+            except (OSError, ValueError, KeyError):
+                continue  # half-written or foreign: not a segment this index can use
+        db.execute("BEGIN")
+        db.executemany("DELETE FROM prediction_segments WHERE segment = ?", [(s,) for s in have - names])
+        db.executemany("INSERT OR REPLACE INTO prediction_segments VALUES (?, ?, ?, ?, ?, ?)", rows)
+        db.execute("COMMIT")
+        found = db.execute("SELECT segment FROM prediction_segments WHERE first_id <= ? AND last_id >= ? "
+                           "ORDER BY first_id", (prediction_id, prediction_id)).fetchall()
+    finally:
+        db.close()
+    return [f"xxh3-128:{s}" for (s,) in found]
+
+
+def _prediction(b: _Builder, index: ProvenanceIndex, p: dict) -> tuple[str, list]:
+    """The prediction's node, its package's node (linked by a ``served`` edge), and the walk's first frontier."""
+    root, _ = b.artifact(f"prediction/{p['prediction_id']}", p["segment"], 0, origin="prediction", prediction=p)
+    package = p["package"]
+    made = index.made([package]).get(package, [])
+    path = made[0].path if made else (index.match_digest(package).get(package) or "")
+    node, _ = b.artifact(path, package, 1)
+    b.edge(node, root, "served")
+    return root, [(node, path, package, None)]
 
 
 def _walk_up(b: _Builder, index: ProvenanceIndex, frontier: list, broken: dict) -> None:

@@ -2,7 +2,9 @@
 
 Storage knows the roots pointer files name (``storage.references.pointer_roots``); the
 engine adds its own: the outputs ``mlv.lock`` names (with ``all_commits``, any commit's
-lock), and the objects run records name (captured logs, interpreters' package lists).
+lock), the objects run records name (captured logs, interpreters' package lists), and the
+prediction-log segments ``mlv serve`` stored (one catalog file each in ``.mlv/predictions/``,
+named by the segment's hex digest), so ``mlv trace <prediction-id>`` survives gc and push.
 Every command that deletes or moves objects builds its roots here, so a lock output or a
 record's log is never taken for garbage.
 """
@@ -21,6 +23,8 @@ from mlv.storage.workspace.references import Roots
 from mlv.storage.workspace import Workspace
 
 RUNS = "runs"  # .mlv/runs/<run id>.json
+PREDICTIONS = "predictions"  # .mlv/predictions/<segment hex>.json (pipelines.predlog)
+_HEX = re.compile(r"[0-9a-f]{32}\.json")
 _NAMED = re.compile(rb'"(?:log|packages)": "xxh3-128:([0-9a-f]{32})"')  # the objects a run record names
 
 
@@ -33,6 +37,8 @@ def roots(ws: Workspace, *, all_commits: bool = False) -> Roots:
             result.add(d, lockfile.NAME, is_dir=is_dir)
     for d in _record_objects(ws):
         result.add(d, "run record")
+    for d in _prediction_segments(ws):
+        result.add(d, "prediction log")
     if all_commits:
         for where, blob in gitfiles.blobs(ws.root, lambda path: path.rsplit("/", 1)[-1] == lockfile.NAME):
             for d, _ in lockfile.outputs(blob, where=where):
@@ -75,3 +81,9 @@ def record_objects(data: bytes) -> Iterable[Digest]:
 def _record_objects(ws: Workspace) -> list[Digest]:
     folder: Path = ws.dot / RUNS
     return [d for path in (folder.glob("*.json") if folder.is_dir() else ()) for d in record_objects(path.read_bytes())]
+
+
+def _prediction_segments(ws: Workspace) -> list[Digest]:
+    folder: Path = ws.dot / PREDICTIONS
+    names = [p.name for p in folder.iterdir()] if folder.is_dir() else []
+    return [Digest.from_hex(name[:32]) for name in names if _HEX.fullmatch(name)]

@@ -9,7 +9,9 @@ and creates it) when its layout changes — a cache is rebuilt, never migrated:
 - ``remotes`` (``storage.remotes``, ``storage.remote_state``): metadata files read from
   remotes, and what this clone last saw on each;
 - ``runs`` (``engine.records``): the run-cache index over ``.mlv/runs/``;
-- ``provenance`` (``engine.provenance``): the lineage index.
+- ``provenance`` (``engine.provenance``): the lineage index;
+- ``predictions`` (``engine.lineage``): the id range of each prediction-log segment, synced from the
+  catalog files ``mlv serve`` writes in ``.mlv/predictions/``.
 
 ``connect`` opens the file the same way for everyone (WAL, a 30 s busy timeout, no
 implicit transactions; callers batch their own) and makes sure every table exists.
@@ -55,6 +57,11 @@ CREATE TABLE IF NOT EXISTS added (digest TEXT, pointer TEXT, origin TEXT, PRIMAR
 CREATE TABLE IF NOT EXISTS broken_records (run_id TEXT PRIMARY KEY, mtime_ns INTEGER, detail TEXT);
 CREATE TABLE IF NOT EXISTS provenance_meta (key TEXT PRIMARY KEY, value TEXT);
 CREATE TABLE IF NOT EXISTS experiment_metrics (run_id TEXT PRIMARY KEY, metrics TEXT);
+""",
+    "predictions": """
+CREATE TABLE IF NOT EXISTS prediction_segments (segment TEXT PRIMARY KEY, first_id TEXT, last_id TEXT,
+    package TEXT, arm TEXT, rows INTEGER);
+CREATE INDEX IF NOT EXISTS prediction_segments_first ON prediction_segments (first_id);
 """,
 }
 
