@@ -134,5 +134,6 @@ def progress(total: int, description: str) -> Iterator[Callable[[int], None] | N
 
 from mlv.cli import data, experiments, pipeline, remote, sync, trace  # noqa: E402,F401  (registers the commands)
 from mlv.cli import label  # noqa: E402,F401  (mlv label review)
+from mlv.cli import score  # noqa: E402,F401  (mlv score)
 from mlv.cli import monitor  # noqa: E402,F401  (mlv monitor)
 from mlv.cli import serve  # noqa: E402,F401  (mlv serve)

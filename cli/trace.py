@@ -29,6 +29,8 @@ def trace(
     verify: Annotated[bool, typer.Option("--verify", help="Re-hash every hop's object and re-read every run record.")] = False,
     json_: Json = False,
     reindex: Annotated[bool, typer.Option("--reindex", help="Rebuild the provenance index from the run records first.")] = False,
+    row: Annotated[Optional[int], typer.Option("--row", min=0, help="Trace row N (from 0) of a prediction file, or of a "
+                                               "directory of them counted across its files in name order.")] = None,
 ) -> None:
     """Show where an artifact came from, back to the data added with `mlv add` (or, with --downstream, what was built from it)."""
     from mlv.engine import lineage
@@ -48,7 +50,15 @@ def trace(
     elif target is None:
         raise UsageError("name what to trace: a path, an object digest or a run id (or pass --reindex)")
     index = ProvenanceIndex(ws)
-    result = lineage.trace(ws, index, lineage.resolve(ws, index, target, rev=rev), downstream=downstream, verify=verify)
+    if row is not None:
+        from mlv.engine import rows
+
+        if rev is not None or downstream:
+            raise UsageError("--row traces a prediction upstream as the workspace has it: drop --rev and --downstream")
+        result = rows.trace_row(ws, index, rows.locate(ws, target, row), verify=verify)
+    else:
+        result = lineage.trace(ws, index, lineage.resolve(ws, index, target, rev=rev), downstream=downstream,
+                               verify=verify)
     if json_:
         emit_json(result.to_dict())
     else:
@@ -88,6 +98,9 @@ def _label(node: dict) -> str:
     mark = ""
     if "verified" in node:
         mark = "  ✓" if node["verified"] in ("ok", "unstored") else "  ✗ BROKEN"
+    if node["type"] == "row":  # mlv trace --row
+        return (f"row {node['row']} of {node['path']}  prediction {node['prediction']!r}  (row {node['input_row']} of "
+                f"input {node['input'][9:21]}, package {node['package'][9:21]})")
     if node["type"] == "run":
         if node.get("problem"):
             return f"run {node['run_id']}  (record unreadable)" + mark
