@@ -55,7 +55,8 @@ def render(found: dict) -> list[str]:
 
 def summary(found: dict) -> str:
     features = found["features"]
-    where = f"{found['rows']} rows of {found['source']} against package {found['package']}"
+    source = "the prediction log" if found["source"] == "logs" else found["source"]
+    where = f"{found['rows']} rows of {source} against package {found['package']}"
     if not found["drifted"]:
         return f"no drift: {len(features)} features within PSI {found['threshold']:g} ({where})"
     parts = []

@@ -43,6 +43,7 @@ class Sample:
 
     table: object  # a pyarrow Table
     source: str
+    arms: object = None  # for a canary rollout: both arms' predictions (arm, package, prediction)
 
 
 # -- the statistics -------------------------------------------------------------------------
@@ -265,10 +266,8 @@ def report(package, sample: Sample, *, threshold: float = THRESHOLD) -> dict:
     }
     found = {"package": package.digest, "source": sample.source, "rows": table.num_rows, "threshold": threshold,
              "features": features, "drifted": [n for n, f in features.items() if f["status"] != "ok"]}
-    if "arm" in table.column_names and "prediction" in table.column_names:
-        both = arms(table, task=package.task)
-        if both is not None:
-            found["canary"] = both
+    if sample.arms is not None:
+        found["canary"] = arms(sample.arms, task=package.task)
     return found
 
 
@@ -331,8 +330,51 @@ def read_data(path: str) -> Sample:
 
 
 def read_logs(workspace, digest: str) -> Sample:
-    """The prediction log's rows answered by the package ``digest``, and its canary arm's beside them."""
-    raise MonitorError("reading the prediction log is not available yet; give --data TABLE")
+    """The prediction log's rows answered by the package ``digest`` — its inputs are what drift is measured on —
+    and, when some of them were logged while a second package answered the other arm (a canary rollout, or the
+    main arm when ``digest`` was the canary), both arms' predictions from that time, for ``arms``."""
+    import pyarrow.compute as pc
+    from mlv.pipelines import predlog
+
+    log = predlog.read(workspace)
+    if "package" not in log.column_names or log.num_rows == 0:
+        raise MonitorError(f"the prediction log of {workspace.root} is empty; `mlv serve` the package (or give "
+                           "--data TABLE)")
+    own = log.filter(pc.equal(log.column("package"), digest))
+    if own.num_rows == 0:
+        served = ", ".join(sorted(pc.unique(log.column("package")).to_pylist()))
+        raise MonitorError(f"the prediction log holds no predictions of package {digest} (it holds {served}); "
+                           "`mlv serve` this package, or name one of those")
+    return Sample(own, "logs", _both_arms(log, own, digest))
+
+
+def _both_arms(log, own, digest: str):
+    """The rows of the other arm logged while ``own``'s arm was answering, and ``own``'s from the time both
+    answered, as a table of ``arm``, ``package`` and ``prediction`` (text for class labels, else float); None
+    when no other arm answered beside it."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    arm = "canary" if "main" not in pc.unique(own.column("arm")).to_pylist() else "main"
+    mine = own.filter(pc.equal(own.column("arm"), arm))
+    others = pc.and_(pc.not_equal(log.column("arm"), arm), pc.not_equal(log.column("package"), digest))
+    other = _during(log.filter(others), mine)
+    if other.num_rows == 0 or "prediction" not in log.column_names:
+        return None
+    text = not pa.types.is_floating(log.schema.field("prediction").type)
+    return pa.concat_tables([
+        t.select(["arm", "package", "prediction"]).set_column(
+            2, "prediction", t.column("prediction").cast(pa.string() if text else pa.float64()))
+        for t in (_during(mine, other), other)])
+
+
+def _during(rows, span):
+    """The ``rows`` logged between the first and the last ``time`` of ``span``."""
+    import pyarrow.compute as pc
+
+    times = rows.column("time")
+    first, last = pc.min(span.column("time")), pc.max(span.column("time"))
+    return rows.filter(pc.and_(pc.greater_equal(times, first), pc.less_equal(times, last)))
 
 
 def _where(source: str) -> str:

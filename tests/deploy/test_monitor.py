@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sys
 import textwrap
+import time
+from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
@@ -22,15 +25,19 @@ from conftest import Cli
 from scipy import stats as scipy_stats
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "kinds"))  # the package tests' helpers, as test_select uses them
-from mlv.pipelines import monitor
+from mlv.pipelines import monitor, predlog
+from mlv.storage.workspace import Workspace
 from test_package import table, train_stage
+
+from mlv.api import load_package
 
 TRAIN_ROWS = 2000
 
 
 @pytest.fixture(scope="module")
 def packaged(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A repo whose models/pkg was built by `mlv run` from TRAIN_ROWS rows; shared, as monitor only reads it."""
+    """A repo whose models/pkg (and models/pkg1, a depth-1 forest: the canary) were built by `mlv run` from
+    TRAIN_ROWS rows; shared, as monitor only reads it (tests that log predictions copy it)."""
     repo = tmp_path_factory.mktemp("monitor") / "repo"
     repo.mkdir()
     here = os.getcwd()
@@ -41,12 +48,17 @@ def packaged(tmp_path_factory: pytest.TempPathFactory) -> Path:
         (repo / "data").mkdir()
         pq.write_table(table(TRAIN_ROWS, seed=3), repo / "data/train.parquet")
         cli("add", "data/train.parquet")
-        stages = train_stage("fit", "models/rf", 4) + textwrap.dedent("""\
+        stages = train_stage("fit", "models/rf", 4) + train_stage("fit1", "models/rf1", 1) + textwrap.dedent("""\
             package:
               kind: package
               model: models/rf
               data: data/train.parquet
               out: models/pkg
+            package1:
+              kind: package
+              model: models/rf1
+              data: data/train.parquet
+              out: models/pkg1
             """)
         (repo / "mlv.yaml").write_text("stages:\n" + textwrap.indent(stages, "  "))
         cli("run")
@@ -84,8 +96,38 @@ def meta(repo: Path) -> dict:
     return yaml.safe_load((repo / "models/pkg/package.yaml").read_text())
 
 
-def digest(repo: Path) -> str:
-    return yaml.safe_load((repo / "mlv.lock").read_text())["stages"]["package"]["outs"]["models/pkg"]["digest"]
+def digest(repo: Path, package: str = "package") -> str:
+    stage = yaml.safe_load((repo / "mlv.lock").read_text())["stages"][package]
+    return next(iter(stage["outs"].values()))["digest"]
+
+
+@pytest.fixture
+def own_repo(packaged: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A copy of the packaged repo, to change or to log predictions in; the cwd."""
+    copy = tmp_path / "repo"
+    shutil.copytree(packaged, copy, symlinks=True)
+    monkeypatch.chdir(copy)
+    return copy
+
+
+def log_predictions(repo: Path, data: pa.Table, *, canary: float = 0.0, when: float | None = None,
+                    seed: int = 0) -> dict[str, int]:
+    """Answer ``data``'s rows as `mlv serve models/pkg --canary models/pkg1:<canary>` would, through predlog's
+    own writer: each arm's real predictions appended, then the log closed. Returns the rows per arm."""
+    log = predlog.PredictionLog(Workspace(repo))
+    inputs = data.select(["amount", "age", "channel"])
+    to_canary = np.random.default_rng(seed).random(inputs.num_rows) < canary
+    now = time.time() if when is None else when
+    ids = predlog.IdMaker().make(inputs.num_rows, now)
+    counts = {}
+    for path, arm, mask in (("models/pkg", "main", ~to_canary), ("models/pkg1", "canary", to_canary)):
+        where = np.flatnonzero(mask)
+        if where.size:
+            package, part = load_package(path), inputs.take(where)
+            log.append(package.digest, arm, [ids[i] for i in where], now, part, package.predict(part))
+        counts[arm] = int(where.size)
+    log.close()
+    return counts
 
 
 # -- drift, or not ----------------------------------------------------------------------------
@@ -220,12 +262,8 @@ def test_bad_usage_exits_2(at_repo: Path, tmp_path: Path, cli):
     assert "not a PSI level" in cli("monitor", "models/pkg", "--data", path, "--threshold", "-1", code=2).stderr
 
 
-def test_a_changed_package_is_refused_before_monitoring(packaged: Path, tmp_path: Path, cli, monkeypatch):
-    copy = tmp_path / "repo"
-    import shutil
-
-    shutil.copytree(packaged, copy, symlinks=True)
-    monkeypatch.chdir(copy)
+def test_a_changed_package_is_refused_before_monitoring(own_repo: Path, tmp_path: Path, cli):
+    copy = own_repo
     text = (copy / "models/pkg/package.yaml").read_text()
     (copy / "models/pkg/package.yaml").unlink()
     (copy / "models/pkg/package.yaml").write_text(text.replace("task: classification", "task: regression"))
@@ -236,3 +274,55 @@ def test_a_changed_package_is_refused_before_monitoring(packaged: Path, tmp_path
 def test_json_is_plain_json(at_repo: Path, tmp_path: Path, cli):
     result = cli("monitor", "models/pkg", "--data", sample(tmp_path, shifted()), "--json", code=1)
     json.loads(result.stdout, parse_constant=lambda c: pytest.fail(f"{c} is not JSON"))
+
+
+# -- the prediction log, and a canary -----------------------------------------------------------
+
+
+def test_logs_with_a_canary_compare_the_inputs_and_the_two_arms(own_repo: Path, cli):
+    early = log_predictions(own_repo, table(300, seed=12), when=time.time() - 3600)  # before the canary
+    arms = log_predictions(own_repo, table(1000, seed=11), canary=0.2)
+    found = cli.json("monitor", "models/pkg", "--logs")
+    assert (found["source"], found["rows"]) == ("logs", early["main"] + arms["main"])
+    assert found["drifted"] == [] and set(found["features"]) == {"amount", "age", "channel"}
+    canary = found["canary"]
+    assert list(canary) == ["main", "canary", "psi"]
+    assert canary["main"]["packages"] == [digest(own_repo)] and canary["main"]["rows"] == arms["main"]
+    assert canary["canary"]["packages"] == [digest(own_repo, "package1")]
+    assert canary["canary"]["rows"] == arms["canary"] and 150 < arms["canary"] < 250
+
+    main, other = load_package("models/pkg"), load_package("models/pkg1")
+    for arm, package in (("main", main), ("canary", other)):
+        rows = predlog.read(Workspace(own_repo), package.digest)
+        recent = datetime.fromtimestamp(time.time() - 1800, timezone.utc)
+        rows = rows.filter(pc.greater(rows.column("time"), pa.scalar(recent, pa.timestamp("us", "UTC"))))
+        labels = rows.column("prediction").to_pylist()
+        assert canary[arm]["predictions"]["shares"] == pytest.approx(
+            {c: labels.count(c) / len(labels) for c in ("no", "yes")})
+    assert canary["psi"] == pytest.approx(monitor.psi(list(canary["main"]["predictions"]["shares"].values()),
+                                                      list(canary["canary"]["predictions"]["shares"].values())))
+
+    text = cli("monitor", "models/pkg", "--logs").stdout.splitlines()
+    assert text[4] == (f"no drift: 3 features within PSI 0.2 ({found['rows']} rows of the prediction log against "
+                       f"package {digest(own_repo)})")
+    assert text[6].split()[:2] == ["canary", "rows"] and text[7].split()[:2] == ["main", str(arms["main"])]
+    assert text[8].split()[:2] == ["canary", str(arms["canary"])]
+    assert text[9] == f"prediction PSI canary vs main: {canary['psi']:.3f}"
+
+    reverse = cli.json("monitor", "models/pkg1", "--logs")  # the canary's own view: its rows, the main arm beside
+    assert reverse["rows"] == arms["canary"] and reverse["canary"]["main"]["rows"] == arms["main"]
+
+
+def test_logged_inputs_that_drift_exit_1_and_a_log_without_canary_has_no_arms(own_repo: Path, cli):
+    log_predictions(own_repo, shifted())
+    found = cli.json("monitor", "models/pkg", "--logs", code=1)
+    assert found["drifted"] == ["amount", "channel"] and "canary" not in found
+    assert "drift over PSI 0.2: amount, channel" in cli("monitor", "models/pkg", "--logs", code=1).stdout
+
+
+def test_logs_with_nothing_to_compare_exit_2(own_repo: Path, cli):
+    assert "prediction log of" in cli("monitor", "models/pkg", "--logs", code=2).stderr
+    log_predictions(own_repo, table(50, seed=11))
+    result = cli("monitor", "models/pkg1", "--logs", code=2)
+    assert f"holds no predictions of package {digest(own_repo, 'package1')}" in result.stderr
+    assert digest(own_repo) in result.stderr
