@@ -61,22 +61,24 @@ def part_name(index: int) -> str:
 # -- the input against the package ------------------------------------------------------------
 
 
-def input_schema(package_dir: str | os.PathLike, *, key: str = "package") -> dict:
-    """``input_schema`` of the ``package.yaml`` in ``package_dir`` (read, not verified: ``run`` verifies)."""
+def input_schema(package_dir: str | os.PathLike, *, shown: str, key: str = "package") -> dict:
+    """``input_schema`` of the ``package.yaml`` in ``package_dir`` (written ``shown``; read, not verified: ``run``
+    verifies)."""
     import yaml
     from mlv.pipelines.package import PACKAGE_FILE
 
     path = Path(package_dir) / PACKAGE_FILE
+    where = f"{shown.rstrip('/')}/{PACKAGE_FILE}"
     try:
         meta = yaml.safe_load(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise SettingError(key, f"'{package_dir}' is not a model package: it holds no {PACKAGE_FILE}; name the "
+        raise SettingError(key, f"'{shown}' is not a model package: it holds no {PACKAGE_FILE}; name the "
                            "'out' of a package stage") from None
     except (OSError, yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise SettingError(key, f"{path} cannot be read: {exc}") from None
+        raise SettingError(key, f"{where} cannot be read: {exc}") from None
     schema = meta.get("input_schema") if isinstance(meta, dict) else None
     if not isinstance(schema, dict) or not schema:
-        raise SettingError(key, f"{path} has no input_schema; rebuild the package with a package stage")
+        raise SettingError(key, f"{where} has no input_schema; rebuild the package with a package stage")
     return {str(k): str(v) for k, v in schema.items()}
 
 
@@ -136,7 +138,7 @@ def preflight(settings: dict, stage: dict) -> None:
         return  # run() checks what an upstream stage writes
     if not paths["package"].exists():
         raise SettingError("package", f"'{settings['package']}' does not exist; name the 'out' of a package stage")
-    schema = input_schema(paths["package"])
+    schema = input_schema(paths["package"], shown=settings["package"])
     if paths["data"].exists():
         check_input(paths["data"], _partitions(paths["data"]), schema, where=settings["data"])
 
@@ -289,11 +291,10 @@ def score_outside(ws, package: str, data: str, out: str, *, force: bool = False)
     rels = {"package": ws.rel(ws.resolve(package)), "data": ws.rel(ws.resolve(data)),
             "out": ws.rel(ws.resolve(out, must_exist=False))}
     _refuse_overlaps(ws, rels)
-    shown = {"package": package, "data": data, "out": out}
     try:
         preflight(rels, {"name": f"score:{rels['out']}", "root": str(ws.root), "wdir": str(ws.root), "produced": ()})
     except SettingError as exc:
-        raise UsageError(f"'{shown[exc.mlv_setting]}': {exc}") from None
+        raise UsageError(str(exc)) from None  # the message names the path
     spec = StageSpec(name=f"score:{rels['out']}", kind="score", settings=dict(rels),
                      deps=(rels["package"], rels["data"]), outs=(rels["out"],))
     graph = build_graph([spec], root=ws.root, source="mlv score")
