@@ -18,13 +18,16 @@ def serve(
     canary: Annotated[Optional[str], typer.Option("--canary", metavar="PKG:FRACTION",
                       help="Send this fraction of records to a second package (sticky by X-Request-Key or \"key\").")] = None,
     max_body: Annotated[int, typer.Option("--max-body", metavar="BYTES", help="Largest request body accepted.")] = 8 << 20,
+    log_rows: Annotated[int, typer.Option("--log-rows", hidden=True, help="Rows per log segment.")] = 10_000,
+    log_seconds: Annotated[float, typer.Option("--log-seconds", hidden=True, help="Seconds per log segment.")] = 60.0,
 ) -> None:
     """Answer POST /predict, GET /health, /metadata and /metrics until SIGTERM or Ctrl-C; then write the prediction log."""
     from mlv.pipelines import serving
 
     other, fraction = serving.parse_canary(canary) if canary else (None, 0.0)
-    options = serving.ServeOptions(host=host, port=port, canary=other, fraction=fraction, max_body=max_body)
+    options = serving.ServeOptions(host=host, port=port, canary=other, fraction=fraction, max_body=max_body,
+                                   log_rows=log_rows, log_seconds=log_seconds)
     written = serving.serve(workspace(), package, options, say=lambda line: print(line, flush=True))
     rows = sum(s.rows for s in written)
-    err.print(f"stopped; logged {rows} prediction(s) in {len(written)} segment(s) at shutdown")
+    err.print(f"stopped; logged {rows} prediction(s) in {len(written)} segment(s) (.mlv/predictions/)")
     sys.stdout.flush()

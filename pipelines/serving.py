@@ -39,6 +39,7 @@ from mlv.storage.errors import UsageError
 MAX_BODY = 8 << 20
 KEY_HEADER = "X-Request-Key"
 TOP_LEVEL = frozenset({"records", "key"})
+ROUTES = {"/predict": "POST", "/health": "GET", "/metadata": "GET", "/metrics": "GET"}
 _WHAT = {"numeric": "a number", "integer": "an integer", "string": "a string", "boolean": "true or false"}
 
 
@@ -322,7 +323,11 @@ class Server:
 
     async def unknown(self, request):
         started = time.perf_counter()
-        self.count("other", 404, started)
+        allowed = ROUTES.get(request.path)
+        status = 404 if allowed is None else 405
+        self.count("other", status, started)
+        if allowed is not None:
+            return _json(405, _dumps({"error": f"{request.method} {request.path}: use {allowed}"}))
         return _json(404, _dumps({"error": f"no route {request.method} {request.path}; the server answers "
                                   "POST /predict, GET /health, GET /metadata and GET /metrics"}))
 
