@@ -297,8 +297,23 @@ def _human(settings: dict, id_column: str, rows: list[dict]) -> dict[str, object
     return {key: label for key, label in labels.items() if key in known}
 
 
+def _whole(label: object) -> bool:
+    """Whether a label is a whole number, or text that reads as one and back the same (``"7"``, not ``"07"``)."""
+    if isinstance(label, int) and not isinstance(label, bool):
+        return True
+    return isinstance(label, str) and label.lstrip("-").isdigit() and str(int(label)) == label
+
+
 def _one_kind(labels: list, sources: list) -> list:
-    """The labels, as text when they mix kinds (numbers and text, say), with a note naming the sources."""
+    """The labels, as text when they mix kinds (numbers and text, say), with a note naming the sources.
+
+    A human file is text: when the rules give whole numbers and every human label reads as one
+    (``"1"``), the human labels are those numbers, not a reason to turn the column into text.
+    """
+    rules = {type(label) for label, source in zip(labels, sources) if label is not None and source.startswith("rule:")}
+    if rules == {int} and all(_whole(label) for label, source in zip(labels, sources)
+                              if label is not None and not source.startswith("rule:")):
+        labels = [int(label) if isinstance(label, str) else label for label in labels]
     kinds: dict[str, set] = {}
     for label, source in zip(labels, sources):
         if label is not None:

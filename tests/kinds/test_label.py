@@ -140,6 +140,10 @@ def test_labels_of_mixed_types_become_text_and_the_stage_says_so(repo, cli):
     human(repo, "id,label\n")
     cli("run")
     assert pq.read_table(repo / "data/labeled.parquet").schema.field("label").type == pa.int64()
+    human(repo, "id,label\n2,0\n")  # a person's "0" in a CSV is the rules' 0, not text
+    cli("run")
+    assert pq.read_table(repo / "data/labeled.parquet").schema.field("label").type == pa.int64()
+    assert labeled(repo)[2] == (0, "human:labels/human.csv")
 
 
 def test_a_rule_that_raises_fails_the_stage_naming_the_rule_and_the_item(repo, cli):
