@@ -1,4 +1,8 @@
-"""Make the example's raw data: three months of synthetic customer records (run once; the CSVs are committed)."""
+"""Make the example's data (run once; the CSVs are committed): three months of synthetic customer records,
+a person's labels for some of them, and a fourth month of new customers to score.
+
+    python src/generate.py data/raw labels/human.csv data/incoming
+"""
 
 import csv
 import pathlib
@@ -36,3 +40,14 @@ with open(sys.argv[2], "w", newline="") as f:
     w.writerow(["customer_id", "label", "annotator", "time"])
     for cid, churn in truth[::25]:
         w.writerow([cid, churn, "ana", "2026-04-02T10:00:00Z"])
+# a fourth month: new customers, to score with the packaged model (drawn after the rest: months 1-3 stay as they were)
+incoming = pathlib.Path(sys.argv[3])
+incoming.mkdir(parents=True, exist_ok=True)
+with open(incoming / "customers-2026-04.csv", "w", newline="") as f:
+    w = csv.writer(f)
+    w.writerow(["customer_id", "region", "tenure_months", "monthly_charges", "support_calls", "days_since_login",
+                "cancel_requested"])
+    for i in range(300):
+        w.writerow([f"C202604{i:04d}", REGIONS[rng.integers(4)], int(rng.integers(1, 73)),
+                    round(float(rng.uniform(15, 120)), 2), int(rng.poisson(1.2)), int(rng.exponential(20)),
+                    int(rng.random() < 0.1)])
