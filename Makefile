@@ -31,6 +31,8 @@ bench: $(STAMP)
 	$(PY) bench/bench_example.py
 	$(PY) bench/bench_train.py
 	$(PY) bench/bench_exp.py
+	$(PY) bench/bench_score.py
+	$(PY) bench/bench_serve.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis bench/.work
