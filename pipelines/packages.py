@@ -68,14 +68,41 @@ class Package:
 
         table = _as_table(table)
         matrix = features_matrix(table, self.meta["input_schema"])
-        columns = {"prediction": pa.array(np.asarray(self.model.predict(matrix)).tolist())}
-        if self.task == "classification" and hasattr(self.model, "predict_proba"):
-            proba = np.asarray(self.model.predict_proba(matrix), dtype=float)
-            classes = getattr(self.model, "classes_", None)
-            classes = list(classes) if classes is not None else self.classes or range(proba.shape[1])
-            for j, cls in enumerate(classes):
-                columns[f"proba_{_plain(cls)}"] = pa.array(proba[:, j])
+        if self.task != "classification" or not hasattr(self.model, "predict_proba"):
+            return pa.table({"prediction": _column(self.model.predict(matrix))})
+        proba = np.asarray(self.model.predict_proba(matrix), dtype=float)
+        classes = getattr(self.model, "classes_", None)
+        if classes is not None and _predicts_by_argmax(self.model):  # one pass of the model, not two
+            prediction = np.asarray(classes).take(proba.argmax(axis=1))
+        else:
+            prediction = self.model.predict(matrix)
+        classes = list(classes) if classes is not None else self.classes or range(proba.shape[1])
+        columns = {"prediction": _column(prediction)}
+        for j, cls in enumerate(classes):
+            columns[f"proba_{_plain(cls)}"] = pa.array(proba[:, j])
         return pa.table(columns)
+
+
+# scikit-learn classifiers whose predict() is exactly classes_[argmax(predict_proba())]: their probabilities are
+# the class scores, or a monotone map of them (sigmoid/softmax), ties broken toward the first class alike
+_ARGMAX = {"LogisticRegression", "RandomForestClassifier", "ExtraTreesClassifier", "DecisionTreeClassifier",
+           "ExtraTreeClassifier", "GaussianNB", "LinearDiscriminantAnalysis", "GradientBoostingClassifier",
+           "HistGradientBoostingClassifier"}
+
+
+def _predicts_by_argmax(model) -> bool:
+    final = model.steps[-1][1] if hasattr(model, "steps") else model  # a Pipeline predicts with its last step
+    cls = type(final)
+    return cls.__module__.startswith("sklearn.") and cls.__name__ in _ARGMAX
+
+
+def _column(values):
+    """A model's predictions as an Arrow column, without a detour through Python objects where numpy has a type."""
+    import numpy as np
+    import pyarrow as pa
+
+    values = np.asarray(values)
+    return pa.array(values.tolist() if values.dtype.kind == "O" else values)
 
 
 def features_matrix(table, schema: dict):

@@ -222,27 +222,9 @@ def score_partition(package, source: Path, target: Path) -> int:
 
 
 def predict(package, batch):
-    """``package.predict(batch)``, column for column; for a classifier that is a scikit-learn ``Pipeline``, its
-    transforms run once for both ``predict`` and ``predict_proba`` (``Package.predict`` runs them twice)."""
-    import numpy as np
-    import pyarrow as pa
-    from sklearn.pipeline import Pipeline
-
-    from mlv.pipelines.packages import _as_table, _plain, features_matrix
-
-    model = package.model
-    if package.task != "classification" or not isinstance(model, Pipeline) or len(model.steps) < 2 \
-            or not hasattr(model, "predict_proba"):
-        return package.predict(batch)
-    transformed = model[:-1].transform(features_matrix(_as_table(batch), package.meta["input_schema"]))
-    last = model.steps[-1][1]
-    columns = {"prediction": pa.array(np.asarray(last.predict(transformed)).tolist())}
-    proba = np.asarray(last.predict_proba(transformed), dtype=float)
-    classes = getattr(model, "classes_", None)
-    classes = list(classes) if classes is not None else package.classes or range(proba.shape[1])
-    for j, cls in enumerate(classes):
-        columns[f"proba_{_plain(cls)}"] = pa.array(proba[:, j])
-    return pa.table(columns)
+    """``package.predict(batch)``: one pass of the model for the classifiers whose prediction is their most
+    probable class (``Package.predict``)."""
+    return package.predict(batch)
 
 
 def _batch_rows(package) -> int:
