@@ -68,6 +68,7 @@ class RunOptions:
     fail_fast: bool = False
     fetch: Fetch | None = None  # gets outputs that ran before from a remote, instead of running the stage
     download: bool = True  # workspace: remote — check outputs out after each stage (False: --no-download)
+    lock: bool = True  # False: runs are recorded but mlv.lock is not written (`mlv score`: not a stage of mlv.yaml)
 
 
 class State(str, Enum):
@@ -393,6 +394,8 @@ class Runner:
                                     f"`mlv pull {spec.name}` brings them later")
 
     def _commit_lock(self, spec: StageSpec, decision: Decision, run_id: str, outs: dict[str, Output]) -> None:
+        if not self.options.lock:
+            return
         self.lock[spec.name] = LockEntry(decision.fingerprint, run_id, dict(decision.deps), dict(spec.params), outs)
         lockfile.dump(self.ws.root, {n: e for n, e in self.lock.items() if n in self.pipeline_stages})
 

@@ -307,7 +307,7 @@ def score_outside(ws, package: str, data: str, out: str, *, force: bool = False)
     from mlv.engine.cluster import load_config
     from mlv.engine.dag import StageSpec, build_graph
     from mlv.engine.records import RunIndex
-    from mlv.engine.runner import RunLock, RunOptions
+    from mlv.engine.runner import RunLock, Runner, RunOptions
     from mlv.pipelines.kinds import Registry
 
     rels = {"package": ws.rel(ws.resolve(package)), "data": ws.rel(ws.resolve(data)),
@@ -321,8 +321,8 @@ def score_outside(ws, package: str, data: str, out: str, *, force: bool = False)
                      deps=(rels["package"], rels["data"]), outs=(rels["out"],))
     graph = build_graph([spec], root=ws.root, source="mlv score")
     with RunLock(ws), ws.lock():
-        runner = _runner_type()(ws, graph, load_config(ws.root / CLUSTER_FILE), RunOptions(force=force),
-                                pipeline_stages=frozenset(), kinds=Registry())
+        runner = Runner(ws, graph, load_config(ws.root / CLUSTER_FILE), RunOptions(force=force, lock=False),
+                        pipeline_stages=frozenset(), kinds=Registry())
         (result,) = runner.run()
     if result.state == "failed":
         lines = [line for line in result.log_tail.splitlines() if line.strip()]
@@ -358,17 +358,6 @@ def _refuse_overlaps(ws, rels: dict) -> None:
                 if overlap(out, owned):
                     raise UsageError(f"OUTPUT '{out}' overlaps '{owned}', an output of stage '{spec.name}' "
                                      f"({PIPELINE_FILE}:{spec.line}); write the predictions elsewhere")
-
-
-def _runner_type():
-    """The engine's ``Runner``, less ``mlv.lock``: run records, stored outputs and the run cache stay its own."""
-    from mlv.engine.runner import Runner
-
-    class OutsidePipeline(Runner):
-        def _commit_lock(self, spec, decision, run_id, outs) -> None:
-            pass  # `mlv score` is not a stage of mlv.yaml: its record says what it made, the lock does not
-
-    return OutsidePipeline
 
 
 def _rows(files: list[Path]) -> int:
