@@ -120,8 +120,17 @@ class ProvenanceIndex:
             self.sync()
 
     def _create(self) -> None:
-        statedb.reset(self.db, "provenance")
-        self.db.execute("INSERT INTO provenance_meta VALUES ('version', ?)", (VERSION,))
+        """(Re)create the tables — unless another process or thread did while this one waited for the lock."""
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            row = self.db.execute("SELECT value FROM provenance_meta WHERE key = 'version'").fetchone()
+            if row is None or row[0] != VERSION:
+                statedb.reset(self.db, "provenance")
+                self.db.execute("INSERT INTO provenance_meta VALUES ('version', ?)", (VERSION,))
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
 
     # -- keeping up with the record files ---------------------------------------------
     def sync(self) -> int:

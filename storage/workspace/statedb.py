@@ -72,11 +72,29 @@ def connect(path: str | Path) -> sqlite3.Connection:
     db = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
     db.execute("PRAGMA journal_mode=WAL")
     db.execute("PRAGMA synchronous=NORMAL")
-    db.executescript("".join(SCHEMA.values()))
+    _atomically(db, "".join(SCHEMA.values()))
     return db
 
 
 def reset(db: sqlite3.Connection, group: str) -> None:
     """Drop and recreate the tables of ``group`` (its layout changed, or it is rebuilt from scratch)."""
     tables = [line.split()[5] for line in SCHEMA[group].splitlines() if line.startswith("CREATE TABLE")]
-    db.executescript("".join(f"DROP TABLE IF EXISTS {t};" for t in tables) + SCHEMA[group])
+    _atomically(db, "".join(f"DROP TABLE IF EXISTS {t};" for t in tables) + SCHEMA[group])
+
+
+def _atomically(db: sqlite3.Connection, script: str) -> None:
+    """Run a schema script as one transaction (inside the caller's, if one is open): another connection never
+    sees it half done — a table dropped and not yet created again, or an index created before its table."""
+    statements = [s.strip() for s in script.split(";") if s.strip()]
+    own = not db.in_transaction
+    if own:
+        db.execute("BEGIN IMMEDIATE")
+    try:
+        for statement in statements:
+            db.execute(statement)
+    except BaseException:
+        if own:
+            db.execute("ROLLBACK")
+        raise
+    if own:
+        db.execute("COMMIT")
