@@ -12,44 +12,13 @@ a subprocess, which inherits the fake credentials set in ``os.environ``.
 
 from __future__ import annotations
 
-import json
 import logging
-import traceback
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from helpers import S3_ENV, S3_ENV_REMOVED, git_init
-from typer.testing import CliRunner, Result
-
-
-class Cli:
-    def __init__(self) -> None:
-        from mlv.cli.main import (
-            app,  # imported here: a broken CLI must not break collection of other tests
-        )
-
-        self.app = app
-        self.runner = CliRunner()
-
-    def __call__(self, *args: str, code: int = 0) -> Result:
-        result = self.runner.invoke(self.app, [str(a) for a in args])
-        if result.exception is not None and not isinstance(result.exception, SystemExit):
-            tb = "".join(traceback.format_exception(*result.exc_info))
-            pytest.fail(f"`mlv {' '.join(map(str, args))}` raised instead of exiting cleanly:\n{tb}")
-        assert result.exit_code == code, (
-            f"`mlv {' '.join(map(str, args))}` exited {result.exit_code}, expected {code}\n"
-            f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}"
-        )
-        return result
-
-    def json(self, *args: str, code: int = 0):
-        return json.loads(self(*args, "--json", code=code).stdout)
-
-    def states(self, *paths: str) -> dict[str, str]:
-        """``{path: state}`` from ``mlv status --json``."""
-        return {e["path"]: e["state"] for e in self.json("status", *paths)}
+from helpers import S3_ENV, S3_ENV_REMOVED, Cli, git_init
 
 
 @pytest.fixture

@@ -12,12 +12,15 @@ import signal
 import subprocess
 import sys
 import time
+import traceback
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import pytest
 from mlv.storage.store.objects import ObjectStore
+from typer.testing import CliRunner, Result
 
 #: The installed console script, next to the interpreter running the tests (there is no
 #: ``mlv.__main__``, so ``python -m mlv`` is not an option).
@@ -212,3 +215,31 @@ def dask_processes(home: Path, workers: dict[str, list[str]], env: dict | None =
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
+
+
+class Cli:
+    def __init__(self) -> None:
+        from mlv.cli.main import (
+            app,  # imported here: a broken CLI must not break collection of other tests
+        )
+
+        self.app = app
+        self.runner = CliRunner()
+
+    def __call__(self, *args: str, code: int = 0) -> Result:
+        result = self.runner.invoke(self.app, [str(a) for a in args])
+        if result.exception is not None and not isinstance(result.exception, SystemExit):
+            tb = "".join(traceback.format_exception(*result.exc_info))
+            pytest.fail(f"`mlv {' '.join(map(str, args))}` raised instead of exiting cleanly:\n{tb}")
+        assert result.exit_code == code, (
+            f"`mlv {' '.join(map(str, args))}` exited {result.exit_code}, expected {code}\n"
+            f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}"
+        )
+        return result
+
+    def json(self, *args: str, code: int = 0):
+        return json.loads(self(*args, "--json", code=code).stdout)
+
+    def states(self, *paths: str) -> dict[str, str]:
+        """``{path: state}`` from ``mlv status --json``."""
+        return {e["path"]: e["state"] for e in self.json("status", *paths)}

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import sys
 import textwrap
 import time
 from datetime import datetime, timezone
@@ -21,13 +20,11 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 import yaml
-from conftest import Cli
-from scipy import stats as scipy_stats
-
-sys.path.insert(0, str(Path(__file__).parents[1] / "kinds"))  # the package tests' helpers, as test_select uses them
+from helpers import Cli
+from mlfixtures import table, train_stage
 from mlv.pipelines import monitor, predlog
 from mlv.storage.workspace import Workspace
-from test_package import table, train_stage
+from scipy import stats as scipy_stats
 
 from mlv.api import load_package
 

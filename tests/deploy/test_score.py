@@ -21,13 +21,10 @@ import pytest
 import skops.io as sio
 import xxhash
 import yaml
-from conftest import Cli
-from helpers import MLV
+from helpers import MLV, Cli
+from mlfixtures import FEATURES, lock, table, train_stage
 
-sys.path.insert(0, str(Path(__file__).parents[1] / "kinds"))  # the package tests' helpers, as test_select uses them
-from test_package import FEATURES, lock, table, train_stage  # noqa: E402
-
-from mlv.api import load_package  # noqa: E402
+from mlv.api import load_package
 
 PACKAGE_STAGES = train_stage("fit", "models/rf", 4) + textwrap.dedent("""\
     package:

@@ -7,7 +7,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import textwrap
 import threading
 import time
@@ -21,15 +20,12 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from conftest import Cli
-from helpers import MLV, run_mlv
+from helpers import MLV, Cli, run_mlv
+from mlfixtures import table, train_stage
+from mlv.pipelines import predlog
+from mlv.storage.workspace import Workspace
 
-sys.path.insert(0, str(Path(__file__).parents[1] / "kinds"))  # the package tests' helpers, as test_select uses them
-from test_package import table, train_stage  # noqa: E402
-
-from mlv.api import load_package  # noqa: E402
-from mlv.pipelines import predlog  # noqa: E402
-from mlv.storage.workspace import Workspace  # noqa: E402
+from mlv.api import load_package
 
 RECORD = {"amount": 120.5, "age": 33, "channel": "web"}
 

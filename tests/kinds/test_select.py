@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import yaml
-from test_package import lock, table, train_stage
+from mlfixtures import lock, table, train_stage
 
 from mlv.api import load_package
 
