@@ -36,25 +36,28 @@ Invariants:
 
 from __future__ import annotations
 
-import json
-import os
 import re
 import time
 from dataclasses import dataclass
 
+from mlv.engine import predlog
 from mlv.engine.history import Tree, Version, resolve_rev, version_of
 from mlv.engine.provenance import InputRow, ProvenanceIndex
-from mlv.storage.workspace import pointers
+from mlv.storage.errors import (
+    MlvError,
+    ObjectCorrupt,
+    ObjectMissing,
+    StorageError,
+    UsageError,
+)
 from mlv.storage.store.digest import Digest, parse
-from mlv.storage.errors import MlvError, ObjectCorrupt, ObjectMissing, StorageError, UsageError
-from mlv.storage.workspace import Workspace
+from mlv.storage.workspace import Workspace, pointers
 
 UPSTREAM, DOWNSTREAM = "upstream", "downstream"
 #: The source of a downstream trace's root: its bytes at its path, whoever made them.
 ANY: dict = {"any": True}
-#: The ids ``mlv serve`` gives predictions, and where its log's catalog lives (``pipelines.predlog``).
+#: The ids ``mlv serve`` gives predictions (``engine.predlog``).
 PREDICTION_ID = re.compile(r"p-\d{13}-[0-9a-f]{8}-[0-9a-f]+")
-PREDICTIONS = "predictions"
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,7 +87,7 @@ class Lineage:
 def resolve(ws: Workspace, index: ProvenanceIndex, target: str, *, rev: str | None = None) -> Start:
     """A path (now or at ``rev``), a run id or its prefix, an object digest or its hex prefix, a prediction id."""
     if rev is None and PREDICTION_ID.fullmatch(target):
-        return Start(prediction=find_prediction(ws, target))
+        return Start(prediction=predlog.find(ws, target))
     if rev is not None:
         commit = resolve_rev(ws, rev)
         rel = ws.rel(ws.resolve(target, must_exist=False))
@@ -208,61 +211,6 @@ def trace(ws: Workspace, index: ProvenanceIndex, start: Start, *, downstream: bo
 
 
 # -- predictions ------------------------------------------------------------------------------
-
-
-def find_prediction(ws: Workspace, prediction_id: str) -> dict:
-    """The logged row of ``prediction_id``: ``prediction_id``, ``time``, ``package``, ``arm``, ``segment``,
-    ``row`` (its number in the segment) and ``record`` (inputs and outputs); ``UsageError`` if no log has it."""
-    import io
-
-    import pyarrow.compute as pc
-    import pyarrow.parquet as pq
-
-    candidates = _segments_holding(ws, prediction_id)
-    for segment in candidates:
-        try:
-            table = pq.read_table(io.BytesIO(ws.store.read_bytes(parse(segment))))
-        except StorageError as exc:
-            raise UsageError(f"prediction '{prediction_id}' may be in log segment {segment}, which cannot be "
-                             f"read from the store ({exc}); `mlv pull` fetches it from a remote") from exc
-        hits = pc.index(table.column("prediction_id"), prediction_id).as_py()
-        if hits >= 0:
-            row = table.slice(hits, 1).to_pylist()[0]
-            base = {k: row.pop(k) for k in ("prediction_id", "time", "package", "arm")}
-            return {**base, "time": base["time"].strftime("%Y-%m-%dT%H:%M:%S.%fZ"), "segment": segment,
-                    "row": hits, "record": row}
-    folder = ws.rel(ws.dot / PREDICTIONS)
-    raise UsageError(f"prediction '{prediction_id}' is in no prediction log of this repo "
-                     f"({len(candidates)} segment(s) in its time range). The log is written to {folder}/ when "
-                     "`mlv serve` rotates it or stops; trace from the repo that served it")
-
-
-def _segments_holding(ws: Workspace, prediction_id: str) -> list[str]:
-    """Segments whose id range holds ``prediction_id``, after syncing state.db with the catalog files."""
-    from mlv.storage.workspace import statedb
-
-    db = statedb.connect(ws.dot / "state.db")
-    try:
-        folder = ws.dot / PREDICTIONS
-        names = {n[:-5] for n in os.listdir(folder) if n.endswith(".json")} if folder.is_dir() else set()
-        have = {s for (s,) in db.execute("SELECT segment FROM prediction_segments")}
-        rows = []
-        for name in names - have:
-            try:
-                entry = json.loads((folder / f"{name}.json").read_text(encoding="utf-8"))
-                rows.append((name, entry["first_id"], entry["last_id"], entry["package"], entry["arm"],
-                             entry["rows"]))
-            except (OSError, ValueError, KeyError):
-                continue  # half-written or foreign: not a segment this index can use
-        db.execute("BEGIN")
-        db.executemany("DELETE FROM prediction_segments WHERE segment = ?", [(s,) for s in have - names])
-        db.executemany("INSERT OR REPLACE INTO prediction_segments VALUES (?, ?, ?, ?, ?, ?)", rows)
-        db.execute("COMMIT")
-        found = db.execute("SELECT segment FROM prediction_segments WHERE first_id <= ? AND last_id >= ? "
-                           "ORDER BY first_id", (prediction_id, prediction_id)).fetchall()
-    finally:
-        db.close()
-    return [f"xxh3-128:{s}" for (s,) in found]
 
 
 def _prediction(b: _Builder, index: ProvenanceIndex, p: dict) -> tuple[str, list]:

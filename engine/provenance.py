@@ -119,12 +119,13 @@ class ProvenanceIndex:
         if sync:
             self.sync()
 
-    def _create(self) -> None:
-        """(Re)create the tables — unless another process or thread did while this one waited for the lock."""
+    def _create(self, *, always: bool = False) -> None:
+        """(Re)create the tables: ``always``, or when their version is not this one — checked under the write
+        lock, so two processes or threads opening a fresh state.db do not both rebuild it."""
         self.db.execute("BEGIN IMMEDIATE")
         try:
             row = self.db.execute("SELECT value FROM provenance_meta WHERE key = 'version'").fetchone()
-            if row is None or row[0] != VERSION:
+            if always or row is None or row[0] != VERSION:
                 statedb.reset(self.db, "provenance")
                 self.db.execute("INSERT INTO provenance_meta VALUES ('version', ?)", (VERSION,))
         except BaseException:
@@ -157,7 +158,7 @@ class ProvenanceIndex:
 
     def reindex(self, *, history: bool = True) -> ReindexReport:
         """Rebuild every table from the record files, workspace pointers and (``history``) git history."""
-        self._create()
+        self._create(always=True)
         self.db.execute("BEGIN")
         try:
             self.db.execute("DELETE FROM runs")

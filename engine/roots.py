@@ -15,16 +15,13 @@ import re
 from collections.abc import Iterable
 from pathlib import Path
 
-from mlv.engine import lockfile
-from mlv.storage.workspace import gitfiles, references
-from mlv.storage.store.digest import Digest
+from mlv.engine import lockfile, predlog
 from mlv.storage.errors import UsageError
+from mlv.storage.store.digest import Digest
+from mlv.storage.workspace import Workspace, gitfiles, references
 from mlv.storage.workspace.references import Roots
-from mlv.storage.workspace import Workspace
 
 RUNS = "runs"  # .mlv/runs/<run id>.json
-PREDICTIONS = "predictions"  # .mlv/predictions/<segment hex>.json (pipelines.predlog)
-_HEX = re.compile(r"[0-9a-f]{32}\.json")
 _NAMED = re.compile(rb'"(?:log|packages)": "xxh3-128:([0-9a-f]{32})"')  # the objects a run record names
 
 
@@ -84,6 +81,4 @@ def _record_objects(ws: Workspace) -> list[Digest]:
 
 
 def _prediction_segments(ws: Workspace) -> list[Digest]:
-    folder: Path = ws.dot / PREDICTIONS
-    names = [p.name for p in folder.iterdir()] if folder.is_dir() else []
-    return [Digest.from_hex(name[:32]) for name in names if _HEX.fullmatch(name)]
+    return [Digest.from_hex(name) for name in predlog.catalog_names(ws)]

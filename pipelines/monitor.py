@@ -334,7 +334,7 @@ def read_logs(workspace, digest: str) -> Sample:
     and, when some of them were logged while a second package answered the other arm (a canary rollout, or the
     main arm when ``digest`` was the canary), both arms' predictions from that time, for ``arms``."""
     import pyarrow.compute as pc
-    from mlv.pipelines import predlog
+    from mlv.engine import predlog
 
     log = predlog.read(workspace)
     if "package" not in log.column_names or log.num_rows == 0:

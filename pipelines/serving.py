@@ -31,9 +31,9 @@ import sys
 import time
 from dataclasses import dataclass
 
+from mlv.engine.predlog import ROWS, SECONDS, IdMaker, PredictionLog
 from mlv.pipelines.package import family
 from mlv.pipelines.packages import Package, PackageError
-from mlv.pipelines.predlog import ROWS, SECONDS, IdMaker, PredictionLog
 from mlv.storage.errors import UsageError
 
 MAX_BODY = 8 << 20

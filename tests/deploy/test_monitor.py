@@ -22,7 +22,8 @@ import pytest
 import yaml
 from helpers import Cli
 from mlfixtures import table, train_stage
-from mlv.pipelines import monitor, predlog
+from mlv.engine import predlog
+from mlv.pipelines import monitor
 from mlv.storage.workspace import Workspace
 from scipy import stats as scipy_stats
 

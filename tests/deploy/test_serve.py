@@ -22,7 +22,7 @@ import pyarrow.parquet as pq
 import pytest
 from helpers import MLV, Cli, run_mlv
 from mlfixtures import table, train_stage
-from mlv.pipelines import predlog
+from mlv.engine import predlog
 from mlv.storage.workspace import Workspace
 
 from mlv.api import load_package

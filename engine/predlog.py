@@ -17,7 +17,8 @@ Each segment is put in the local store as an object, then described by a catalog
 ``first_id``, ``last_id``, ``first_time``, ``last_time``) — object first, catalog second,
 so a catalog never names bytes the store lacks. The catalog files are the durable index:
 ``engine.roots`` keeps their segments from ``mlv gc`` (and so ``mlv push`` sends them), and
-``engine.lineage`` resolves a prediction id through them (ids sort by time, so a segment is
+``engine.lineage`` resolves a prediction id through them (``catalog_names``, ``entry``,
+``read_segment``) (ids sort by time, so a segment is
 found by its id range, then confirmed by reading its ``prediction_id`` column).
 
 Invariant: a prediction is appended before its response is sent, and ``close`` writes
@@ -28,13 +29,17 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from mlv.storage.errors import StorageError, UsageError
+
 CATALOG = "predictions"  # .mlv/predictions/<segment hex>.json
+_ENTRY = re.compile(r"[0-9a-f]{32}\.json")
 ROWS = 10_000
 SECONDS = 60.0
 BASE_COLUMNS = ("prediction_id", "time", "package", "arm")
@@ -136,7 +141,6 @@ class PredictionLog:
     def _write(self, buf: _Buffer) -> Segment:
         import pyarrow as pa
         import pyarrow.parquet as pq
-
         from mlv.storage import atomic
 
         ids = [i for batch in buf.batches for i in batch[0]]
@@ -168,32 +172,92 @@ def catalog_dir(ws) -> Path:
     return ws.dot / CATALOG
 
 
+def catalog_names(ws) -> set[str]:
+    """The hex digests of the segments the catalog names (its file names)."""
+    folder = catalog_dir(ws)
+    return {n[:-5] for n in os.listdir(folder) if _ENTRY.fullmatch(n)} if folder.is_dir() else set()
+
+
+def entry(ws, name: str) -> Segment | None:
+    """The catalog entry of segment ``name`` (hex), or None when it is half written or not one of ours."""
+    try:
+        return Segment(**json.loads((catalog_dir(ws) / f"{name}.json").read_text(encoding="utf-8")))
+    except (OSError, ValueError, TypeError):
+        return None
+
+
 def segments(ws, package: str | None = None) -> list[Segment]:
     """The catalog's segments (of one package, when given), oldest first."""
-    folder = catalog_dir(ws)
-    found = []
-    for name in sorted(os.listdir(folder)) if folder.is_dir() else ():
-        if name.endswith(".json"):
-            entry = Segment(**json.loads((folder / name).read_text(encoding="utf-8")))
-            if package is None or entry.package == package:
-                found.append(entry)
-    return sorted(found, key=lambda s: (s.first_id, s.segment))
+    found = [e for name in catalog_names(ws) if (e := entry(ws, name)) is not None]
+    return sorted((e for e in found if package is None or e.package == package), key=lambda s: (s.first_id, s.segment))
+
+
+def read_segment(ws, segment: str):
+    """One stored segment as a pyarrow Table (``StorageError`` if the store lacks it or it is damaged)."""
+    import io
+
+    import pyarrow.parquet as pq
+    from mlv.storage.store.digest import parse
+
+    return pq.read_table(io.BytesIO(ws.store.read_bytes(parse(segment))))
 
 
 def read(ws, package: str | None = None):
     """Every logged prediction (of one package digest, when given) as one pyarrow Table, oldest segment first:
     ``prediction_id``, ``time`` (UTC), ``package``, ``arm``, the input features, ``prediction`` and ``proba_<class>``."""
-    import io
-
     import pyarrow as pa
-    import pyarrow.parquet as pq
 
-    from mlv.storage.store.digest import parse
-
-    tables = [pq.read_table(io.BytesIO(ws.store.read_bytes(parse(s.segment))))
-              for s in segments(ws, package)]
+    tables = [read_segment(ws, s.segment) for s in segments(ws, package)]
     if not tables:
         return pa.table({"prediction_id": pa.array([], pa.string()),
                          "time": pa.array([], pa.timestamp("us", tz="UTC")),
                          "package": pa.array([], pa.string()), "arm": pa.array([], pa.string())})
     return pa.concat_tables(tables, promote_options="default")
+
+
+# -- finding one prediction (`mlv trace <prediction-id>`) ----------------------------------
+
+
+def find(ws, prediction_id: str) -> dict:
+    """The logged row of ``prediction_id``: ``prediction_id``, ``time``, ``package``, ``arm``, ``segment``,
+    ``row`` (its number in the segment) and ``record`` (inputs and outputs); ``UsageError`` if no log has it."""
+    import pyarrow.compute as pc
+
+    candidates = _segments_holding(ws, prediction_id)
+    for segment in candidates:
+        try:
+            table = read_segment(ws, segment)
+        except StorageError as exc:
+            raise UsageError(f"prediction '{prediction_id}' may be in log segment {segment}, which cannot be "
+                             f"read from the store ({exc}); `mlv pull` fetches it from a remote") from exc
+        hits = pc.index(table.column("prediction_id"), prediction_id).as_py()
+        if hits >= 0:
+            row = table.slice(hits, 1).to_pylist()[0]
+            base = {k: row.pop(k) for k in BASE_COLUMNS}
+            return {**base, "time": base["time"].strftime("%Y-%m-%dT%H:%M:%S.%fZ"), "segment": segment,
+                    "row": hits, "record": row}
+    folder = ws.rel(catalog_dir(ws))
+    raise UsageError(f"prediction '{prediction_id}' is in no prediction log of this repo "
+                     f"({len(candidates)} segment(s) in its time range). The log is written to {folder}/ when "
+                     "`mlv serve` rotates it or stops; trace from the repo that served it")
+
+
+def _segments_holding(ws, prediction_id: str) -> list[str]:
+    """Segments whose id range holds ``prediction_id``, after syncing state.db with the catalog files."""
+    from mlv.storage.workspace import statedb
+
+    db = statedb.connect(ws.dot / "state.db")
+    try:
+        names = catalog_names(ws)
+        have = {s for (s,) in db.execute("SELECT segment FROM prediction_segments")}
+        rows = [(name, e.first_id, e.last_id, e.package, e.arm, e.rows)
+                for name in names - have if (e := entry(ws, name)) is not None]
+        db.execute("BEGIN")
+        db.executemany("DELETE FROM prediction_segments WHERE segment = ?", [(s,) for s in have - names])
+        db.executemany("INSERT OR REPLACE INTO prediction_segments VALUES (?, ?, ?, ?, ?, ?)", rows)
+        db.execute("COMMIT")
+        found = db.execute("SELECT segment FROM prediction_segments WHERE first_id <= ? AND last_id >= ? "
+                           "ORDER BY first_id", (prediction_id, prediction_id)).fetchall()
+    finally:
+        db.close()
+    return [f"xxh3-128:{s}" for (s,) in found]
