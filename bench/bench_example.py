@@ -5,10 +5,10 @@ Run from the repo root with the project's venv::
     .venv/bin/python bench/bench_example.py [--reps 3] [--json]
 
 Each repetition copies ``examples/churn`` into a fresh ``git init`` + ``mlv init`` repo under
-``bench/.work/example-<pid>``, ``mlv add``-s ``data/raw`` and times:
+``bench/.work/example-<pid>``, ``mlv add``-s ``data/raw`` and ``data/incoming`` and times:
 
-- cold: the first ``mlv run`` — all 9 stages (prepare, label, features, 4 × train, select,
-  package) run, on the local cluster mlv starts;
+- cold: the first ``mlv run`` — all 11 stages (prepare, label, features, 4 × train, select,
+  package, incoming, score) run, on the local cluster mlv starts;
 - no-op: ``mlv run`` again — everything up to date;
 - fully cached: every output and ``mlv.lock`` deleted, then ``mlv run`` — every stage is
   restored from the run cache, none runs.
@@ -26,7 +26,7 @@ import sys
 import yaml
 from common import MLV, REPO, WORK, BenchError, git_init, log, median, mlv_env, run, source_state
 
-STAGES = 9
+STAGES = 11
 
 
 def once(work) -> dict:
@@ -37,7 +37,7 @@ def once(work) -> dict:
     git_init(work)
     env = mlv_env()
     run([MLV, "init"], work, env).check("mlv init")
-    run([MLV, "add", "data/raw"], work, env).check("mlv add")
+    run([MLV, "add", "data/raw", "data/incoming"], work, env).check("mlv add")
     cold = run([MLV, "run", "--json"], work, env).check("cold run")
     states = [r["state"] for r in json.loads(cold.stdout)]
     if states.count("done") != STAGES:
