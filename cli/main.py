@@ -26,7 +26,24 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
+
+
+def _version(value: bool) -> None:
+    if value:
+        from mlv import __version__
+
+        print(f"mlv {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                 help="Print mlv's version and exit."),
+) -> None:
+    """Version data and models, run pipelines on Dask, and trace every artifact back to raw data."""
 
 
 class _Stream:
