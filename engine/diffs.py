@@ -11,9 +11,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import yaml
+
 from mlv.engine.history import Tree, flatten, metrics_of, resolve_rev
+from mlv.storage import yamlfile
+from mlv.storage.errors import MlvError
 from mlv.storage.workspace import Workspace
 
+PARAMS_FILE = "params.yaml"  # beside mlv.yaml (pipelines.schema reads it as params)
 ADDED, REMOVED, MODIFIED, UNCHANGED = "added", "removed", "modified", "unchanged"
 
 
@@ -58,11 +63,9 @@ def sides(ws: Workspace, a: str | None, b: str | None) -> tuple[Tree, Tree]:
 
 
 def params_diff(ws: Workspace, a: str | None = None, b: str | None = None, *, everything: bool = False) -> Diff:
-    """Params of ``mlv.yaml`` at ``a`` (default HEAD) against ``b`` (default: the workspace)."""
+    """Params of ``mlv.yaml`` and ``params.yaml`` at ``a`` (default HEAD) against ``b`` (default: the workspace)."""
     old, new = sides(ws, a, b)
-    rows = _compare({("mlv.yaml", k): v for k, v in _params(old).items()},
-                    {("mlv.yaml", k): v for k, v in _params(new).items()}, everything)
-    return Diff(old.label, new.label, rows)
+    return Diff(old.label, new.label, _compare(_params(old), _params(new), everything))
 
 
 def metrics_diff(ws: Workspace, a: str | None = None, b: str | None = None, *, everything: bool = False) -> Diff:
@@ -71,9 +74,18 @@ def metrics_diff(ws: Workspace, a: str | None = None, b: str | None = None, *, e
     return Diff(old.label, new.label, _compare(_metrics(ws, old), _metrics(ws, new), everything))
 
 
-def _params(tree: Tree) -> dict:
+def _params(tree: Tree) -> dict[tuple[str, str], object]:
+    """(file, dotted name) -> value of the params in ``mlv.yaml`` and ``params.yaml`` (an unreadable file has none)."""
     params = tree.pipeline.get("params")
-    return flatten(params) if isinstance(params, dict) else {}
+    found = {("mlv.yaml", k): v for k, v in (flatten(params) if isinstance(params, dict) else {}).items()}
+    data = tree.read(PARAMS_FILE)
+    if data is not None:
+        try:
+            extra = yamlfile.load(data, source=f"{PARAMS_FILE} at {tree.label}")
+        except (yaml.YAMLError, MlvError):
+            extra = None
+        found.update({(PARAMS_FILE, k): v for k, v in (flatten(extra) if isinstance(extra, dict) else {}).items()})
+    return found
 
 
 def _metrics(ws: Workspace, tree: Tree) -> dict[tuple[str, str], object]:
