@@ -7,9 +7,7 @@ phone); samples come from the same generator with other seeds — unshifted, or 
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import textwrap
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -20,8 +18,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 import yaml
-from helpers import Cli
-from mlfixtures import table, train_stage
+from mlfixtures import built_repo, package_stage, table, train_stage
 from mlv.engine import predlog
 from mlv.pipelines import monitor
 from mlv.storage.workspace import Workspace
@@ -36,33 +33,9 @@ TRAIN_ROWS = 2000
 def packaged(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A repo whose models/pkg (and models/pkg1, a depth-1 forest: the canary) were built by `mlv run` from
     TRAIN_ROWS rows; shared, as monitor only reads it (tests that log predictions copy it)."""
-    repo = tmp_path_factory.mktemp("monitor") / "repo"
-    repo.mkdir()
-    here = os.getcwd()
-    os.chdir(repo)
-    try:
-        cli = Cli()
-        cli("init")
-        (repo / "data").mkdir()
-        pq.write_table(table(TRAIN_ROWS, seed=3), repo / "data/train.parquet")
-        cli("add", "data/train.parquet")
-        stages = train_stage("fit", "models/rf", 4) + train_stage("fit1", "models/rf1", 1) + textwrap.dedent("""\
-            package:
-              kind: package
-              model: models/rf
-              data: data/train.parquet
-              out: models/pkg
-            package1:
-              kind: package
-              model: models/rf1
-              data: data/train.parquet
-              out: models/pkg1
-            """)
-        (repo / "mlv.yaml").write_text("stages:\n" + textwrap.indent(stages, "  "))
-        cli("run")
-    finally:
-        os.chdir(here)
-    return repo
+    stages = train_stage("fit", "models/rf", 4) + train_stage("fit1", "models/rf1", 1)
+    stages += package_stage("package", "models/rf", "models/pkg") + package_stage("package1", "models/rf1", "models/pkg1")
+    return built_repo(tmp_path_factory.mktemp("monitor") / "repo", stages, table(TRAIN_ROWS, seed=3))
 
 
 @pytest.fixture

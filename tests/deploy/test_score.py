@@ -7,7 +7,6 @@ copied into each test's repo); scoring runs the real Dask threaded scheduler in 
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -21,18 +20,19 @@ import pytest
 import skops.io as sio
 import xxhash
 import yaml
-from helpers import MLV, Cli
-from mlfixtures import FEATURES, lock, table, train_stage
+from helpers import MLV
+from mlfixtures import (
+    built_repo,
+    lock,
+    matrix,
+    package_stage,
+    table,
+    train_stage,
+)
 
 from mlv.api import load_package
 
-PACKAGE_STAGES = train_stage("fit", "models/rf", 4) + textwrap.dedent("""\
-    package:
-      kind: package
-      model: models/rf
-      data: data/train.parquet
-      out: models/pkg
-    """)
+PACKAGE_STAGES = train_stage("fit", "models/rf", 4) + package_stage("package", "models/rf", "models/pkg")
 SCORE_STAGE = textwrap.dedent("""\
     score:
       kind: score
@@ -46,21 +46,7 @@ SIZES = (70, 0, 130, 45)  # rows per input partition; an empty one too
 @pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A repo with models/pkg built by `mlv run` (train + package); each test works on a copy."""
-    repo = tmp_path_factory.mktemp("score") / "repo"
-    repo.mkdir()
-    here = os.getcwd()
-    os.chdir(repo)
-    try:
-        cli = Cli()
-        cli("init")
-        (repo / "data").mkdir()
-        pq.write_table(table(), repo / "data/train.parquet")
-        cli("add", "data/train.parquet")
-        (repo / "mlv.yaml").write_text("stages:\n" + textwrap.indent(PACKAGE_STAGES, "  "))
-        cli("run")
-    finally:
-        os.chdir(here)
-    return repo
+    return built_repo(tmp_path_factory.mktemp("score") / "repo", PACKAGE_STAGES)
 
 
 @pytest.fixture
@@ -92,13 +78,6 @@ def xxh3(data: bytes) -> str:
 def estimator(repo: Path):
     path = repo / "models/pkg/model.skops"
     return sio.load(path, trusted=sio.get_untrusted_types(file=path))
-
-
-def matrix(t: pa.Table) -> np.ndarray:
-    x = np.empty((t.num_rows, len(FEATURES)), dtype=object)
-    for j, name in enumerate(FEATURES):
-        x[:, j] = t.column(name).to_pylist()
-    return x
 
 
 def pipeline(repo: Path, extra: str = SCORE_STAGE) -> None:

@@ -7,7 +7,6 @@ import json
 import os
 import signal
 import subprocess
-import textwrap
 import threading
 import time
 import urllib.error
@@ -20,8 +19,8 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from helpers import MLV, Cli, run_mlv
-from mlfixtures import table, train_stage
+from helpers import MLV, run_mlv
+from mlfixtures import built_repo, package_stage, table, train_stage
 from mlv.engine import predlog
 from mlv.storage.workspace import Workspace
 
@@ -33,30 +32,9 @@ RECORD = {"amount": 120.5, "age": 33, "channel": "web"}
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """models/pkg and models/pkg2 (another depth), each built by a train and a package stage from data/train.parquet."""
-    root = tmp_path_factory.mktemp("serve") / "repo"
-    root.mkdir()
-    here = os.getcwd()
-    os.chdir(root)
-    try:
-        cli = Cli()
-        cli("init")
-        (root / "data").mkdir()
-        pq.write_table(table(), root / "data/train.parquet")
-        cli("add", "data/train.parquet")
-        stages = train_stage("fit", "models/rf", 4) + train_stage("fit2", "models/rf2", 2)
-        for name, model, out in (("package", "models/rf", "models/pkg"), ("package2", "models/rf2", "models/pkg2")):
-            stages += textwrap.dedent(f"""\
-                {name}:
-                  kind: package
-                  model: {model}
-                  data: data/train.parquet
-                  out: {out}
-                """)
-        (root / "mlv.yaml").write_text("stages:\n" + textwrap.indent(stages, "  "))
-        cli("run")
-    finally:
-        os.chdir(here)
-    return root
+    stages = train_stage("fit", "models/rf", 4) + train_stage("fit2", "models/rf2", 2)
+    stages += package_stage("package", "models/rf", "models/pkg") + package_stage("package2", "models/rf2", "models/pkg2")
+    return built_repo(tmp_path_factory.mktemp("serve") / "repo", stages)
 
 
 @contextmanager

@@ -17,7 +17,7 @@ import pytest
 import skops.io as sio
 import xxhash
 import yaml
-from mlfixtures import FEATURES, lock, table, train_stage
+from mlfixtures import FEATURES, lock, matrix, package_stage, table, train_stage
 
 from mlv.api import PackageError, load_package
 
@@ -27,13 +27,7 @@ def fitted_repo(repo: Path, cli) -> None:
     (repo / "data").mkdir()
     pq.write_table(table(), repo / "data/train.parquet")
     cli("add", "data/train.parquet")
-    stages = train_stage("fit", "models/rf", 4) + textwrap.dedent("""\
-        package:
-          kind: package
-          model: models/rf
-          data: data/train.parquet
-          out: models/pkg
-        """)
+    stages = train_stage("fit", "models/rf", 4) + package_stage("package", "models/rf", "models/pkg")
     (repo / "mlv.yaml").write_text("stages:\n" + textwrap.indent(stages, "  "))
 
 
@@ -59,13 +53,6 @@ def flip(path: Path, at: int) -> None:
 def estimator(repo: Path):
     path = repo / "models/rf/model.skops"
     return sio.load(path, trusted=sio.get_untrusted_types(file=path))
-
-
-def matrix(t: pa.Table) -> np.ndarray:
-    x = np.empty((t.num_rows, len(FEATURES)), dtype=object)
-    for j, name in enumerate(FEATURES):
-        x[:, j] = t.column(name).to_pylist()
-    return x
 
 
 # -- package.yaml ----------------------------------------------------------------------------
