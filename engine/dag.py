@@ -80,6 +80,7 @@ class StageSpec:
     outs: tuple[str, ...] = ()
     metrics: tuple[str, ...] = ()
     params: dict = field(default_factory=dict)
+    plots: tuple[str, ...] = ()  # plot files: outputs that, like metrics, stay visible to git
     resources: Resources = Resources()
     wdir: str = "."
     desc: str | None = None
@@ -101,12 +102,14 @@ class StageSpec:
             "wdir": self.wdir,
             "desc": self.desc,
             "line": self.line,
+            # only when declared: stages without plots keep the fingerprints they had before plots existed
+            **({"plots": list(self.plots)} if self.plots else {}),
         }
 
     @classmethod
     def from_dict(cls, data: dict) -> StageSpec:
         values = dict(data)
-        for name in ("deps", "outs", "metrics"):
+        for name in ("deps", "outs", "metrics", "plots"):
             values[name] = tuple(values.get(name) or ())
         if values.get("cmd") is not None:
             values["cmd"] = tuple(values["cmd"])
@@ -351,7 +354,7 @@ def _products(stages: list[StageLike], source: str) -> dict[str, str]:
     products: dict[str, str] = {}
     by_name = {s.name: s for s in stages}
     for stage in stages:
-        for out in (*stage.outs, *stage.metrics):
+        for out in (*stage.outs, *stage.metrics, *getattr(stage, "plots", ())):
             if out in products:
                 other = products[out]
                 text = (f"stage '{stage.name}' lists '{out}' twice" if other == stage.name else

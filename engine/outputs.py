@@ -5,7 +5,7 @@ it restores a cached result; nothing it does may destroy bytes that exist nowher
 
 - At plan time, an output that is (or lies inside) data ``mlv add`` tracks, or that holds
   files git tracks, is a ``GraphError`` (exit 2): the pipeline declares it wrong, and a run
-  would delete the data or fight with the pointer on every checkout. Metrics files are
+  would delete the data or fight with the pointer on every checkout. Metrics and plots files are
   meant to be committed to git, so the git rule spares them.
 - Before anything runs, every file at the outputs of the stages that will run or be
   restored must be saved — in the store or committed to git — or the run stops with
@@ -33,7 +33,7 @@ def check_overlaps(ws: Workspace, specs: Iterable[StageSpec]) -> None:
     """Refuse outputs that overlap tracked data or files git tracks (``GraphError``)."""
     specs = list(specs)
     for spec in specs:
-        for out in (*spec.outs, *spec.metrics):
+        for out in (*spec.outs, *spec.metrics, *spec.plots):
             parts = out.split("/")
             for n in range(len(parts), 0, -1):
                 tracked = "/".join(parts[:n])
@@ -44,7 +44,7 @@ def check_overlaps(ws: Workspace, specs: Iterable[StageSpec]) -> None:
                                  f"stop tracking the data (remove '{tracked}{pointers.SUFFIX}')")
     if not ws.in_git:
         return
-    written = {out: spec for spec in specs for out in spec.outs}  # metrics are meant to be committed
+    written = {out: spec for spec in specs for out in spec.outs}  # metrics and plots are meant to be committed
     for path in gitfiles.tracked(ws.root, sorted(written)):
         out = next(o for o in sorted(written, key=len, reverse=True) if path == o or path.startswith(o + "/"))
         held = "is" if path == out else f"holds '{path}', which is"
@@ -55,7 +55,7 @@ def check_overlaps(ws: Workspace, specs: Iterable[StageSpec]) -> None:
 def check_unsaved(ws: Workspace, specs: Iterable[StageSpec], *, force: bool) -> None:
     """Before any stage runs: the outputs the run will clear or overwrite hold nothing unsaved."""
     specs = list(specs)
-    outs = [out for spec in specs for out in (*spec.outs, *spec.metrics)]
+    outs = [out for spec in specs for out in (*spec.outs, *spec.metrics, *spec.plots)]
     for out in outs:
         check_inside((ws.root / out).parent, repo_root=ws.root)  # never remove through a symlinked folder
     for spec in specs:

@@ -106,7 +106,7 @@ def decide(ws: Workspace, spec: StageSpec, lock: dict[str, LockEntry], index: Ru
     for record in index.by_fingerprint(str(fp)):
         outs = {p: Output(parse(o["digest"]), o["size"], o.get("nfiles"))
                 for p, o in record.outs.items()}
-        if set(outs) == set(spec.outs) | set(spec.metrics) and restorable(outs):
+        if set(outs) == set(spec.outs) | set(spec.metrics) | set(spec.plots) and restorable(outs):
             decision.action, decision.source = CACHED, (record.run_id, outs)
             decision.reasons.append(f"ran before as {record.run_id}")
             return decision

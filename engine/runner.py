@@ -204,7 +204,7 @@ class Runner:
 
     def _preflight(self, specs: list[StageSpec], pipeline: Iterable[StageSpec]) -> None:
         """Every kind stage that may run has a runner, and its preflight check passes (exit 2 before anything)."""
-        produced = sorted({p for spec in pipeline for p in (*spec.outs, *spec.metrics)})
+        produced = sorted({p for spec in pipeline for p in (*spec.outs, *spec.metrics, *spec.plots)})
         for spec in specs:
             if spec.kind is None:
                 continue
@@ -320,7 +320,7 @@ class Runner:
         return execute.Job(
             run_id=run_id, stage=spec.name, root="", wdir=spec.wdir, cmd=spec.cmd, call=spec.call,
             deps=spec.deps, outs=spec.outs, params=_nested(spec.params), log="", gpu=spec.resources.gpu,
-            mask=self.ws.config.mask, outputs=(*spec.outs, *spec.metrics), remote=self.remote.settings,
+            mask=self.ws.config.mask, outputs=(*spec.outs, *spec.metrics, *spec.plots), remote=self.remote.settings,
             inputs=tuple((p, str(d), is_dir) for p, (d, is_dir) in sorted(self.remote.inputs(decision.deps).items())),
             kind=self._kind_job(spec, decision, run_id),
         )
@@ -339,14 +339,14 @@ class Runner:
     def _prepare(self, spec: StageSpec, decision: Decision) -> execute.Job:
         root = self.ws.root
         run_id = new_run_id()
-        self.ws.state.mark_writing((*spec.outs, *spec.metrics), time.time_ns())  # what it writes is its own
+        self.ws.state.mark_writing((*spec.outs, *spec.metrics, *spec.plots), time.time_ns())  # what it writes is its own
         logs = self.ws.dot / "tmp" / "logs"
         logs.mkdir(parents=True, exist_ok=True)
         job = execute.Job(
             run_id=run_id, stage=spec.name, root=str(root), wdir=str(root / spec.wdir), cmd=spec.cmd,
             call=spec.call, deps=tuple(str(root / d) for d in spec.deps), outs=tuple(str(root / o) for o in spec.outs),
             params=_nested(spec.params), log=str(logs / f"{run_id}.log"), gpu=spec.resources.gpu,
-            mask=self.ws.config.mask, outputs=(*spec.outs, *spec.metrics), kind=self._kind_job(spec, decision, run_id),
+            mask=self.ws.config.mask, outputs=(*spec.outs, *spec.metrics, *spec.plots), kind=self._kind_job(spec, decision, run_id),
         )
         return job
 

@@ -47,7 +47,7 @@ def refuse_outputs(ws: Workspace, paths: list[str]) -> None:
     for path in paths:
         rel = ws.rel(ws.resolve(path, must_exist=False))
         for spec in pipeline.stages.values():
-            for out in (*spec.outs, *spec.metrics):
+            for out in (*spec.outs, *spec.metrics, *spec.plots):
                 if rel == out or rel.startswith(out + "/") or out.startswith(rel + "/"):
                     how = "is" if rel == out else "lies inside" if rel.startswith(out + "/") else "holds"
                     raise UsageError(f"'{rel}' {how} '{out}', an output of stage '{spec.name}' "

@@ -354,7 +354,7 @@ def _refuse_overlaps(ws, rels: dict) -> None:
             raise UsageError(f"OUTPUT '{out}' overlaps the {key} '{rels[key]}'; write the predictions elsewhere")
     if (ws.root / PIPELINE_FILE).exists():
         for spec in load_pipeline(ws.root / PIPELINE_FILE, root=ws.root).stages.values():
-            for owned in (*spec.outs, *spec.metrics):
+            for owned in (*spec.outs, *spec.metrics, *spec.plots):
                 if overlap(out, owned):
                     raise UsageError(f"OUTPUT '{out}' overlaps '{owned}', an output of stage '{spec.name}' "
                                      f"({PIPELINE_FILE}:{spec.line}); write the predictions elsewhere")
