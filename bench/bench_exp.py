@@ -48,7 +48,7 @@ def build(root: Path, n: int) -> None:
     from mlv.engine.records import REUSED, RunIndex, new_run_id, reuse_event
     from mlv.storage.workspace import Workspace
 
-    subprocess.run([str(MLV), "init"], cwd=root, check=True, capture_output=True)
+    subprocess.run([str(MLV), "init", "--no-scm"], cwd=root, check=True, capture_output=True)
     (root / "mlv.yaml").write_text(PIPELINE)
     (root / "train.py").write_text("import json\njson.dump({'acc': 0.5, 'loss': {'train': 0.3}}, "
                                    "open('metrics/train.json', 'w'))\n")

@@ -12,10 +12,16 @@ from mlv.cli.main import command, emit_json, err, out, progress, workspace
 @command("init")
 def init(
     path: Annotated[Path, typer.Argument(help="Directory to turn into an mlv repo.")] = Path("."),
+    no_scm: Annotated[bool, typer.Option("--no-scm", help="Use mlv without git: no ignores are written.")] = False,
 ) -> None:
-    """Create .mlv/ (config and cache) here; safe to run twice."""
+    """Create .mlv/ (config and cache) here; safe to run twice. Run `git init` first (or pass --no-scm)."""
+    from mlv.storage.errors import UsageError
     from mlv.storage.workspace import Workspace
 
+    around = (where := path.resolve(), *where.parents)
+    if not no_scm and not any((d / ".mlv").is_dir() or (d / ".git").exists() for d in around):  # nesting: init says
+        raise UsageError(f"'{where}' is not inside a git repo, so `mlv init` could not keep the cache and its other "
+                         "files out of git; run `git init` first, or pass `--no-scm` to use mlv without git")
     ws, created = Workspace.init(path)
     out.print(f"{'Initialized' if created else 'Already initialized:'} mlv repo in {ws.dot}")
 

@@ -32,7 +32,7 @@ def repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cli: Cli) -> Path:
     root = tmp_path / "repo"
     root.mkdir()
     monkeypatch.chdir(root)
-    cli("init")
+    cli("init", "--no-scm")
     return root
 
 

@@ -65,7 +65,7 @@ def built_repo(root: Path, stages: str, data: pa.Table | None = None) -> Path:
     os.chdir(root)
     try:
         cli = Cli()
-        cli("init")
+        cli("init", "--no-scm")
         (root / "data").mkdir()
         pq.write_table(table() if data is None else data, root / "data/train.parquet")
         cli("add", "data/train.parquet")

@@ -42,7 +42,7 @@ def rewrite(repo, rng: random.Random, attempt: int) -> None:
 def test_add_killed_at_any_moment_leaves_a_consistent_repo(tmp_path, monkeypatch, cli):
     repo = tmp_path / "repo"
     repo.mkdir()
-    assert run_mlv(repo, "init").returncode == 0
+    assert run_mlv(repo, "init", "--no-scm").returncode == 0
     monkeypatch.chdir(repo)
     rng = random.Random(20260101)
     rewrite(repo, rng, -1)

@@ -10,7 +10,7 @@ from helpers import git, git_init, make_tree, snapshot
 
 def test_init_in_a_plain_directory(tmp_path, monkeypatch, cli):
     monkeypatch.chdir(tmp_path)
-    result = cli("init")
+    result = cli("init", "--no-scm")
     assert "Initialized" in result.stdout
     assert (tmp_path / ".mlv").is_dir()
     assert yaml.safe_load((tmp_path / ".mlv/config.yaml").read_text())["cache"]["dir"] == "cache"
@@ -21,7 +21,7 @@ def test_init_in_a_plain_directory(tmp_path, monkeypatch, cli):
 def test_init_with_a_path_argument(tmp_path, monkeypatch, cli):
     (tmp_path / "project").mkdir()
     monkeypatch.chdir(tmp_path)
-    cli("init", "project")
+    cli("init", "project", "--no-scm")
     assert (tmp_path / "project/.mlv/config.yaml").is_file()
     assert not (tmp_path / ".mlv").exists()
 
@@ -29,7 +29,7 @@ def test_init_with_a_path_argument(tmp_path, monkeypatch, cli):
 def test_init_of_a_directory_that_does_not_exist_yet(tmp_path, monkeypatch, cli):
     """Like `git init newdir`: create it, or refuse with a clear usage error; never a traceback."""
     monkeypatch.chdir(tmp_path)
-    result = cli.runner.invoke(cli.app, ["init", "newproject"])
+    result = cli.runner.invoke(cli.app, ["init", "newproject", "--no-scm"])
     assert not isinstance(result.exception, FileNotFoundError), result.exception
     if result.exit_code == 0:
         assert (tmp_path / "newproject/.mlv/config.yaml").is_file()
@@ -89,7 +89,7 @@ def test_commands_before_init_are_usage_errors(tmp_path, monkeypatch, cli):
 
 def test_git_init_after_mlv_init_still_works(tmp_path, monkeypatch, cli):
     monkeypatch.chdir(tmp_path)
-    cli("init")
+    cli("init", "--no-scm")
     git_init(tmp_path)
     make_tree(tmp_path, {"data/a.csv": "a"})
     cli("add", "data")
@@ -97,3 +97,25 @@ def test_git_init_after_mlv_init_still_works(tmp_path, monkeypatch, cli):
     assert Path(tmp_path / "data.mlv").is_file()
     cli("init")  # re-running init once the repo is in git adds mlv's own ignores
     assert "/cache/" in (tmp_path / ".mlv/.gitignore").read_text().splitlines()
+
+
+def test_init_outside_git_is_refused_with_a_hint(tmp_path, monkeypatch, cli):
+    """Outside git, `mlv init` could write no ignores, and `git init` later would commit the cache: it asks first."""
+    make_tree(tmp_path, {"data/a.csv": "a"})
+    monkeypatch.chdir(tmp_path)
+    before = snapshot(tmp_path)
+    result = cli("init", code=2)
+    assert "not inside a git repo" in result.stderr and "git init" in result.stderr and "--no-scm" in result.stderr
+    assert "Traceback" not in result.output
+    assert snapshot(tmp_path) == before  # nothing written
+    cli("init", "--no-scm")
+    assert (tmp_path / ".mlv/config.yaml").is_file()
+    assert "Already initialized" in cli("init").stdout  # a repo made with --no-scm needs no flag again
+
+
+def test_init_in_a_subdirectory_of_a_git_repo_needs_no_flag(tmp_path, monkeypatch, cli):
+    git_init(tmp_path)
+    (tmp_path / "project").mkdir()
+    monkeypatch.chdir(tmp_path / "project")
+    cli("init")
+    assert "/cache/" in (tmp_path / "project/.mlv/.gitignore").read_text().splitlines()

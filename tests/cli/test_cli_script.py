@@ -39,7 +39,7 @@ def test_help_does_not_import_heavy_libraries():
 def test_end_to_end_through_the_script(tmp_path):
     repo = tmp_path / "repo"
     make_tree(repo, {"data/raw/a.csv": "x\n1\n", "data/raw/b.csv": "y\n2\n"})
-    assert run_mlv(repo, "init").returncode == 0
+    assert run_mlv(repo, "init", "--no-scm").returncode == 0
     added = run_mlv(repo, "add", "data/raw", "--json")
     assert added.returncode == 0, added.stderr
     assert json.loads(added.stdout)[0]["nfiles"] == 2
@@ -59,7 +59,7 @@ def test_errors_are_one_message_and_exit_2(tmp_path):
     proc = run_mlv(repo, "add", "nothing-here")
     assert proc.returncode == 2
     assert proc.stderr.startswith("error: ") and "mlv init" in proc.stderr
-    run_mlv(repo, "init")
+    run_mlv(repo, "init", "--no-scm")
     proc = run_mlv(repo, "add", "nothing-here")
     assert proc.returncode == 2
     assert "'nothing-here' does not exist" in proc.stderr
@@ -81,7 +81,7 @@ def test_large_files_stream_with_bounded_memory(tmp_path):
     """Memory stays flat whatever the file size: add, checkout and status never hold a whole file."""
     repo = tmp_path / "repo"
     repo.mkdir()
-    run_mlv(repo, "init")
+    run_mlv(repo, "init", "--no-scm")
     (repo / "small.bin").write_bytes(b"s")
     baseline = _max_rss_kb(repo, "add", "small.bin")
     size = 96 * 1024 * 1024

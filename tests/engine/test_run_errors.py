@@ -297,7 +297,7 @@ def ran_once(tmp_path_factory) -> Path:
     """A repo where VALID ran once, through the real `mlv` script (copied per test)."""
     root = tmp_path_factory.mktemp("base") / "repo"
     root.mkdir()
-    assert run_mlv(root, "init").returncode == 0
+    assert run_mlv(root, "init", "--no-scm").returncode == 0
     make_tree(root, {"data/raw.txt": "raw\n"})
     (root / ".runs").mkdir()
     write_pipeline(root, VALID)

@@ -127,7 +127,7 @@ def test_upstream_and_downstream_traces_agree_after_any_history(cli, history):
     pipeline = Pipeline()
     versions = dict.fromkeys(RAW[:n_raw], 0)
     with fresh_repo() as repo:
-        cli("init")
+        cli("init", "--no-scm")
         (repo / "raw").mkdir()
         for path in versions:
             (repo / path).write_text(f"{path} v0\n")

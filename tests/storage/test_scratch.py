@@ -24,7 +24,7 @@ def pushed(tmp_path) -> tuple[Path, dict, pointers.Pointer]:
     """A repo whose ``raw`` directory is pushed to a folder remote: the remote's job settings and raw's pointer."""
     repo = tmp_path / "repo"
     make_tree(repo, FILES)
-    for args in (["init"], ["add", "raw"], ["remote", "add", "origin", "../remote"], ["push"]):
+    for args in (["init", "--no-scm"], ["add", "raw"], ["remote", "add", "origin", "../remote"], ["push"]):
         result = run_mlv(repo, *args)
         assert result.returncode == 0, result.stderr
     config = RemoteConfig("origin", "../remote")
