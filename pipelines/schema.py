@@ -32,12 +32,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Collection, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 from mlv.engine.dag import Resources, StageSpec, normalise_path, parse_memory
-from mlv.pipelines import kindsettings, sweeps
+from mlv.pipelines import kindsettings, plotsconfig, sweeps
 from mlv.pipelines.interpolate import (
     InterpolationError,
     Scope,
@@ -54,7 +54,7 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 __all__ = ["Pipeline", "PipelineError", "Resources", "StageSpec", "load_pipeline"]
 
 MODES = ("cmd", "call", "kind")
-STAGE_KEYS = (*MODES, "deps", "outs", "params", "metrics", "resources", "wdir", "foreach", "matrix", "desc")
+STAGE_KEYS = (*MODES, "deps", "outs", "params", "metrics", "plots", "resources", "wdir", "foreach", "matrix", "desc")
 _TOP_KEYS = ("params", "stages")
 PARAMS_FILE = "params.yaml"  # params beside mlv.yaml, as DVC reads them
 _RESOURCE_KEYS = ("gpu", "cpus", "memory")
@@ -69,10 +69,12 @@ class Pipeline:
     path: Path
     params: dict
     stages: dict[str, StageSpec]
+    plots: dict = field(default_factory=dict)  # plot file -> how to draw it (plotsconfig.PlotProps)
 
     def to_dict(self) -> dict:
         return {"path": str(self.path), "params": self.params,
-                "stages": {name: spec.to_dict() for name, spec in self.stages.items()}}
+                "stages": {name: spec.to_dict() for name, spec in self.stages.items()},
+                "plots": {path: props.to_dict() for path, props in self.plots.items()}}
 
 
 def load_pipeline(path: Path, *, root: Path, kinds: Mapping[str, Kind] | None = None) -> Pipeline:
@@ -164,6 +166,7 @@ class _Parser(NodeReader):
         super().__init__(loader, shown)
         self.kinds, self.root = kinds, root
         self.globs: dict[str, list[tuple[str, Node, str]]] = {}  # stage -> kind input settings holding patterns
+        self.plot_props: dict[str, plotsconfig.PlotProps] = {}  # plot file -> its props (plotsconfig)
 
     # -- the file -------------------------------------------------------------
 
@@ -206,7 +209,7 @@ class _Parser(NodeReader):
                 stages[spec.name] = spec
         for name in self.globs:
             stages[name] = kindsettings.expand_globs(self, stages[name], stages)
-        return Pipeline(path=path, params=params or {}, stages=stages)
+        return Pipeline(path=path, params=params or {}, stages=stages, plots=self.plot_props)
 
     def _check_param_keys(self, node: Node) -> None:
         children = list(node.value) if isinstance(node, SequenceNode) else []
@@ -288,6 +291,9 @@ class _Parser(NodeReader):
             settings["params"] = mapping
         if kind is not None:
             kindsettings.join(self, kind, spec, settings, fields, key, name, wdir)
+        spec["plots"], props = plotsconfig.parse(self, fields.get("plots"), scope, name, wdir,
+                                                 (*spec["outs"], *spec["metrics"]))
+        self.plot_props.update(props)
         if both := sorted(set(spec["outs"]) & set(spec["metrics"])):
             raise self.error(fields.get("metrics", key), f"'{both[0]}' is in both 'outs' and 'metrics'; keep it in "
                              "one", name)
