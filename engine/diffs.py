@@ -1,7 +1,8 @@
 """``mlv params diff`` and ``mlv metrics diff``: what changed between two versions of the pipeline.
 
 Each side is a ``history.Tree`` — the workspace or a git revision. Params are the
-top-level ``params`` of ``mlv.yaml`` with nested names flattened (``model.depth``);
+top-level ``params`` of ``mlv.yaml``, ``params.yaml`` and every other params file a stage
+names (``params: [{config/train.yaml: [lr]}]``), with nested names flattened (``model.depth``);
 metrics are the values in the metrics files that ``mlv.lock`` names (read from the
 store by digest, or from the workspace files for the working tree), keyed by file and
 flattened name. Read-only.
@@ -11,10 +12,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import posixpath
+
 import yaml
 
 from mlv.engine.history import Tree, flatten, metrics_of, resolve_rev
-from mlv.storage import yamlfile
+from mlv.storage import paths, yamlfile
 from mlv.storage.errors import MlvError
 from mlv.storage.workspace import Workspace
 
@@ -75,16 +78,41 @@ def metrics_diff(ws: Workspace, a: str | None = None, b: str | None = None, *, e
 
 
 def _params(tree: Tree) -> dict[tuple[str, str], object]:
-    """(file, dotted name) -> value of the params in ``mlv.yaml`` and ``params.yaml`` (an unreadable file has none)."""
+    """(file, dotted name) -> value of the params in ``mlv.yaml``, ``params.yaml`` and the params files stages
+    name (an unreadable file has none)."""
     params = tree.pipeline.get("params")
     found = {("mlv.yaml", k): v for k, v in (flatten(params) if isinstance(params, dict) else {}).items()}
-    data = tree.read(PARAMS_FILE)
-    if data is not None:
+    for name in (PARAMS_FILE, *sorted(param_files(tree.pipeline) - {PARAMS_FILE})):
+        data = tree.read(name)
+        if data is None:
+            continue
         try:
-            extra = yamlfile.load(data, source=f"{PARAMS_FILE} at {tree.label}")
+            extra = yamlfile.load(data, source=f"{name} at {tree.label}")
         except (yaml.YAMLError, MlvError):
             extra = None
-        found.update({(PARAMS_FILE, k): v for k, v in (flatten(extra) if isinstance(extra, dict) else {}).items()})
+        found.update({(name, k): v for k, v in (flatten(extra) if isinstance(extra, dict) else {}).items()})
+    return found
+
+
+def param_files(pipeline: dict) -> set[str]:
+    """The repo-relative params files the stages of a raw ``mlv.yaml`` name (``{config/train.yaml: [lr]}``);
+    names that interpolate, or break the paths rule, are left out.
+
+    >>> sorted(param_files({"stages": {"a": {"wdir": "src", "params": ["lr", {"c.yaml": ["x"]}]},
+    ...                                "b": {"foreach": [1], "do": {"params": [{"conf/p.json": None}]}}}}))
+    ['conf/p.json', 'src/c.yaml']
+    """
+    stages = pipeline.get("stages")
+    found: set[str] = set()
+    for stage in stages.values() if isinstance(stages, dict) else ():
+        body = stage.get("do", stage) if isinstance(stage, dict) else None
+        entries = body.get("params") if isinstance(body, dict) else None
+        wdir = (body.get("wdir") or stage.get("wdir") or ".") if isinstance(body, dict) else "."
+        for entry in entries if isinstance(entries, list) and isinstance(wdir, str) else ():
+            for name in entry if isinstance(entry, dict) else ():
+                rel = posixpath.normpath(posixpath.join(wdir, str(name)))
+                if "${" not in rel and paths.problem(rel, written=False) is None:
+                    found.add(rel)
     return found
 
 
