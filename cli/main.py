@@ -149,8 +149,19 @@ def progress(total: int, description: str) -> Iterator[Callable[[int], None] | N
         yield lambda n: bar.advance(task, n)
 
 
-from mlv.cli import data, experiments, pipeline, remote, sync, trace  # noqa: E402,F401  (registers the commands)
-from mlv.cli import label  # noqa: E402,F401  (mlv label review)
-from mlv.cli import score  # noqa: E402,F401  (mlv score)
-from mlv.cli import monitor  # noqa: E402,F401  (mlv monitor)
-from mlv.cli import serve  # noqa: E402,F401  (mlv serve)
+# The modules that define commands; each registers its own on ``app`` when imported. The console
+# script (``mlv.cli.entry``) imports only the one a command line needs.
+COMMAND_MODULES = ("data", "experiments", "pipeline", "remote", "sync", "trace", "label", "score", "monitor", "serve")
+
+
+def load_commands(modules: tuple[str, ...] | None = None) -> None:
+    """Register the commands of ``modules`` (every command module when None) on ``app``."""
+    import importlib
+
+    for name in COMMAND_MODULES if modules is None else modules:
+        importlib.import_module(f"mlv.cli.{name}")
+
+
+if getattr(sys.modules["mlv.cli"], "load_all_commands", True):
+    load_commands()
+from mlv.cli import config  # noqa: E402,F401  (mlv config)
