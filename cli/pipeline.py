@@ -3,77 +3,11 @@
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from mlv.cli.main import command, emit_json, err, out, workspace
-
-
-class _Progress:
-    """Per-stage state (queued, running, cached, done, failed) with elapsed time.
-
-    On a terminal: a live rich table on stderr. Otherwise: one line per state change.
-    """
-
-    STYLES = {"running": "cyan", "done": "green", "cached": "blue", "up-to-date": "dim", "failed": "bold red",
-              "skipped": "yellow", "queued": "dim"}
-
-    def __init__(self, stages: list[str], *, quiet: bool) -> None:
-        self.quiet = quiet
-        self.state = {s: ("queued", "") for s in stages}
-        self.started: dict[str, float] = {}
-        self.ended: dict[str, float] = {}
-        self.live = None
-        if not quiet and err.is_terminal and stages:
-            from rich.console import Console
-            from rich.live import Live
-
-            self.live = Live(get_renderable=self._table, console=Console(stderr=True), refresh_per_second=4,
-                             transient=False)
-
-    def __enter__(self) -> _Progress:
-        if self.live is not None:
-            self.live.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self.live is not None:
-            self.live.stop()
-
-    def _elapsed(self, stage: str) -> str:
-        if stage not in self.started:
-            return ""
-        return f"{self.ended.get(stage, time.monotonic()) - self.started[stage]:.1f}s"
-
-    def _table(self):
-        from rich.table import Table
-
-        table = Table(box=None, show_header=False, pad_edge=False)
-        for stage, (state, detail) in self.state.items():
-            style = self.STYLES.get(state, "")
-            table.add_row(f"[{style}]{state}[/]", stage, self._elapsed(stage), detail)
-        return table
-
-    def __call__(self, stage: str, state: str, detail: str) -> None:
-        if state in ("cluster", "note"):
-            if detail and not self.quiet:
-                text = f"Dask dashboard: {detail}" if state == "cluster" else f"note: {detail}"
-                (self.live.console.print if self.live else err.print)(text)
-            return
-        now = time.monotonic()
-        if state == "running":
-            self.started[stage] = now
-        elif stage in self.started:
-            self.ended[stage] = now
-        self.state[stage] = (state, detail)
-        if self.quiet or self.live is not None:
-            return
-        line = f"  {state:<11} {stage}"
-        if state != "running":
-            line += f"  {self._elapsed(stage)}" + (f"  — {detail}" if detail else "")
-        err.print(line.rstrip())
 
 
 @command("run")
@@ -88,12 +22,18 @@ def run(
     no_download: Annotated[bool, typer.Option("--no-download", help="With 'workspace: remote': leave outputs on the "
                                               "remote (mlv.lock and run records still name them; `mlv pull` brings them).")] = False,
     json_: Annotated[bool, typer.Option("--json", help="Machine-readable result.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Show neither the stages' output nor progress; "
+                                        "only errors (a failed stage's last lines) and the exit code.")] = False,
     set_: Annotated[list[str] | None, typer.Option(
         "--set", metavar="KEY=VALUE", help="Set a param first (repeatable), where it is defined: mlv.yaml's params: "
         "or params.yaml, keeping comments and layout. VALUE is YAML: 8, 0.1, true, text. An undefined KEY writes "
         "nothing (exit 2); if the run then fails, the new value stays, as with `dvc exp run --set-param`.")] = None,
 ) -> None:
-    """Run the pipeline in mlv.yaml on Dask: in parallel, skipping what is up to date or cached."""
+    """Run the pipeline in mlv.yaml on Dask: in parallel, skipping what is up to date or cached.
+
+    Stages' output streams to stdout as they print (prefixed 'stage | ' while several run);
+    progress goes to stderr; the end names the files to `git add` that the run changed."""
+    from mlv.cli.runprogress import RunProgress, git_add_hint
     from mlv.engine.runner import RunOptions
     from mlv.pipelines import project
 
@@ -109,27 +49,35 @@ def run(
             out.print(f"{d.action:>11}  {d.stage}" + (f"  — {'; '.join(d.reasons)}" if d.reasons else ""))
         return
     loaded = project.load(ws)
-    with _Progress(project.select(loaded[1], selection).topological_order(), quiet=json_) as progress:
+    with RunProgress(project.select(loaded[1], selection).topological_order(), quiet=quiet, json=json_) as progress:
         options = RunOptions(force=force, jobs=jobs, fail_fast=fail_fast, fetch=project.remote_fetcher(ws),
-                             download=not no_download)
+                             download=not no_download, stream=not quiet)
         results = project.run(ws, selection, options,
                               cluster_file=cluster, listener=progress, loaded=loaded)
     failed = [r for r in results if r.state == "failed"]
     if json_:
         emit_json([r.to_dict() for r in results])
     else:
-        counts = {s: sum(r.state == s for r in results) for s in ("done", "cached", "up-to-date", "failed", "skipped")}
-        out.print(", ".join(f"{n} {s}" for s, n in counts.items() if n) or "nothing to run")
-        for r in failed:
-            how = f"{'; '.join(r.reasons)}" if r.exit_code in (0, None) and r.reasons else f"exit status {r.exit_code}"
-            if r.exit_code is None:  # it never started (its deps could not reach the worker): one line says why
-                err.print(f"\nstage '{r.stage}' failed: {how}")
-                continue
-            err.print(f"\nstage '{r.stage}' failed ({how}); last lines of its output:")
-            err.print("\n".join(f"  | {line}" for line in r.log_tail.splitlines()) or "  | (no output)")
-            err.print(f"  full record: `mlv show {r.stage}`")
+        if not quiet:
+            counts = {s: sum(r.state == s for r in results) for s in ("done", "cached", "up-to-date", "failed", "skipped")}
+            out.print(", ".join(f"{n} {s}" for s, n in counts.items() if n) or "nothing to run")
+        _report_failures(failed)
+        if progress.changed and not quiet:
+            out.print(git_add_hint(progress.changed))
     if failed:
         raise typer.Exit(1)
+
+
+def _report_failures(failed) -> None:
+    """Each failed stage with why and its last lines (stderr): shown even with --quiet."""
+    for r in failed:
+        how = f"{'; '.join(r.reasons)}" if r.exit_code in (0, None) and r.reasons else f"exit status {r.exit_code}"
+        if r.exit_code is None:  # it never started (its deps could not reach the worker): one line says why
+            err.print(f"\nstage '{r.stage}' failed: {how}")
+            continue
+        err.print(f"\nstage '{r.stage}' failed ({how}); last lines of its output:")
+        err.print("\n".join(f"  | {line}" for line in r.log_tail.splitlines()) or "  | (no output)")
+        err.print(f"  full record: `mlv show {r.stage}`")
 
 
 def _set_params(ws, options: list[str], *, dry_run: bool) -> None:

@@ -26,7 +26,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from mlv.engine import gpus, interpreter
+from mlv.engine import gpus, interpreter, liveoutput
 from mlv.storage import secrets
 
 CALL_STAGE = str(Path(__file__).with_name("callstage.py"))  # run as a script by path: see its docstring
@@ -52,6 +52,7 @@ class Job:
     remote: dict | None = None  # workspace: remote — the default remote's settings (``storage.scratch.settings``)
     inputs: tuple[tuple[str, str, bool], ...] = ()  # workspace: remote — (dep path, digest, is a directory)
     kind: dict | None = None  # a kind: stage: {"run": "pkg.mod:func", "settings": {...}, "stage": {...}}
+    stream: str | None = None  # the topic its masked output is streamed on while it runs (``liveoutput``)
 
     @property
     def shared_nothing(self) -> bool:
@@ -79,7 +80,8 @@ def run_stage(job: Job) -> tuple[int, dict | None, float, float]:
 
     Every stage runs in a child process of its own (a ``call`` stage in ``callstage.py``), so
     nothing it does touches this worker's cwd, streams or imports. The values of this worker's
-    credential-like environment variables never reach the log. Returns the exit status (a
+    credential-like environment variables never reach the log; with ``job.stream``, the same masked
+    bytes also go to the client as they come (``liveoutput``). Returns the exit status (a
     failure is a status, never an exception), the interpreter it ran with, start and end."""
     started = time.time()
     masker = secrets.Masker(secrets.values(job.mask))
@@ -97,12 +99,17 @@ def run_stage(job: Job) -> tuple[int, dict | None, float, float]:
     # which Python it runs is asked of that Python while the stage runs, not after it (a first probe costs ~0.2 s)
     with ThreadPoolExecutor(1) as probe:
         used = probe.submit(interpreter.describe, interpreter.used_by(job.cmd, env), env, job.wdir)
+        sink = liveoutput.Sender(job.stream, job.stage, job.run_id) if job.stream else None
         with open(job.log, "wb") as log:
             for argv in argvs:  # commands run one after another, stopping at the first that fails
-                code = _run(argv, job.wdir, env, log, masker)
+                code = _run(argv, job.wdir, env, _Output(log, sink), masker)
                 if code != 0:
                     break
-            log.write(masker.flush())
+            tail = masker.flush()
+            log.write(tail)
+            if sink is not None:
+                sink(tail)
+                sink.flush(end=True)
         ended = time.time()
         return code, used.result(), started, ended
 
@@ -129,13 +136,15 @@ def _pump(proc: subprocess.Popen, log, masker: secrets.Masker) -> None:
     fd = proc.stdout.fileno()
     try:
         while True:
-            ready, _, _ = select.select([fd], [], [], 0.2)
+            ready, _, _ = select.select([fd], [], [], liveoutput.FLUSH_S if log.sink else 0.2)
             if ready:
                 chunk = os.read(fd, 1 << 16)
                 if not chunk:
                     return
                 log.write(masker.feed(chunk))
-            elif proc.poll() is not None:
+            elif log.sink is not None:
+                log.sink.flush()  # quiet for a moment: what gathered goes to the client now
+            if not ready and proc.poll() is not None:
                 os.set_blocking(fd, False)
                 try:
                     while chunk := os.read(fd, 1 << 16):
@@ -145,6 +154,18 @@ def _pump(proc: subprocess.Popen, log, masker: secrets.Masker) -> None:
                 return
     finally:
         proc.stdout.close()
+
+
+class _Output:
+    """Where masked output goes: the log file, and the client's stream when there is one."""
+
+    def __init__(self, log, sink: liveoutput.Sender | None) -> None:
+        self.log, self.sink = log, sink
+
+    def write(self, masked: bytes) -> None:
+        self.log.write(masked)
+        if self.sink is not None and masked:
+            self.sink(masked)
 
 
 def kill_children() -> None:

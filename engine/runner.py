@@ -26,7 +26,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
-from mlv.engine import execute, inputs, lockfile, provenance, remote_run
+from mlv.engine import execute, inputs, liveoutput, lockfile, provenance, remote_run, tocommit
 from mlv.engine.cluster import Cluster, ClusterConfig
 from mlv.engine.dag import Graph, StageSpec
 from mlv.engine.executor import OnDask, Threads
@@ -69,6 +69,7 @@ class RunOptions:
     fetch: Fetch | None = None  # gets outputs that ran before from a remote, instead of running the stage
     download: bool = True  # workspace: remote — check outputs out after each stage (False: --no-download)
     lock: bool = True  # False: runs are recorded but mlv.lock is not written (`mlv score`: not a stage of mlv.yaml)
+    stream: bool = True  # stages' masked output reaches the listener line by line as it comes (False: `run -q`)
 
 
 class State(str, Enum):
@@ -100,7 +101,9 @@ class StageResult:
                 "elapsed": round(self.elapsed, 3), "exit_code": self.exit_code}
 
 
-Listener = Callable[[str, str, str], None]  # (stage, state, detail); ("", "cluster", dashboard), ("", "note", text)
+# (stage, state, detail); also (stage, "output", a line it printed — masked), ("", "cluster", dashboard link),
+# ("", "note", text) and, at the end, ("", "changed", path) for each file to commit that this run changed
+Listener = Callable[[str, str, str], None]
 
 
 class RunLock:
@@ -146,6 +149,7 @@ class Runner:
         self._context: tuple[dict, dict] | None = None  # (git state, package versions), once per run
         self.remote: remote_run.RemoteRun | None = None  # workspace: remote
         self.kinds = kinds if kinds is not None else {}
+        self.output = liveoutput.Receiver(liveoutput.new_topic(), lambda stage, line: self.notify(stage, "output", line))
 
     # -- entry point ----------------------------------------------------------------
     def run(self) -> list[StageResult]:
@@ -161,6 +165,7 @@ class Runner:
                       force=self.options.force or not self.options.download)  # --no-download: workspace untouched
         gpu = [n for n in to_run if specs[n].resources.gpu]
         self.cluster = Cluster(self.cluster_config, jobs=self.options.jobs, gpu=bool(gpu))
+        watch = tocommit.Watch(self.ws, specs.values(), lock=self.options.lock) if self.ws.in_git else None
         executor = None
         try:
             self.cluster.check_devices()
@@ -174,9 +179,9 @@ class Runner:
             if self.cluster.threads_suffice(gpu=bool(gpu)):
                 executor = Threads(self.options.jobs) if to_run else None  # nothing to run: no threads either
             else:
-                executor = OnDask(self.cluster, jobs=self.options.jobs,
-                                  started=lambda link: self.notify("", "cluster", link))
-            self._loop(order, specs, upstream, executor)
+                executor = OnDask(self.cluster, jobs=self.options.jobs, started=self._cluster_started)
+            with self.output:
+                self._loop(order, specs, upstream, executor)
         except KeyboardInterrupt:
             execute.kill_children()
             for name in order:
@@ -186,7 +191,15 @@ class Runner:
             if executor is not None:
                 executor.close()
             self.cluster.close()
+        for path in watch.changed() if watch is not None else ():
+            self.notify("", "changed", path)
         return [self.results[n] for n in order]
+
+    def _cluster_started(self, link: str) -> None:
+        """The Dask client is up (before the first submit): stages' output reaches us through its scheduler."""
+        if self.options.stream:
+            self.output.attach(self.cluster.client())
+        self.notify("", "cluster", link)
 
     def _remote_mode(self) -> None:
         if self.cluster_config.remote:
@@ -238,6 +251,8 @@ class Runner:
                 started = self._begin(specs[name], upstream[name])
                 if started is not None:
                     decision, job = started
+                    if job.stream:
+                        self.output.expect(job.run_id)
                     running[executor.submit(job, gpu=specs[name].resources.gpu)] = (specs[name], decision, job)
                     self.notify(name, "running", "")
             if not running:
@@ -247,6 +262,8 @@ class Runner:
             for future in executor.wait(running):
                 spec, decision, job = running.pop(future)
                 outcome = _outcome(spec, job, future)
+                if job.stream:  # through a scheduler its last lines may still be on their way
+                    self.output.finish(job.run_id, timeout=0 if isinstance(executor, Threads) else 2.0)
                 if self._stopped is not None:  # killed because another stage failed under --fail-fast
                     self._cancelled(spec)
                     continue
@@ -322,7 +339,7 @@ class Runner:
             deps=spec.deps, outs=spec.outs, params=_nested(spec.params), log="", gpu=spec.resources.gpu,
             mask=self.ws.config.mask, outputs=(*spec.outs, *spec.metrics, *spec.plots), remote=self.remote.settings,
             inputs=tuple((p, str(d), is_dir) for p, (d, is_dir) in sorted(self.remote.inputs(decision.deps).items())),
-            kind=self._kind_job(spec, decision, run_id),
+            kind=self._kind_job(spec, decision, run_id), stream=self.output.topic if self.options.stream else None,
         )
 
     def _kind_job(self, spec: StageSpec, decision: Decision, run_id: str) -> dict | None:
@@ -347,6 +364,7 @@ class Runner:
             call=spec.call, deps=tuple(str(root / d) for d in spec.deps), outs=tuple(str(root / o) for o in spec.outs),
             params=_nested(spec.params), log=str(logs / f"{run_id}.log"), gpu=spec.resources.gpu,
             mask=self.ws.config.mask, outputs=(*spec.outs, *spec.metrics, *spec.plots), kind=self._kind_job(spec, decision, run_id),
+            stream=self.output.topic if self.options.stream else None,
         )
         return job
 

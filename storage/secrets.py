@@ -64,21 +64,23 @@ class Masker:
     """Masks secret values in a byte stream that arrives in chunks of any size.
 
     A value may straddle two chunks, so a match is only decided once the bytes after its
-    start are all there: what could still begin a secret (the last ``longest - 1`` bytes)
-    is held back until more arrives, or until ``flush``.
+    start are all there: what could still begin a secret (a tail of at most ``longest - 1``
+    bytes that some secret starts with) is held back until more arrives, or until ``flush``.
+    Nothing else is held, so a finished line streams on at once (``engine.liveoutput``).
     """
 
     def __init__(self, secrets: Iterable[str]) -> None:
         ordered = sorted({s.encode() for s in secrets if s}, key=len, reverse=True)  # longest wins where they overlap
         self.pattern = re.compile(b"|".join(re.escape(s) for s in ordered)) if ordered else None
         self.keep = max((len(s) for s in ordered), default=1) - 1
+        self.secrets = ordered
         self.pending = b""
 
     def feed(self, chunk: bytes) -> bytes:
         if self.pattern is None:
             return chunk
         data = self.pending + chunk
-        cut = len(data) - self.keep  # a match starting here or later may still grow with the next chunk
+        cut = self._held_from(data)  # a match starting here or later may still grow with the next chunk
         out, done = bytearray(), 0
         for m in self.pattern.finditer(data):
             if m.start() >= cut:
@@ -89,6 +91,14 @@ class Masker:
         out += data[done:end]
         self.pending = data[end:]
         return bytes(out)
+
+    def _held_from(self, data: bytes) -> int:
+        """Where the tail that a secret could still begin with starts (``len(data)``: no such tail)."""
+        for start in range(max(0, len(data) - self.keep), len(data)):
+            tail = data[start:]
+            if any(s.startswith(tail) for s in self.secrets):
+                return start
+        return len(data)
 
     def flush(self) -> bytes:
         if self.pattern is None:
