@@ -151,7 +151,8 @@ def progress(total: int, description: str) -> Iterator[Callable[[int], None] | N
 
 # The modules that define commands; each registers its own on ``app`` when imported. The console
 # script (``mlv.cli.entry``) imports only the one a command line needs.
-COMMAND_MODULES = ("data", "experiments", "pipeline", "remote", "sync", "trace", "label", "score", "monitor", "serve")
+COMMAND_MODULES = ("data", "experiments", "pipeline", "remote", "sync", "trace", "label", "score", "monitor", "serve", "plots",
+                   "config")
 
 
 def load_commands(modules: tuple[str, ...] | None = None) -> None:
@@ -164,4 +165,3 @@ def load_commands(modules: tuple[str, ...] | None = None) -> None:
 
 if getattr(sys.modules["mlv.cli"], "load_all_commands", True):
     load_commands()
-from mlv.cli import config  # noqa: E402,F401  (mlv config)

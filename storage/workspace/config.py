@@ -1,4 +1,5 @@
-"""``.mlv/config.yaml``: committed settings (cache, gc, remotes), never credentials.
+"""``.mlv/config.yaml``: committed settings (cache, gc, remotes), never credentials; and
+``.mlv/config.local.yaml``: git-ignored, this machine's overrides, laid over it key by key.
 
 Unknown keys and wrong types are ``ConfigError`` (exit 2) naming the file and the key,
 so a typo never silently falls back to a default. A remote URL carrying a password or
@@ -24,6 +25,8 @@ import yaml
 from mlv.storage import atomic, paths, yamlfile
 from mlv.storage.errors import ConfigError, UsageError
 
+FILE = "config.yaml"  # committed
+LOCAL_FILE = "config.local.yaml"  # git-ignored: this machine's overrides (a personal remote, a profile)
 LINK_MODES = ("auto", "reflink", "hardlink", "symlink", "copy")
 DEFAULT_GRACE = 3600
 
@@ -107,7 +110,48 @@ def load(path: Path) -> Config:
     return _parse(text, path)
 
 
+def load_repo(dot: Path) -> Config:
+    """A repo's settings: ``.mlv/config.yaml``, overridden key by key by the git-ignored ``config.local.yaml``.
+
+    Each file is checked on its own first (so an error names the file that holds it), then the
+    combination (a ``core.remote`` in one file may name a remote defined in the other).
+    """
+    shared = read_data(dot / FILE)
+    local = read_data(dot / LOCAL_FILE)
+    config = Config() if shared is None else build(shared, dot / FILE)
+    return config if local is None else build(merge(shared or {}, local), dot / LOCAL_FILE)
+
+
+def read_data(path: Path) -> dict | None:
+    """The raw mapping in a config file, its sections and keys checked (None if there is no file)."""
+    try:
+        text = yamlfile.read_text(path, source=str(path), limit=yamlfile.CONFIG_BYTES)
+    except FileNotFoundError:
+        return None
+    return _data(text, path)
+
+
+def merge(base: dict, over: dict) -> dict:
+    """``base`` with ``over``'s keys laid on top, mappings merged key by key.
+
+    >>> merge({"cache": {"link": "copy", "verify": True}, "remotes": {"a": {"url": "x"}}},
+    ...       {"cache": {"link": "symlink"}, "remotes": {"b": {"url": "y"}}})
+    {'cache': {'link': 'symlink', 'verify': True}, 'remotes': {'a': {'url': 'x'}, 'b': {'url': 'y'}}}
+    """
+    merged = dict(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
 def _parse(text: str, path: Path) -> Config:
+    return build(_data(text, path), path)
+
+
+def _data(text: str, path: Path) -> dict:
     try:
         data = yamlfile.load(text, source=str(path)) or {}
     except yaml.YAMLError as exc:
@@ -128,6 +172,11 @@ def _parse(text: str, path: Path) -> Config:
                     raise _unknown(path, f"{section}.{key}", sorted(keys))
     if not isinstance(data.get("remotes") or {}, dict):
         raise _fail(path, "'remotes' must be a mapping of name -> settings")
+    return data
+
+
+def build(data: dict, path: Path | None) -> Config:
+    """The ``Config`` of a checked mapping; ``ConfigError`` naming ``path`` and the key for a bad value."""
     cache = data.get("cache") or {}
     gc = data.get("gc") or {}
     remotes = {str(name): parse_remote(name, settings, path=path) for name, settings in (data.get("remotes") or {}).items()}
@@ -162,7 +211,7 @@ def _mask(path: Path | None, value: object) -> tuple[str, ...]:
     return tuple(value)
 
 
-_DOT_NAMES = frozenset({"runs", "tmp", "state.db", "lock", "run.lock", "config.yaml", ".gitignore"})
+_DOT_NAMES = frozenset({"runs", "tmp", "state.db", "lock", "run.lock", "config.yaml", "config.local.yaml", ".gitignore"})
 
 
 def _check_cache_dir(value: str, path: Path | None) -> None:

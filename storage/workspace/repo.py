@@ -20,7 +20,7 @@ from mlv.storage.workspace import pointers
 from mlv.storage.errors import LockedError, NotARepoError, UsageError
 
 DOT = ".mlv"
-DOT_GITIGNORE = "/cache/\n/tmp/\n/runs/\n/state.db*\n/lock\n/run.lock\n"
+DOT_GITIGNORE = "/cache/\n/tmp/\n/runs/\n/state.db*\n/lock\n/run.lock\n/config.local.yaml\n"
 
 
 class Workspace:
@@ -29,7 +29,7 @@ class Workspace:
     def __init__(self, root: Path) -> None:
         self.root = root
         self.dot = root / DOT
-        self.config = configs.load(self.dot / "config.yaml")
+        self.config = configs.load_repo(self.dot)  # config.yaml, overridden by config.local.yaml
 
     @classmethod
     def find(cls, start: Path | None = None) -> Workspace:
