@@ -49,9 +49,11 @@ def add(
         what = f"{r.pointer.nfiles} files, " if r.pointer.is_dir else ""
         out.print(f"added {ws.rel(r.pointer.target)} ({what}{r.pointer.size} bytes, {r.stored} new objects) "
                   f"→ {ws.rel(r.pointer.file)}")
-    if ws.in_git:
-        files = " ".join(ws.rel(r.pointer.file) for r in results)
-        out.print(f"To track the changes with git, run:\n  git add {files}")
+    changed = [ws.rel(path) for r in results for path in r.changed]
+    if ws.in_git and changed:
+        from mlv.cli.runprogress import git_add_hint
+
+        out.print(git_add_hint(changed))
 
 
 @command("status")

@@ -141,7 +141,6 @@ def show(
     if json_:
         emit_json({**record.to_dict(), "output": log})
         return
-    out.print(json.dumps({k: v for k, v in record.to_dict().items() if k != "definition"}, indent=2))
-    out.print("--- output ---" if source is record else
-              f"--- output of run {source.run_id} (restored from the run cache; nothing ran) ---")
-    out.print(log.rstrip())
+    from mlv.cli.recordview import render
+
+    render(record.to_dict(), output=log, source=None if source is record else source.run_id)

@@ -28,7 +28,7 @@ class Watch:
             for out in spec.outs:
                 parent = str(Path(out).parent)
                 names.add(".gitignore" if parent == "." else f"{parent}/.gitignore")
-            names.update(spec.metrics)
+            names.update((*spec.metrics, *spec.plots))
             for dep in spec.deps:
                 parts = dep.split("/")
                 names.update("/".join(parts[:n]) + pointers.SUFFIX for n in range(1, len(parts) + 1))

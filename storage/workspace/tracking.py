@@ -27,6 +27,7 @@ class Added:
     pointer: Pointer
     stored: int  # objects newly written to the store
     hashed: int  # files whose bytes were read
+    changed: tuple[Path, ...] = ()  # files this add wrote that belong in git: the pointer, the .gitignore
 
 
 def _validate_targets(ws: Workspace, paths: list[str]) -> list[Path]:
@@ -75,10 +76,12 @@ def add(ws: Workspace, paths: list[str], *, progress: snapshot.ProgressFactory |
         for s in scans:
             snap = snapshot.store(ws, s, progress=progress)
             pointer = Pointer(pointers.pointer_path(s.target), snap.digest, snap.size, snap.nfiles)
+            before = pointer.file.read_bytes() if pointer.file.is_file() else None
             pointers.dump(pointer)
-            if ws.in_git:
-                ignore_in_git(s.target)
-            results.append(Added(pointer, snap.stored, snap.hashed))
+            changed = [pointer.file] if pointer.file.read_bytes() != before else []
+            if ws.in_git and ignore_in_git(s.target):
+                changed.append(s.target.parent / ".gitignore")
+            results.append(Added(pointer, snap.stored, snap.hashed, tuple(changed)))
     return results
 
 
@@ -91,8 +94,8 @@ def _is_pointer(file: Path) -> bool:
         return False
 
 
-def ignore_in_git(target: Path) -> None:
-    """Keep tracked data out of git: '/name' in the .gitignore beside it (idempotent)."""
+def ignore_in_git(target: Path) -> bool:
+    """Keep tracked data out of git: '/name' in the .gitignore beside it (idempotent); whether it was added."""
     ignore = target.parent / ".gitignore"
     line = f"/{target.name}"
     existing = ignore.read_text().splitlines() if ignore.exists() else []
@@ -101,6 +104,8 @@ def ignore_in_git(target: Path) -> None:
             if existing and not ignore.read_text().endswith("\n"):
                 f.write("\n")
             f.write(line + "\n")
+        return True
+    return False
 
 
 # -- status ------------------------------------------------------------------------------
