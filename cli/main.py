@@ -19,11 +19,38 @@ import typer
 
 from mlv.storage.errors import MlvError
 
+def _keep_argument_help() -> None:
+    """Show positional arguments' ``help=`` in ``--help`` again.
+
+    Typer (< 0.26, pinned for start-up time) sets ``help`` on its ``TyperArgument`` and then calls
+    click's ``Argument.__init__``, which since click 8.5 takes a ``help`` of its own and resets it to
+    None: every argument's help vanished from ``--help``. Setting it again after click's init keeps
+    typer's own "Arguments" section; click 8.5's new "Positional arguments" section would repeat it,
+    so typer's commands skip that one. On an older click this changes nothing.
+    """
+    from typer.core import TyperArgument, TyperCommand
+
+    init = TyperArgument.__init__
+    if getattr(init, "keeps_help", False):
+        return
+    TyperCommand.format_arguments = lambda self, ctx, formatter: None  # typer's format_options lists them
+
+    @wraps(init)
+    def keep(self, *args: Any, help: str | None = None, **kwargs: Any) -> None:  # noqa: A002  (click's name)
+        init(self, *args, help=help, **kwargs)
+        self.help = help
+
+    keep.keeps_help = True
+    TyperArgument.__init__ = keep
+
+
+_keep_argument_help()
+
 app = typer.Typer(
     name="mlv",
     help="Version data and models, run pipelines on Dask, and trace every artifact back to raw data.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,  # --install-completion / --show-completion (typer's own; loaded lazily by typer)
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"]},
