@@ -55,6 +55,8 @@ def render(record: dict, *, output: str, source: str | None) -> None:
     from rich.tree import Tree
 
     console = Console(highlight=False, soft_wrap=True)
+    if not console.is_terminal:  # a pipe or a file: long lines stay whole, for grep (a terminal wraps them)
+        console = Console(highlight=False, soft_wrap=True, width=4096)
     status = record.get("status") or "-"
     facts = Table.grid(padding=(0, 2))
     facts.add_column(style="bold")
