@@ -26,6 +26,8 @@ MODULES: dict[str, tuple[str, ...]] = {
     "score": ("score",),
     "serve": ("serve",),
     "monitor": ("monitor",),
+    "plots": ("plots",),
+    "config": ("config",),
 }
 
 

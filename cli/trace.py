@@ -1,4 +1,4 @@
-"""Provenance commands: trace, log, params diff, metrics diff.
+"""Provenance commands: trace (a tree, JSON, or an HTML picture), log, params diff, metrics diff.
 
 Thin as the others: parse, call ``mlv.engine.lineage`` / ``history`` / ``diffs``, render a
 tree or a table for people and JSON with ``--json``. Engine modules are imported inside
@@ -31,6 +31,8 @@ def trace(
     reindex: Annotated[bool, typer.Option("--reindex", help="Rebuild the provenance index from the run records first.")] = False,
     row: Annotated[Optional[int], typer.Option("--row", min=0, help="Trace row N (from 0) of a prediction file, or of a "
                                                "directory of them counted across its files in name order.")] = None,
+    html: Annotated[Optional[str], typer.Option("--html", metavar="FILE", help="Also draw the graph into FILE: one "
+                                                "self-contained HTML page (inline SVG, no scripts).")] = None,
 ) -> None:
     """Show where an artifact came from, back to the data added with `mlv add` (or, with --downstream, what was built from it)."""
     from mlv.engine import lineage
@@ -59,8 +61,14 @@ def trace(
     else:
         result = lineage.trace(ws, index, lineage.resolve(ws, index, target, rev=rev), downstream=downstream,
                                verify=verify)
+    if html is not None:
+        from mlv.pipelines import plotsgraph
+
+        written = plotsgraph.write(result.to_dict(), html)
     if json_:
         emit_json(result.to_dict())
+    elif html is not None:
+        out.print(str(written))
     else:
         out.print(render_tree(result))
     for problem in result.problems:

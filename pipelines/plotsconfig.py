@@ -92,6 +92,8 @@ def _props(parser, where: Node, name: object, props: object, stage: str) -> dict
     for key, item in props.items():
         at = node_at(where, key)
         if key not in PROP_KEYS:
+            at = next((k for k, _ in where.value if getattr(k, "value", None) == key), where) if isinstance(
+                where, MappingNode) else where  # point at the key, not its value
             near = nearest(str(key), PROP_KEYS)
             hint = f" Did you mean '{near}'?" if near else ""
             raise parser.error(at, f"unknown plot prop '{key}'.{hint}\n  Valid keys: {', '.join(PROP_KEYS)}", stage)
