@@ -28,6 +28,7 @@ MODULES: dict[str, tuple[str, ...]] = {
     "monitor": ("monitor",),
     "plots": ("plots",),
     "config": ("config",),
+    "import-dvc": ("importdvc",),
 }
 
 

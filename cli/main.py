@@ -179,7 +179,7 @@ def progress(total: int, description: str) -> Iterator[Callable[[int], None] | N
 # The modules that define commands; each registers its own on ``app`` when imported. The console
 # script (``mlv.cli.entry``) imports only the one a command line needs.
 COMMAND_MODULES = ("data", "experiments", "pipeline", "remote", "sync", "trace", "label", "score", "monitor", "serve",
-                   "config", "plots")
+                   "config", "plots", "importdvc")
 
 
 def load_commands(modules: tuple[str, ...] | None = None) -> None:

@@ -1,0 +1,375 @@
+"""``mlv import-dvc``: a DVC repo becomes an mlv repo in one command.
+
+Reads ``dvc.yaml``, ``dvc.lock``, ``params.yaml`` (read in place: mlv reads it as DVC does),
+``.dvc/config`` and every ``*.dvc`` file; writes ``mlv.yaml`` (``importdvc_convert``), a
+``<path>.mlv`` pointer per ``.dvc`` out, and — for each stage whose ``dvc.lock`` entry still
+describes the workspace — an ``mlv.lock`` entry and a run record, so ``mlv run`` finds it up to
+date. The data is re-hashed into mlv's store from DVC's cache (``importdvc_data``), every
+byte checked against DVC's md5 first. DVC's own files are left as they were.
+
+Invariants:
+
+- Everything that can make the request wrong is checked before anything is written (exit 2):
+  no DVC repo, an existing ``mlv.yaml`` or pointer without ``force``, a path that breaks the
+  paths rule, a converted pipeline that mlv would refuse.
+- A stage is locked only when its command, params, deps and outs are what ``dvc.lock`` says
+  (deps by the md5 of the workspace's bytes, outs found in DVC's cache or the workspace with
+  that md5); its fingerprint is the engine's own (``engine.fingerprint``), over the deps'
+  mlv digests. Any other stage is not locked, and the report says why it will run.
+- Nothing is dropped silently: what has no equivalent is a note in the report; an md5
+  mismatch is reported and that version is not imported.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from mlv.engine import lockfile, provenance
+from mlv.engine.dag import StageSpec, build_graph, normalise_path
+from mlv.engine.fingerprint import fingerprint
+from mlv.engine.lockfile import LockEntry, Output
+from mlv.engine.plan import identify
+from mlv.engine.records import RunIndex, RunRecord, environment, git_state, host, new_run_id
+from mlv.pipelines import paramfiles
+from mlv.pipelines.importdvc_convert import Converted, Note, convert, var_file_names
+from mlv.pipelines.importdvc_data import DvcData, Mismatch, listing_of, md5_matches
+from mlv.pipelines.schema import Pipeline, load_pipeline
+from mlv.storage import atomic, paths, yamlfile
+from mlv.storage.errors import MlvError, UsageError
+from mlv.storage.workspace import Workspace
+from mlv.storage.workspace.pointers import Pointer, dump, pointer_path
+from mlv.storage.workspace.tracking import ignore_in_git
+
+PIPELINE_FILE = "mlv.yaml"
+DVC_DIR = ".dvc"
+_SKIP_DIRS = {".git", ".dvc", ".mlv"}
+
+
+@dataclass(slots=True)
+class Report:
+    """What import-dvc did: pointers written, each stage's state, notes, md5 mismatches."""
+
+    pipeline: str | None = None
+    pointers: list[dict] = field(default_factory=list)
+    stages: list[dict] = field(default_factory=list)
+    notes: list[Note] = field(default_factory=list)
+    mismatches: list[Mismatch] = field(default_factory=list)
+    not_imported: list[dict] = field(default_factory=list)  # {path, why}: data that stayed behind
+    initialized: bool = False
+
+    def to_dict(self) -> dict:
+        return {"pipeline": self.pipeline, "initialized": self.initialized, "pointers": self.pointers,
+                "stages": self.stages, "not_imported": self.not_imported,
+                "notes": [n.to_dict() for n in self.notes], "mismatches": [m.to_dict() for m in self.mismatches]}
+
+
+@dataclass(frozen=True, slots=True)
+class _DvcRepo:
+    dvc_yaml: dict | None
+    lock: dict  # stage -> dvc.lock entry
+    outs: list[tuple[str, str, dict]]  # (.dvc file, target path, its out entry)
+    cache_dir: Path
+
+
+def import_dvc(root: Path, *, force: bool = False) -> Report:
+    """Import the DVC repo at ``root`` (see the module docstring); ``UsageError`` (exit 2) before any write."""
+    root = root.resolve()
+    report = Report()
+    repo = _read(root, report)
+    if (root / PIPELINE_FILE).exists() and repo.dvc_yaml is not None and not force:
+        raise UsageError(f"'{PIPELINE_FILE}' exists already; pass --force to replace it with the pipeline of dvc.yaml")
+    for dvc_file, target, _ in repo.outs:
+        if (why := paths.problem(target)) is not None:
+            raise UsageError(f"{dvc_file}: out '{target}' {why}; fix the .dvc file first")
+        if pointer_path(root / target).exists() and not force:
+            raise UsageError(f"'{target}.mlv' exists already; pass --force to replace it with {dvc_file}'s version")
+    converted, pipeline, text = _pipeline(root, repo, report) if repo.dvc_yaml is not None else (None, None, None)
+    report.initialized = not (root / ".mlv").is_dir()
+    ws, _ = Workspace.init(root) if report.initialized else (Workspace(root), False)
+    with ws.lock(), ws.store.writer() as writer:
+        data = DvcData(ws, writer, cache_dir=repo.cache_dir)
+        pointers = _pointers(ws, repo, data, report)
+        locked = _stages(ws, repo, pipeline, data, report) if pipeline is not None else {}
+    for pointer in pointers:  # objects first, then what names them
+        dump(pointer)
+        if ws.in_git:
+            ignore_in_git(pointer.target)
+    if text is not None:
+        atomic.write_text(root / PIPELINE_FILE, text)
+        report.pipeline = PIPELINE_FILE
+        _commit(ws, pipeline, locked)
+    report.mismatches = sorted({m for f in data.found.values() for m in f.mismatches}, key=lambda m: m.path)
+    if pipeline is not None:
+        _plan(ws, report)
+    return report
+
+
+def _plan(ws: Workspace, report: Report) -> None:
+    """What `mlv run` will do with each stage now, by the engine's own plan (as `mlv status` shows it)."""
+    from mlv.pipelines import project
+
+    decisions = {d.stage: d for d in project.dry_run(ws, project.Selection())}
+    for row in report.stages:
+        decision = decisions.get(row["stage"])
+        row["action"] = decision.action if decision else "run"
+        if decision and decision.action != "up-to-date":
+            row["reasons"] = row["reasons"] + [r for r in decision.reasons if r not in row["reasons"]]
+
+
+# -- reading the DVC repo ---------------------------------------------------------------------
+
+
+def _read(root: Path, report: Report) -> _DvcRepo:
+    if not (root / DVC_DIR).is_dir():
+        raise UsageError(f"'{root}' is not the root of a DVC repo (no {DVC_DIR}/ here); run `mlv import-dvc` "
+                         "where `dvc init` was run")
+    dvc_yaml = _yaml(root, "dvc.yaml")
+    lock = _yaml(root, "dvc.lock") or {}
+    stages = lock.get("stages") if isinstance(lock, dict) else None
+    if lock and not isinstance(stages, dict):
+        raise UsageError("dvc.lock: expected 'stages:' (DVC 2/3's lock format); regenerate it with `dvc repro`")
+    outs = []
+    for dvc_file in _dvc_files(root):
+        doc = _yaml(root, dvc_file)
+        base = dvc_file.rpartition("/")[0]
+        for key in sorted(set(doc or {}) - {"outs", "md5", "frozen", "deps", "wdir"}):
+            report.notes.append(Note(dvc_file, f"key '{key}'", "mlv pointers have no such key; left out"))
+        if (doc or {}).get("deps"):
+            report.notes.append(Note(dvc_file, "deps (dvc import / import-url)", "the data is imported; where it "
+                                     "came from is not tracked by mlv (`mlv add` it again to update it)"))
+        for out in (doc or {}).get("outs") or []:
+            if not isinstance(out, dict) or not isinstance(out.get("path"), str) or not out.get("md5"):
+                report.not_imported.append({"path": dvc_file, "why": f"out {out!r} has no path and md5"})
+                continue
+            try:
+                target = normalise_path(out["path"], base or ".")
+            except ValueError as exc:
+                raise UsageError(f"{dvc_file}: out {exc}") from None
+            outs.append((dvc_file, target, out))
+    report.notes.extend(_config_notes(root))
+    return _DvcRepo(dvc_yaml if isinstance(dvc_yaml, dict) else None, stages or {}, outs, _cache_dir(root))
+
+
+def _yaml(root: Path, rel: str) -> object:
+    try:
+        return yamlfile.load(yamlfile.read_text(root / rel, source=rel, limit=yamlfile.LOCK_BYTES), source=rel)
+    except FileNotFoundError:
+        return None
+    except yaml.YAMLError as exc:
+        raise UsageError(f"{rel}: not valid YAML ({exc}); fix it with DVC first") from None
+
+
+def _dvc_files(root: Path) -> list[str]:
+    found = []
+    for top, dirs, files in os.walk(root):
+        dirs[:] = sorted(d for d in dirs if d not in _SKIP_DIRS)
+        rel = Path(top).relative_to(root).as_posix()
+        found += [name if rel == "." else f"{rel}/{name}" for name in sorted(files) if name.endswith(".dvc")]
+    return found
+
+
+def _config_lines(root: Path) -> list[tuple[str, str, str]]:
+    """(section, key, value) of ``.dvc/config`` (INI as DVC writes it; config.local is personal: not read)."""
+    found, section = [], ""
+    try:
+        text = (root / DVC_DIR / "config").read_text(errors="replace")
+    except OSError:
+        return []
+    for line in text.splitlines():
+        line = line.strip()
+        if line.startswith("["):
+            section = line.strip("[]'\" ")
+        elif "=" in line and not line.startswith(("#", ";")):
+            key, _, value = line.partition("=")
+            found.append((section, key.strip(), value.strip()))
+    return found
+
+
+def _config_notes(root: Path) -> list[Note]:
+    notes = []
+    for section, key, value in _config_lines(root):
+        if section.startswith("remote"):
+            name = section.partition(" ")[2].strip("\"' ")
+            if key == "url":
+                notes.append(Note(".dvc/config", f"remote '{name}' ({value})", "not imported: add it with "
+                                  f"`mlv remote add {name} URL` (mlv's remotes hold mlv's store, not DVC's)"))
+        elif (section, key) not in (("core", "remote"), ("core", "autostage"), ("cache", "dir")):
+            notes.append(Note(".dvc/config", f"{section}.{key} = {value}", "DVC setting with no mlv equivalent"))
+    return notes
+
+
+def _cache_dir(root: Path) -> Path:
+    for section, key, value in _config_lines(root):
+        if (section, key) == ("cache", "dir"):
+            return (root / DVC_DIR / value).resolve()
+    return root / DVC_DIR / "cache"
+
+
+# -- the pipeline -----------------------------------------------------------------------------
+
+
+def _pipeline(root: Path, repo: _DvcRepo, report: Report) -> tuple[Converted, Pipeline, str]:
+    var_files = {}
+    for name in var_file_names(repo.dvc_yaml):
+        try:
+            var_files[name] = paramfiles.read(root, name)
+        except paramfiles.ParamFileError as exc:
+            raise UsageError(f"dvc.yaml: vars: {exc}") from None
+    converted = convert(repo.dvc_yaml, var_files=var_files)
+    report.notes[:0] = converted.notes
+    text = ("# Written by `mlv import-dvc` from dvc.yaml; mlv reads params.yaml beside it, as DVC does.\n"
+            + yaml.safe_dump(converted.pipeline, sort_keys=False, default_flow_style=False, allow_unicode=True))
+    tmp = root / f".mlv-{os.getpid()}-import.tmp"
+    try:
+        atomic.write_text(tmp, text)
+        pipeline = load_pipeline(tmp, root=root)
+        build_graph(pipeline.stages.values(), root=root, source=PIPELINE_FILE)
+    except MlvError as exc:
+        message = str(exc).replace(tmp.name, PIPELINE_FILE)
+        raise UsageError(f"dvc.yaml converts to an mlv.yaml that mlv refuses: {message}\n  Fix dvc.yaml (or "
+                         "write mlv.yaml by hand); nothing was written") from None
+    finally:
+        tmp.unlink(missing_ok=True)
+    return converted, pipeline, text
+
+
+# -- data and stages --------------------------------------------------------------------------
+
+
+def _pointers(ws: Workspace, repo: _DvcRepo, data: DvcData, report: Report) -> list[Pointer]:
+    pointers = []
+    for dvc_file, target, out in repo.outs:
+        found = data.get(target, str(out["md5"]), cached=out.get("cache", True) is not False)
+        if found.output is None:
+            report.not_imported.append({"path": target, "why": found.why})
+            continue
+        o = found.output
+        pointers.append(Pointer(pointer_path(ws.root / target), o.digest, o.size, o.nfiles))
+        report.pointers.append({"path": target, "pointer": f"{target}.mlv", "from": dvc_file, "digest": str(o.digest),
+                                "size": o.size, "nfiles": o.nfiles})
+    return pointers
+
+
+def _stages(ws: Workspace, repo: _DvcRepo, pipeline: Pipeline, data: DvcData, report: Report) -> dict[str, LockEntry]:
+    graph = build_graph(pipeline.stages.values(), root=ws.root, source=PIPELINE_FILE)
+    by_md5 = {md5: f.output for (_, md5), f in data.found.items() if f.output is not None}
+    locked: dict[str, LockEntry] = {}
+    for name in graph.topological_order():
+        spec = pipeline.stages[name]
+        entry, reasons = _lock_stage(ws, spec, repo.lock.get(name), data, by_md5)
+        if entry is not None:
+            locked[name] = entry
+            by_md5.update({md5: f.output for (_, md5), f in data.found.items() if f.output is not None})
+        report.stages.append({"stage": name, "imported": entry is not None, "reasons": reasons})
+    return locked
+
+
+def _lock_stage(ws: Workspace, spec: StageSpec, entry: dict | None, data: DvcData,
+                by_md5: dict[str, Output]) -> tuple[LockEntry | None, list[str]]:
+    """The mlv.lock entry of ``spec`` if ``entry`` (its dvc.lock entry) still describes it, else why not."""
+    if not isinstance(entry, dict):
+        return None, ["not in dvc.lock (it never ran under DVC): it will run"]
+    reasons = []
+    locked_cmd = entry.get("cmd")
+    locked_cmd = tuple(locked_cmd) if isinstance(locked_cmd, list) else (locked_cmd,)
+    if not _same_commands(spec.cmd or (), locked_cmd):
+        reasons.append(f"its command differs from dvc.lock's ({' && '.join(map(str, locked_cmd))!r}): it will run")
+    reasons += _param_changes(spec, entry.get("params") or {})
+    wdir = spec.wdir
+    deps = {normalise_path(str(d.get("path")), wdir): str(d.get("md5") or "") for d in entry.get("deps") or []}
+    outs = {normalise_path(str(o.get("path")), wdir): (str(o.get("md5") or ""), o) for o in entry.get("outs") or []}
+    if set(deps) != set(spec.deps):
+        reasons.append(f"its deps ({', '.join(sorted(spec.deps))}) are not dvc.lock's ({', '.join(sorted(deps))})")
+    declared = {*spec.outs, *spec.metrics, *spec.plots}
+    if set(outs) != declared:
+        reasons.append(f"its outputs ({', '.join(sorted(declared))}) are not dvc.lock's ({', '.join(sorted(outs))})")
+    if reasons:
+        return None, reasons
+    digests = {}
+    for path, md5 in deps.items():
+        if (ws.root / path).exists():
+            listing = listing_of(data, md5) if md5.endswith(".dir") else None
+            if not md5_matches(ws.root, path, md5, listing):
+                reasons.append(f"dep '{path}' changed since dvc.lock (its md5 is not {md5}): it will run")
+                continue
+            digests[path] = identify(ws, path)
+        elif md5 in by_md5:
+            digests[path] = by_md5[md5].digest
+        else:
+            reasons.append(f"dep '{path}' is missing, and md5 {md5} is not in DVC's cache: it will run")
+    stored = {}
+    for path, (md5, _) in outs.items():
+        found = data.get(path, md5)
+        if found.output is None:
+            reasons.append(f"output {found.why}: it will run")
+        else:
+            stored[path] = found.output
+    if reasons:
+        return None, reasons
+    return LockEntry(fingerprint(spec, digests), new_run_id(), digests, dict(spec.params), stored), []
+
+
+def _same_commands(ours: tuple[str, ...], theirs: tuple) -> bool:
+    """mlv quotes interpolated values for the shell, DVC pastes them: the same words are the same command."""
+    if len(ours) != len(theirs):
+        return False
+    for a, b in zip(ours, theirs):
+        if a == b:
+            continue
+        try:
+            if not isinstance(b, str) or shlex.split(a) != shlex.split(b):
+                return False
+        except ValueError:
+            return False
+    return True
+
+
+def _param_changes(spec: StageSpec, locked: dict) -> list[str]:
+    """Params dvc.lock recorded that differ from the stage's params now (names as mlv records them)."""
+    changes = []
+    named = {}
+    for file, values in locked.items() if isinstance(locked, dict) else ():
+        rel = normalise_path(str(file), spec.wdir)
+        for key, value in (values or {}).items():
+            for leaf, v in paramfiles.leaves(str(key), value).items():
+                named[leaf if rel == "params.yaml" else f"{rel}{paramfiles.SEPARATOR}{leaf}"] = v
+    for name, value in sorted(named.items()):
+        if spec.params.get(name, _MISSING) != value:
+            now = spec.params.get(name, "(not used now)")
+            changes.append(f"param '{name}' changed since dvc.lock: {value!r} → {now!r}: it will run")
+    for name in sorted(n for n in spec.params if paramfiles.SEPARATOR in n and n not in named):
+        changes.append(f"param '{name}' is not in dvc.lock: it will run")
+    return changes
+
+
+_MISSING = object()
+
+
+def _commit(ws: Workspace, pipeline: Pipeline, locked: dict[str, LockEntry]) -> None:
+    """A run record per locked stage (as the runner writes them, marked as imported), then mlv.lock."""
+    if not locked:
+        return
+    index = RunIndex(ws)
+    context = (git_state(ws.root), environment())
+    lock = {**{n: e for n, e in lockfile.load(ws.root).items() if n in pipeline.stages}, **locked}
+    for name, entry in locked.items():
+        spec = pipeline.stages[name]
+        now = time.time()
+        index.write(RunRecord(
+            run_id=entry.run_id, stage=name, fingerprint=str(entry.fingerprint), definition=spec.definition(),
+            params=dict(spec.params), deps={p: str(d) for p, d in entry.deps.items()},
+            outs={p: o.to_dict() for p, o in entry.outs.items()}, status="succeeded", exit_code=0, started=now,
+            ended=now, host=host(), worker=None, gpu=None, log=None, git=context[0],
+            environment={"mlv": context[1], "interpreter": None, "imported": "dvc.lock, by `mlv import-dvc`"},
+            producers=provenance.input_producers(ws, entry.deps, lock),
+        ))
+        if ws.in_git:
+            for out in spec.outs:
+                ignore_in_git(ws.root / out)
+    lockfile.dump(ws.root, lock)
