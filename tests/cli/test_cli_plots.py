@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+import sys
 import textwrap
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -248,3 +249,26 @@ def test_trace_html_draws_the_lineage_graph_with_its_labels(git_repo, cli):
         name = "run" if text.startswith("stage") else next(n["path"] for n in artifacts if text.startswith(n["path"]))
         x[name] = float(re.match(r"translate\(([-\d.]+)", t.get("transform")).group(1))
     assert x["train.py"] < x["run"] < x["plots/loss.csv"]
+
+
+def test_append_rows_grows_a_plot_file_row_by_row_inside_a_stage(repo, cli):
+    # what mlv.api.log_plot builds on: a stage appends rows as it goes, each append a whole file
+    make_tree(repo, {
+        "mlv.yaml": f"stages:\n  fit:\n    cmd: {sys.executable} fit.py\n    plots: [curve.csv, curve.json]\n",
+        "fit.py": textwrap.dedent("""\
+            from mlv.pipelines.plots import append_rows
+            for epoch in range(4):
+                append_rows("curve.csv", [{"epoch": epoch, "acc": 0.5 + epoch / 10}])
+                append_rows("curve.json", [{"epoch": epoch, "acc": 0.5 + epoch / 10}])
+            try:
+                append_rows("curve.csv", [{"acc": 1.0}])
+            except Exception as exc:
+                print("refused:", exc)
+            """),
+    })
+    cli("run")
+    assert (repo / "curve.csv").read_text() == "epoch,acc\n0,0.5\n1,0.6\n2,0.7\n3,0.8\n"
+    assert json.loads((repo / "curve.json").read_text()) == [{"epoch": e, "acc": 0.5 + e / 10} for e in range(4)]
+    assert "has columns epoch, acc" in cli("show", "fit").stdout
+    specs = {p["path"]: p["spec"] for p in cli.json("plots", "show")}
+    assert [v["acc"] for v in specs["curve.csv"]["data"]["values"]] == [0.5, 0.6, 0.7, 0.8]
