@@ -10,7 +10,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from mlv.cli.main import app, command, emit_json, out, workspace
+from mlv.cli.main import app, command, emit_json, err, out, workspace
 
 plots_app = typer.Typer(help="Draw the plot files stages declare: one self-contained HTML page of SVG charts.",
                         no_args_is_help=True, add_completion=False)
@@ -30,7 +30,9 @@ def plots_show(
     from mlv.pipelines import plots
 
     ws = workspace()
-    found = plots.show(ws, targets)
+    found, missing = plots.show(ws, targets)
+    for path in missing:
+        err.print(f"note: plot file '{path}' is not on disk; `mlv run` (or `mlv checkout`) writes it")
     if json_:
         for plot in found:
             plots.check_columns(plot)

@@ -159,11 +159,12 @@ def locked(ws: Workspace, tree: Tree) -> dict[str, tuple[str, PlotProps]]:
     """
     from mlv.engine.records import RecordCorrupt, RunIndex
 
-    stages = (tree.pipeline.get("stages") or {}) if isinstance(tree.pipeline.get("stages"), dict) else {}
+    stages = tree.pipeline.get("stages")
+    stages = stages if isinstance(stages, dict) else {}
     found: dict[str, tuple[str, PlotProps]] = {}
     for name, entry in tree.lock.items():
-        raw = _raw_plots((stages.get(name.split("@")[0]) or {}).get("plots") if isinstance(
-            stages.get(name.split("@")[0]), dict) else None)
+        stage = stages.get(name.split("@")[0])  # a foreach/matrix stage is declared under its base name
+        raw = _raw_plots(stage.get("plots") if isinstance(stage, dict) else None)
         try:
             paths = RunIndex(ws).read(entry.run_id).definition.get("plots") or []
         except (FileNotFoundError, RecordCorrupt):
@@ -199,8 +200,9 @@ def read_at(ws: Workspace, tree: Tree, path: str, digest: str) -> bytes | None:
 # -- the two commands -----------------------------------------------------------------
 
 
-def show(ws: Workspace, targets: list[str] | None = None) -> list[Plot]:
-    """The workspace's plots: every declared plot file, or the ``targets`` (plot files, stages, or any series file)."""
+def show(ws: Workspace, targets: list[str] | None = None) -> tuple[list[Plot], list[str]]:
+    """The workspace's plots — every declared plot file, or the ``targets`` (plot files, stages, or any series
+    file) — and the declared plot files not on disk (left out; an error if nothing else is there to draw)."""
     plots = declared(ws)
     chosen = _choose(ws, plots, targets) if targets else plots
     if not chosen:
@@ -217,7 +219,7 @@ def show(ws: Workspace, targets: list[str] | None = None) -> list[Plot]:
     if missing and (targets or not found):
         raise PlotError(f"plot file '{missing[0]}' is not in the workspace; run the stage that writes it "
                         f"(`mlv run`) or bring it back (`mlv checkout {missing[0]}`)", path=missing[0])
-    return found
+    return found, missing
 
 
 def diff(ws: Workspace, revs: list[str] | None = None, targets: list[str] | None = None) -> list[Plot]:

@@ -176,6 +176,10 @@ def test_show_json_gives_the_specs_with_the_data(git_repo, cli):
     assert [(v["step"], v["loss"]) for v in values] == loss_rows(git_repo)
     assert found[0]["spec"]["encoding"]["x"]["field"] == "step"
     assert not (git_repo / "mlv_plots").exists()
+    (git_repo / "plots/cm.csv").unlink()
+    result = cli("plots", "show")
+    assert "note: plot file 'plots/cm.csv' is not on disk" in result.stderr
+    assert set(page(git_repo, result.stdout)[1]) == {"plots/loss.csv"}
 
 
 def test_json_series_in_dvcs_shape_and_default_columns(repo, cli):
