@@ -289,8 +289,16 @@ def _lock_stage(ws: Workspace, spec: StageSpec, entry: dict | None, data: DvcDat
     declared = {*spec.outs, *spec.metrics, *spec.plots}
     if set(outs) != declared:
         reasons.append(f"its outputs ({', '.join(sorted(declared))}) are not dvc.lock's ({', '.join(sorted(outs))})")
+    stored, missing = {}, []
+    for path, (md5, _) in outs.items():  # stored even if the stage will run: its outputs are then not unsaved bytes
+        found = data.get(path, md5)
+        if found.output is None:
+            missing.append(f"output {found.why}: it will run")
+        else:
+            stored[path] = found.output
     if reasons:
         return None, reasons
+    reasons = missing
     digests = {}
     for path, md5 in deps.items():
         if (ws.root / path).exists():
@@ -303,13 +311,6 @@ def _lock_stage(ws: Workspace, spec: StageSpec, entry: dict | None, data: DvcDat
             digests[path] = by_md5[md5].digest
         else:
             reasons.append(f"dep '{path}' is missing, and md5 {md5} is not in DVC's cache: it will run")
-    stored = {}
-    for path, (md5, _) in outs.items():
-        found = data.get(path, md5)
-        if found.output is None:
-            reasons.append(f"output {found.why}: it will run")
-        else:
-            stored[path] = found.output
     if reasons:
         return None, reasons
     return LockEntry(fingerprint(spec, digests), new_run_id(), digests, dict(spec.params), stored), []
