@@ -8,7 +8,7 @@ and :func:`build_graph` accepts any objects with ``name``, ``deps``, ``outs`` an
 
 Rules (paths are repo-relative POSIX strings):
 
-- An output (an ``outs`` or ``metrics`` path) belongs to exactly one stage, and no
+- An output (an ``outs``, ``metrics`` or ``plots`` path) belongs to exactly one stage, and no
   output may lie inside another output (of the same or another stage).
 - Stage B depends on stage A when one of B's deps *is* an output of A, lies *inside*
   one, or *contains* one (a dep on ``data/`` waits for the stage writing ``data/x``,
