@@ -85,7 +85,7 @@ def run_stage(job: Job) -> tuple[int, dict | None, float, float]:
     failure is a status, never an exception), the interpreter it ran with, start and end."""
     started = time.time()
     masker = secrets.Masker(secrets.values(job.mask))
-    env = {**os.environ, "MLV_STAGE": job.stage, "MLV_RUN_ID": job.run_id}
+    env = {**os.environ, "MLV_STAGE": job.stage, "MLV_RUN_ID": job.run_id, "MLV_ROOT": job.root}  # root: mlv.api.log_metric
     if job.cmd is not None:
         argvs = [["/bin/sh", "-c", command] for command in job.cmd]
     else:
