@@ -31,8 +31,9 @@ def trace(
     reindex: Annotated[bool, typer.Option("--reindex", help="Rebuild the provenance index from the run records first.")] = False,
     row: Annotated[Optional[int], typer.Option("--row", min=0, help="Trace row N (from 0) of a prediction file, or of a "
                                                "directory of them counted across its files in name order.")] = None,
-    html: Annotated[Optional[str], typer.Option("--html", metavar="FILE", help="Draw the graph into FILE, one "
-                                                "self-contained HTML page (inline SVG, no scripts), and print its path instead of the tree.")] = None,
+    html: Annotated[Optional[str], typer.Option(
+        "--html", metavar="FILE", help="Draw the graph into FILE, one self-contained HTML page (inline SVG, no "
+        "scripts), and print its path instead of the tree.")] = None,
 ) -> None:
     """Show where an artifact came from, back to the data added with `mlv add` (or, with --downstream, what was built from it)."""
     from mlv.engine import lineage
