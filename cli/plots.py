@@ -24,7 +24,7 @@ def plots_show(
     targets: Annotated[Optional[list[str]], typer.Argument(help="Plot files or stages (default: every declared "
                                                            "plot); any CSV/TSV/JSON file may be named too.")] = None,
     out_dir: OutDir = "mlv_plots",
-    json_: Annotated[bool, typer.Option("--json", help="Print the Vega-Lite specs (data inline); write no page.")] = False,
+    json_: Annotated[bool, typer.Option("--json", help="Print the Vega-Lite specs (data inline); no page.")] = False,
 ) -> None:
     """Draw the workspace's plot files into DIR/index.html and print its path."""
     from mlv.pipelines import plots
