@@ -42,6 +42,10 @@ def _stage(doing: str):  # -> (root, StageSpec)
         raise StageLogError(f"{doing} works inside a stage that `mlv run` runs (it sets {STAGE_ENV}); here there is "
                             "none. Call it from the stage's code, or write the file yourself")
     root = Path(os.environ.get(ROOT_ENV) or _find_root())
+    if not (root / "mlv.yaml").is_file():  # `workspace: remote`: the stage runs in a scratch copy of its deps
+        raise StageLogError(f"{doing}: stage '{stage}' runs in '{root}', which has no mlv.yaml to say where its "
+                            "metrics and plots go (a `workspace: remote` worker lays out only the stage's deps); "
+                            "write the file yourself there, or run with `workspace: shared`")
     from mlv.pipelines.schema import load_pipeline
 
     specs = load_pipeline(root / "mlv.yaml", root=root).stages

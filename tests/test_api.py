@@ -211,6 +211,9 @@ def test_log_metric_refuses_what_it_cannot_record(git_repo, cli, monkeypatch):
     with pytest.raises(MlvError, match=r"declares no plots file"):
         api.log_plot("curve", [{"x": 1}])
     assert not (git_repo / "m.json").exists()  # nothing written by a refused call
+    monkeypatch.setenv("MLV_ROOT", str(git_repo / "elsewhere"))  # a scratch directory with no mlv.yaml
+    with pytest.raises(MlvError, match=r"has no mlv.yaml"):
+        api.log_metric("acc", 0.5)
 
 
 def test_importing_the_api_is_light():
