@@ -39,7 +39,7 @@ def test_init_of_a_directory_that_does_not_exist_yet(tmp_path, monkeypatch, cli)
 
 def test_init_inside_git_ignores_mlv_internals(git_repo, cli):
     ignore = (git_repo / ".mlv/.gitignore").read_text().splitlines()
-    for entry in ("/cache/", "/state.db*", "/tmp/", "/lock"):
+    for entry in ("/cache/", "/state.db*", "/tmp/", "/lock", "/config.local.yaml"):
         assert entry in ignore
     untracked = git(git_repo, "status", "--porcelain", "--untracked-files=all").split("\n")
     assert sorted(line for line in untracked if line) == ["?? .mlv/.gitignore", "?? .mlv/config.yaml"]
