@@ -1,7 +1,8 @@
 """``mlv run --set KEY=VALUE``: write a param's new value where it is defined, changing nothing else.
 
 A param is defined in the ``params:`` section of ``mlv.yaml`` or in ``params.yaml`` next to
-it (DVC's convention). The edit replaces the characters of that one value and leaves every
+it (DVC's convention); ``FILE:KEY`` (``--set config/train.yaml:lr=0.2``, as ``dvc exp run -S``
+writes it) names a key of another params file (``paramfiles``). The edit replaces the characters of that one value and leaves every
 other byte of the file as it was: comments, key order, indentation, quoting, long lines.
 (A YAML round trip — ruamel.yaml's too — re-emits the whole document: it re-indents
 sequences and folds lines longer than its width, so it is used for nothing here.)
@@ -31,12 +32,12 @@ import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from mlv.pipelines.interpolate import nearest
-from mlv.storage import atomic, yamlfile
+from mlv.storage import atomic, paths, yamlfile
 from mlv.storage.errors import MlvError, UsageError
 
 PIPELINE_FILE = "mlv.yaml"
 PARAMS_FILE = "params.yaml"
-_KEY = re.compile(r"^[A-Za-z_][\w-]*(\.[\w-]+)*$")
+_KEY = re.compile(r"^([^:=\s]+:)?[A-Za-z_][\w-]*(\.[\w-]+)*$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,7 +94,17 @@ def apply(root: Path, assignments: list[Assignment], *, check: Callable[[], obje
     files = {name: doc for name, doc in files.items() if doc is not None}
     edits = []
     for a in assignments:
-        edits.append(_where(files, a.key).set(a))
+        file, colon, key = a.key.rpartition(":")
+        if not colon or file == PARAMS_FILE:
+            edits.append(_where(files, key).set(Assignment(key, a.value, a.text)))
+            continue
+        if file not in files:
+            files[file] = _other_file(root, file)
+        if not files[file].has(key):
+            near = nearest(key, files[file].names())
+            hint = f" Did you mean '{file}:{near}'?" if near else ""
+            raise UsageError(f"--set '{a.key}': params file '{file}' has no key '{key}'.{hint}")
+        edits.append(files[file].set(Assignment(key, a.value, a.text)))
     before = {name: doc.original for name, doc in files.items() if doc.text != doc.original}
     written: list[str] = []
     try:
@@ -109,7 +120,24 @@ def apply(root: Path, assignments: list[Assignment], *, check: Callable[[], obje
     return edits
 
 
+def _other_file(root: Path, file: str) -> _Document:
+    """A params file a stage may name (``{config/train.yaml: [lr]}``), for ``--set FILE:KEY``."""
+    from mlv.pipelines.paramfiles import SUFFIXES
+
+    why = paths.problem(file, written=False)
+    if why is None and (file in (PIPELINE_FILE,) or not file.endswith(SUFFIXES)):
+        why = "is not a params file (YAML or JSON)"
+    if why is not None:
+        raise UsageError(f"--set {file}:…: '{file}' {why}; name a params file in the repo, relative to its root")
+    doc = _Document.read(root / file, file)
+    if doc is None:
+        raise UsageError(f"--set {file}:…: params file '{file}' does not exist; fix the path (relative to the "
+                         "repo root)")
+    return doc
+
+
 def _where(files: dict[str, _Document], key: str) -> _Document:
+    files = {name: doc for name, doc in files.items() if name in (PIPELINE_FILE, PARAMS_FILE)}
     found = [doc for doc in files.values() if doc.has(key)]
     if len(found) > 1:
         raise UsageError(f"param '{key}' is defined in both {PIPELINE_FILE} and {PARAMS_FILE}; a param is defined "
@@ -148,14 +176,14 @@ class _Document:
     def _params_node(self) -> Node | None:
         if not isinstance(self.node, MappingNode):
             return None
-        if self.name == PARAMS_FILE:
+        if self.name != PIPELINE_FILE:  # params.yaml, or another params file: the whole file holds params
             return self.node
         return next((v for k, v in self.node.value if isinstance(k, ScalarNode) and k.value == "params"), None)
 
     def _params_data(self, data: object) -> object:
         if not isinstance(data, dict):
             return None
-        return data if self.name == PARAMS_FILE else data.get("params")
+        return data if self.name != PIPELINE_FILE else data.get("params")
 
     def names(self) -> list[str]:
         """Dotted names of every value under the params, e.g. ``['lr', 'model.max_depth']``."""

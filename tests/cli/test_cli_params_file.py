@@ -154,3 +154,16 @@ def test_a_missing_params_file_or_key_names_the_file_and_key(repo, cli):
     assert "params file '../outside.yaml' leads outside the repository" in cli("status", code=2).stderr
     other_file_project(repo, "[{.git/config.yaml: [lr]}]")
     assert "is inside '.git/'" in cli("status", code=2).stderr
+
+
+def test_set_writes_a_key_of_another_params_file_as_dvc_exp_run_does(repo, cli):
+    other_file_project(repo)
+    cli("run")
+    cli("run", "--set", "config/train.yaml:train.n_est=80")
+    assert (repo / "config/train.yaml").read_text() == "train:\n  n_est: 80\n  depth: 3\nnote: first\n"
+    assert json.loads((repo / "model.json").read_text())["n_est"] == 80
+    before = (repo / "config/train.yaml").read_text()
+    err = cli("run", "--set", "config/train.yaml:train.n_ets=1", code=2).stderr
+    assert "params file 'config/train.yaml' has no key 'train.n_ets'. Did you mean 'config/train.yaml:train.n_est'?" in err
+    assert "'../x.yaml' leads outside the repo" in cli("run", "--set", "../x.yaml:a=1", code=2).stderr
+    assert (repo / "config/train.yaml").read_text() == before
