@@ -30,6 +30,8 @@ MODULES: dict[str, tuple[str, ...]] = {
     "config": ("config",),
     "import-dvc": ("importdvc",),
 }
+# commands that only move bytes: their manifests need pyarrow but never NumPy (mlv.storage.store.arrowlib)
+BYTES_ONLY = frozenset({"init", "add", "status", "checkout", "fsck", "gc", "push", "fetch", "pull"})
 
 
 def modules_for(argv: list[str], environ: os._Environ | dict = os.environ) -> tuple[str, ...] | None:
@@ -50,5 +52,9 @@ def main() -> None:
     mlv.cli.load_all_commands = False
     from mlv.cli.main import app, load_commands
 
+    if sys.argv[1:2] and sys.argv[1] in BYTES_ONLY:
+        from mlv.storage.store import arrowlib
+
+        arrowlib.without_numpy()
     load_commands(modules_for(sys.argv))
     app()

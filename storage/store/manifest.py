@@ -12,11 +12,12 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-import pyarrow as pa
-import pyarrow.ipc
 from mlv.storage import paths as rules
+from mlv.storage.store import arrowlib
 from mlv.storage.store.digest import ALGORITHM, Digest
 from mlv.storage.errors import StorageError
+
+pa = arrowlib.pyarrow()
 
 SCHEMA = pa.schema(
     [

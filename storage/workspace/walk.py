@@ -44,7 +44,7 @@ def walk(top: Path, *, repo_root: Path, leftovers: list[str] | None = None) -> l
     root_real = os.path.realpath(repo_root)
     seen: set[str] = {os.path.realpath(top)}
     stack = [(os.fspath(top), "")]
-    append, is_dir, is_reg = out.append, stat.S_ISDIR, stat.S_ISREG
+    append, is_dir, is_reg, new = out.append, stat.S_ISDIR, stat.S_ISREG, tuple.__new__  # the loop runs per file
     while stack:
         directory, rel_dir = stack.pop()
         with os.scandir(directory) as it:
@@ -58,10 +58,14 @@ def walk(top: Path, *, repo_root: Path, leftovers: list[str] | None = None) -> l
                     _check_name(entry.path)
                 if entry.is_symlink():
                     _check_symlink(entry.path, root_real)
-                st = _stat(entry)
+                try:
+                    st = entry.stat()
+                except OSError as exc:
+                    raise _stat_error(entry, exc) from None
                 mode = st.st_mode
                 if is_reg(mode):
-                    append(FileStat(rel_dir + name, entry.path, st.st_ino, st.st_mtime_ns, st.st_size, bool(mode & 0o100)))
+                    append(new(FileStat, (rel_dir + name, entry.path, st.st_ino, st.st_mtime_ns, st.st_size,
+                                          mode & 0o100 != 0)))
                 elif is_dir(mode):
                     real = os.path.realpath(entry.path)
                     if real not in seen:
@@ -104,15 +108,12 @@ def _check_symlink(path: str, root_real: str) -> None:
                          "remove the link")
 
 
-def _stat(entry: os.DirEntry) -> os.stat_result:
-    try:
-        return entry.stat()
-    except FileNotFoundError:
-        raise UsageError(f"'{entry.path}' is a broken symlink; remove it or point it at a file") from None
-    except OSError as exc:
-        if exc.errno == errno.ELOOP:
-            raise UsageError(f"'{entry.path}' is a symlink loop (it leads back to itself); remove it") from None
-        raise
+def _stat_error(entry: os.DirEntry, exc: OSError) -> Exception:
+    if isinstance(exc, FileNotFoundError):
+        return UsageError(f"'{entry.path}' is a broken symlink; remove it or point it at a file")
+    if exc.errno == errno.ELOOP:
+        return UsageError(f"'{entry.path}' is a symlink loop (it leads back to itself); remove it")
+    return exc
 
 
 def _check_name(path: str) -> None:
