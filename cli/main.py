@@ -160,20 +160,34 @@ def emit_json(payload: Any) -> None:
 
 
 @contextmanager
-def progress(total: int, description: str) -> Iterator[Callable[[int], None] | None]:
-    """A byte-progress callback drawing a rich bar on a terminal for big jobs; else None."""
-    if not err.is_terminal or total < 32 * 1024 * 1024:
+def progress(total: int, description: str, *, files: int | None = None) -> Iterator[Callable[[int], None] | None]:
+    """A byte-progress callback drawing a rich bar on stderr, on a terminal, for jobs worth watching; else None.
+
+    The callback takes bytes as they go (a big file moves the bar chunk by chunk). With ``files``
+    (a checkout), each call is one file written, and the bar counts them too: ``120/300 files``."""
+    if not err.is_terminal or (total < 32 * 1024 * 1024 and (files or 0) < 1000):
         yield None
         return
     from rich.console import Console
-    from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn, TransferSpeedColumn
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
 
+    counted = (TextColumn("{task.fields[done]}/{task.fields[files]} files"),) if files is not None else ()
     with Progress(
-        "{task.description}", BarColumn(), DownloadColumn(), TransferSpeedColumn(), TimeRemainingColumn(),
+        "{task.description}", BarColumn(), DownloadColumn(), *counted, TransferSpeedColumn(), TimeRemainingColumn(),
         console=Console(stderr=True), transient=True,
     ) as bar:
-        task = bar.add_task(description, total=total)
-        yield lambda n: bar.advance(task, n)
+        task = bar.add_task(description, total=total, done=0, files=files)
+        if files is None:
+            yield lambda n: bar.advance(task, n)
+            return
+        done = 0
+
+        def one_file(n: int) -> None:
+            nonlocal done
+            done += 1
+            bar.update(task, advance=n, done=done)
+
+        yield one_file
 
 
 # The modules that define commands; each registers its own on ``app`` when imported. The console

@@ -6,6 +6,11 @@ mlv's own process, one per running stage, since every stage (``call`` stages too
 in a child process of its own. ``distributed`` is imported only here, and only when a
 cluster is actually needed (a scheduler, GPU workers, or ``local.processes: true``).
 
+Dask's own chatter stays out of mlv's output: the scheduler's HTTP server binds a free port
+(never the default 8787, whose "Port 8787 is already in use" warning would leak), and the
+dashboard link is given only once the dashboard answers (bokeh, the ``dashboard`` extra:
+``pip install 'mlv[dashboard]'``).
+
 ``workspace`` says what workers share with the client: ``shared`` (the default) — the
 repo's filesystem, as every local run does; ``remote`` — only the repo's default remote:
 workers fetch deps from it by digest into scratch directories and push outputs back
@@ -15,6 +20,8 @@ workers fetch deps from it by digest into scratch directories and push outputs b
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -140,12 +147,12 @@ class Cluster:
             threads = self.config.threads_per_worker
         else:
             workers, threads = 1, self.jobs or self.config.workers or cores
-        self._local = LocalCluster(
-            n_workers=workers, threads_per_worker=threads, processes=processes,
-            memory_limit=self.config.memory_limit,
-            **({"dashboard_address": ":0"} if _has_bokeh() else {"scheduler_kwargs": {"dashboard": False}}),
-        )
-        return Client(self._local)
+        with _quiet_ports():
+            self._local = LocalCluster(
+                n_workers=workers, threads_per_worker=threads, processes=processes,
+                memory_limit=self.config.memory_limit, **_dashboard_settings(),
+            )
+            return Client(self._local)
 
     def _start_local_gpus(self):
         """One worker per GPU, each pinned to its device with ``CUDA_VISIBLE_DEVICES``: dask-cuda's
@@ -155,11 +162,11 @@ class Cluster:
         except ImportError:
             raise UsageError(f"{self.config.source}: 'local.gpu_workers' needs dask-cuda, which pins one worker to "
                              "each GPU; install it with `pip install 'mlv[gpu]'`") from None
-        self._local = LocalCUDACluster(
-            n_workers=self.config.gpu_workers, threads_per_worker=1, memory_limit=self.config.memory_limit,
-            resources={"GPU": 1},
-            **({"dashboard_address": ":0"} if _has_bokeh() else {"scheduler_kwargs": {"dashboard": False}}),
-        )
+        with _quiet_ports():
+            self._local = LocalCUDACluster(
+                n_workers=self.config.gpu_workers, threads_per_worker=1, memory_limit=self.config.memory_limit,
+                resources={"GPU": 1}, **_dashboard_settings(),
+            )
         return self._local
 
     def gpu_workers(self) -> int:
@@ -204,6 +211,8 @@ class Cluster:
 
     @property
     def dashboard(self) -> str | None:
+        """The dashboard link the scheduler advertises (a local one only with bokeh); ``dashboard_answers``
+        says whether anything serves it."""
         if self._client is None:
             return None
         try:
@@ -217,6 +226,45 @@ class Cluster:
         if self._local is not None:
             self._local.close()
         self._client = self._local = None
+
+
+def dashboard_answers(link: str, *, timeout: float = 5.0) -> bool:
+    """Whether the dashboard at ``link`` serves its page (a scheduler without bokeh advertises a link
+    that only answers 404)."""
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(link, timeout=timeout) as response:
+            return response.status == 200
+    except (urllib.error.URLError, OSError, ValueError):
+        return False
+
+
+def _dashboard_settings() -> dict:
+    """A free port for the scheduler's HTTP server always (it starts even without a dashboard), the
+    dashboard itself only where bokeh can draw it."""
+    return {"dashboard_address": ":0", **({} if _has_bokeh() else {"scheduler_kwargs": {"dashboard": False}})}
+
+
+@contextmanager
+def _quiet_ports() -> Iterator[None]:
+    """No "Port N is already in use ... Hosting the HTTP server on port M instead" from Dask: mlv picks
+    free ports itself, and that advice is for someone who chose the port."""
+    import logging
+    import warnings
+
+    loggers = [logging.getLogger(name) for name in ("distributed.node", "distributed.http.server")]
+    levels = [lg.level for lg in loggers]
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"Port \d+ is already in use", category=UserWarning)
+        for lg in loggers:
+            lg.setLevel(logging.ERROR)
+        try:
+            yield
+        finally:
+            for lg, level in zip(loggers, levels, strict=True):
+                lg.setLevel(level)
 
 
 def _has_bokeh() -> bool:

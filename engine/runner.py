@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -27,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from mlv.engine import execute, inputs, liveoutput, lockfile, provenance, remote_run, tocommit
-from mlv.engine.cluster import Cluster, ClusterConfig
+from mlv.engine.cluster import Cluster, ClusterConfig, dashboard_answers
 from mlv.engine.dag import Graph, StageSpec
 from mlv.engine.executor import OnDask, Threads
 from mlv.engine.history import PIPELINE_FILE
@@ -199,7 +200,12 @@ class Runner:
         """The Dask client is up (before the first submit): stages' output reaches us through its scheduler."""
         if self.options.stream:
             self.output.attach(self.cluster.client())
-        self.notify("", "cluster", link)
+        if link:  # named only once it answers; asked aside, so no stage waits for the question
+            threading.Thread(target=self._dashboard, args=(link,), daemon=True, name="mlv-dashboard").start()
+
+    def _dashboard(self, link: str) -> None:
+        if dashboard_answers(link) and self.cluster is not None and self.cluster.started:  # not after the run
+            self.notify("", "cluster", link)
 
     def _remote_mode(self) -> None:
         if self.cluster_config.remote:

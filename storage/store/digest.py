@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass
+from collections.abc import Callable
 from typing import BinaryIO
 
 import xxhash
@@ -80,8 +81,8 @@ def of_bytes(data: bytes | memoryview) -> Digest:
     return Digest(ALGORITHM, xxhash.xxh3_128_hexdigest(data))
 
 
-def of_stream(stream: BinaryIO) -> tuple[Digest, int]:
-    """Digest and length of everything left in ``stream``, read in bounded chunks."""
+def of_stream(stream: BinaryIO, *, progress: Callable[[int], None] | None = None) -> tuple[Digest, int]:
+    """Digest and length of everything left in ``stream``, read in bounded chunks (each told to ``progress``)."""
     h = xxhash.xxh3_128()
     size = 0
     buf = bytearray(CHUNK)
@@ -89,10 +90,12 @@ def of_stream(stream: BinaryIO) -> tuple[Digest, int]:
     while n := stream.readinto(buf):
         h.update(view[:n])
         size += n
+        if progress is not None:
+            progress(n)
     return Digest(ALGORITHM, h.hexdigest()), size
 
 
-def of_file(path: str | os.PathLike[str]) -> tuple[Digest, int]:
+def of_file(path: str | os.PathLike[str], *, progress: Callable[[int], None] | None = None) -> tuple[Digest, int]:
     """Digest and size of a local file."""
     with open(path, "rb", buffering=0) as f:
-        return of_stream(f)
+        return of_stream(f, progress=progress)

@@ -13,6 +13,7 @@ import errno
 import io
 import os
 import shutil
+from collections.abc import Callable
 from typing import TYPE_CHECKING, BinaryIO
 
 import fsspec
@@ -26,6 +27,8 @@ if TYPE_CHECKING:
     from mlv.storage.store.objects import ObjectStore
 
 PACK_SIZE = 64 * 1024 * 1024  # a pack is sealed once it holds this many bytes
+COPY_STEP = 16 * 1024 * 1024  # a kernel copy that reports progress does it in steps of this many bytes
+Progress = Callable[[int], None]
 WRITE_BUFFER = 4 * 1024 * 1024
 
 
@@ -53,18 +56,22 @@ class Writer:
             self._put_loose(io.BytesIO(data), digest)
         return digest
 
-    def put_file(self, path: str | os.PathLike[str]) -> tuple[Digest, int]:
-        """Store a local file, streaming it; returns its digest and size."""
+    def put_file(self, path: str | os.PathLike[str], *, progress: Progress | None = None) -> tuple[Digest, int]:
+        """Store a local file, streaming it; returns its digest and size. ``progress`` is told
+        the bytes as they are stored, chunk by chunk (a bar moves while a big file goes in)."""
         with open(path, "rb", buffering=0) as f:
             size = os.fstat(f.fileno()).st_size
             if size < self.store.pack_threshold:
                 data = f.read()
-                return self.put_bytes(data), len(data)
+                digest = self.put_bytes(data)
+                if progress is not None:
+                    progress(len(data))
+                return digest, len(data)
             if isinstance(self.store.fs, LocalFileSystem):
-                return self._copy_loose(path), size
-            return self._put_loose(f, None), size
+                return self._copy_loose(path, progress), size
+            return self._put_loose(f, None, progress), size
 
-    def _copy_loose(self, path: str | os.PathLike[str]) -> Digest:
+    def _copy_loose(self, path: str | os.PathLike[str], progress: Progress | None = None) -> Digest:
         """Local store: the kernel copies the bytes (``sendfile``, as ``cp`` does), then we hash the copy.
 
         Pushing a large file through Python buffers costs several times a kernel copy here.
@@ -73,7 +80,10 @@ class Writer:
         """
         tmp = self.store._tmp()
         try:
-            shutil.copyfile(path, tmp)
+            if progress is None:
+                shutil.copyfile(path, tmp)
+            else:
+                _copy_reporting(path, tmp, progress)
             digest = digests.of_file(tmp)[0]
             with open(tmp, "rb") as f:
                 os.fsync(f.fileno())
@@ -108,7 +118,7 @@ class Writer:
             self._pack_hash.update(self._buf)
             self._buf = bytearray()
 
-    def _put_loose(self, src: BinaryIO, expected: Digest | None) -> Digest:
+    def _put_loose(self, src: BinaryIO, expected: Digest | None, progress: Progress | None = None) -> Digest:
         """Copy ``src`` into a temp object while hashing, then rename it into place."""
         fs = self.store.fs
         tmp = self.store._tmp()
@@ -120,6 +130,8 @@ class Writer:
                 while n := src.readinto(buf):
                     h.update(view[:n])
                     out.write(view[:n])
+                    if progress is not None:
+                        progress(n)
                 fsync_file(out)
             digest = Digest(digests.ALGORITHM, h.hexdigest())
             if expected is not None and digest != expected:
@@ -204,3 +216,20 @@ def fsync_file(f: BinaryIO) -> None:
 def fsync_dir_of(fs: fsspec.AbstractFileSystem, path: str) -> None:
     if isinstance(fs, LocalFileSystem):
         fsync_dir(path)
+
+
+def _copy_reporting(source: str | os.PathLike[str], target: str, progress: Progress) -> None:
+    """Copy a file as ``shutil.copyfile`` does (in the kernel where it can), telling ``progress`` each step."""
+    with open(source, "rb") as src, open(target, "wb") as dst:
+        offset = 0
+        try:
+            while n := os.sendfile(dst.fileno(), src.fileno(), offset, COPY_STEP):
+                offset += n
+                progress(n)
+            return
+        except OSError as exc:  # no file-to-file sendfile here (not Linux): plain reads and writes
+            if exc.errno not in (errno.EINVAL, errno.ENOSYS, errno.ENOTSOCK, errno.EOPNOTSUPP) or offset:
+                raise
+        while chunk := src.read(CHUNK):
+            dst.write(chunk)
+            progress(len(chunk))

@@ -130,7 +130,8 @@ def restore(ws: Workspace, versions: Iterable[Version | Pointer], *, force: bool
     if linker.note and any(p.writes for p in plans):
         report.notes.append(linker.note)
     total = sum(w[3] for p in plans for w in p.writes)
-    with ws.lock(), (progress(total, "checking out") if progress else nullcontext()) as tick:
+    files = sum(len(p.writes) for p in plans)  # each is told to the bar when written: files and bytes as they go
+    with ws.lock(), (progress(total, "checking out", files=files) if progress else nullcontext()) as tick:
         for plan in plans:
             _apply(ws, plan, linker, report, tick)
     if report.failed:

@@ -102,6 +102,8 @@ def read_all(files: Sequence[FileStat], *, progress: Progress | None = None) -> 
 
     Batches of small files are read by a few threads, at most ``2 × THREADS`` batches
     ahead of the consumer, so memory stays near ``2 × THREADS × BATCH_BYTES``.
+    ``progress`` is told each small file's bytes once it is yielded; a large one is the
+    consumer's to report, chunk by chunk as it streams it (``digest_all``, ``snapshot.store``).
     """
     with ThreadPoolExecutor(THREADS, thread_name_prefix="mlv-read") as pool:
         pending: deque = deque()
@@ -122,7 +124,7 @@ def read_all(files: Sequence[FileStat], *, progress: Progress | None = None) -> 
             submit()
             for f, data in zip(batch, fut.result() if fut is not None else [None], strict=True):
                 yield f, data
-                if progress:
+                if progress and data is not None:
                     progress(f.size)
 
 
@@ -130,7 +132,7 @@ def digest_all(files: Sequence[FileStat], *, progress: Progress | None = None) -
     """Digest files without storing them (``status``, ``checkout``)."""
     out: dict[str, Digest] = {}
     for f, data in read_all(files, progress=progress):
-        out[f.rel] = digests.of_bytes(data) if data is not None else digests.of_file(f.path)[0]
+        out[f.rel] = digests.of_bytes(data) if data is not None else digests.of_file(f.path, progress=progress)[0]
     return out
 
 

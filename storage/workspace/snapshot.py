@@ -116,7 +116,7 @@ def store(ws: Workspace, s: Scan, *, progress: ProgressFactory | None = None) ->
         w.replace = {digests.parse(d).raw for d, pack in damaged.items() if pack is None}  # damaged loose copies
         for f, data in hashing.read_all(misses, progress=tick):
             if data is None:
-                d = w.put_file(f.path)[0]
+                d = w.put_file(f.path, progress=tick)[0]  # a big file reports its bytes as they are stored
             else:
                 d = digests.of_bytes(data)
                 if damaged.get(str(d)) is not None:  # good bytes for a damaged packed copy: set it aside

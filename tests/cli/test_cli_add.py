@@ -51,7 +51,7 @@ def test_add_human_output_suggests_git_add(git_repo, cli):
     make_tree(git_repo, RAW)
     result = cli("add", "data/raw")
     assert "data/raw" in result.stdout and "3 files" in result.stdout
-    assert "git add data/raw.mlv" in result.stdout
+    assert "git add data/.gitignore data/raw.mlv" in result.stdout  # every file it changed, as dvc add does
 
 
 def test_add_in_git_ignores_the_data_beside_it(git_repo, cli):
