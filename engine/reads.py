@@ -29,7 +29,7 @@ import yaml
 
 from mlv.engine.history import Tree, resolve_rev
 from mlv.storage import paths, yamlfile
-from mlv.storage.errors import ConfigError, MlvError, ObjectMissing, UsageError
+from mlv.storage.errors import ConfigError, MlvError, ObjectCorrupt, ObjectMissing, UsageError
 from mlv.storage.store.digest import Digest, of_file, parse
 from mlv.storage.workspace import Workspace, pointers
 
@@ -169,12 +169,23 @@ class _Objects:
         remote, store = self._remote(digest, what)
         try:
             with remote.guard(f"reading object {digest}"):
+                if (entry := store.packed(digest)) is not None:  # one ranged read, not the pack's first block
+                    return io.BytesIO(self._packed(remote, digest, entry))
                 raw = store.open(digest)
         except ObjectMissing:
             raise ObjectMissing(f"{what or repr(self.rel)} at {self.tree.label} (object {digest}) is neither in the "
                                 f"local cache nor on {remote.where}; `mlv push` it from a clone that has it",
                                 digest=digest) from None
         return io.BufferedReader(_Guarded(raw, remote))
+
+    @staticmethod
+    def _packed(remote, digest: Digest, entry) -> bytes:
+        from mlv.storage.store.digest import of_bytes
+
+        data = remote.cat_ranges(remote.pack_key(entry.pack), [(entry.offset, entry.offset + entry.length)], jobs=1)[0]
+        if (actual := of_bytes(data)) != digest:
+            raise remote_damage(remote, digest, actual)
+        return data
 
     def _remote(self, digest: Digest, what: str | None):
         if self.remote is None:
@@ -203,9 +214,20 @@ class _Guarded(io.RawIOBase):
         try:
             with self._remote.guard(f"reading from {self._remote.where}"):
                 return self._raw.readinto(b)
+        except ObjectCorrupt as exc:
+            self.close()
+            raise remote_damage(self._remote, exc.digest, exc.actual) from None
         except MlvError:
             self.close()
             raise
+
+
+def remote_damage(remote, digest: Digest, actual: object) -> ObjectCorrupt:
+    """The error for wrong bytes from a remote: nothing was served, and how to repair the remote."""
+    return ObjectCorrupt(f"object {digest} on {remote.where} is damaged (its bytes hash to "
+                         f"{getattr(actual, 'hexdigest', str(actual))[:12]}…), so it was not served; "
+                         f"`mlv fsck --remote {remote.name}` marks it, and a `mlv push` from a clone that has the "
+                         "data sends good bytes", digest=digest, actual=actual)
 
     def close(self) -> None:
         if not self.closed:

@@ -104,8 +104,13 @@ def test_damaged_remote_bytes_are_refused(pushed_clone, tmp_path, monkeypatch):
     data[100] ^= 0xFF
     loose.chmod(0o644)
     loose.write_bytes(bytes(data))
-    with pytest.raises(ObjectCorrupt):
+    with pytest.raises(ObjectCorrupt, match=r"on remote 'origin' .* is damaged .* not served"):
         api.read("model.bin", rev="HEAD~1")
+    for pack in (tmp_path / "remote").rglob("*.pack"):  # every packed object (the small files, manifests)
+        pack.chmod(0o644)
+        pack.write_bytes(bytes(b ^ 0xFF for b in pack.read_bytes()))
+    with pytest.raises(ObjectCorrupt, match=r"on remote 'origin' .* is damaged"):
+        api.read("data/raw/a.csv", rev="HEAD~1")
 
 
 def test_without_a_remote_missing_data_says_so(git_repo, tmp_path, cli):
