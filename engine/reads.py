@@ -93,19 +93,18 @@ def open_path(ws: Workspace, path: str | os.PathLike[str], rev: str | None = Non
     if found.is_dir and found.inside is None:
         raise UsageError(f"'{rel}' is a directory (recorded in {found.origin} at {tree.label}); open a file inside "
                          f"it, e.g. '{rel}/<name>'")
-    digest = found.digest
+    digest, objects = found.digest, _Objects(ws, rel, tree)
     if found.inside is not None:
         from mlv.storage.store import manifest
 
-        with _Objects(ws, rel, tree) as objects:
-            entry = manifest.load(objects.read(found.digest, f"'{found.container}' (directory)")).get(found.inside)
+        entry = manifest.load(objects.read(found.digest, f"'{found.container}' (directory)")).get(found.inside)
         if entry is None:
             raise UsageError(f"'{rel}' is not a file of '{found.container}' at {tree.label} (version "
                              f"{found.digest.short}, {found.origin}); `mlv.api.open` takes a file's path")
         digest = entry.digest
     if tree.rev is None and (local := ws.root / rel).is_file() and of_file(local)[0] == digest:
         return open(local, "rb")
-    return _Objects(ws, rel, tree).open(digest)
+    return objects.open(digest)
 
 
 def _untracked(ws: Workspace, tree: Tree, rel: str) -> BinaryIO:
@@ -152,12 +151,6 @@ class _Objects:
         self.ws, self.rel, self.tree = ws, rel, tree
         self.remote = None
         self.store = None
-
-    def __enter__(self) -> _Objects:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        return None
 
     def read(self, digest: Digest, what: str) -> bytes:
         with self.open(digest, what) as f:
