@@ -177,17 +177,18 @@ def progress(total: int, description: str, *, files: int | None = None) -> Itera
         console=Console(stderr=True), transient=True,
     ) as bar:
         task = bar.add_task(description, total=total, done=0, files=files)
-        if files is None:
-            yield lambda n: bar.advance(task, n)
-            return
-        done = 0
+        step, drawn, moved, done = max(total // 50, 1), 0, 0, 0
 
-        def one_file(n: int) -> None:
-            nonlocal done
+        def advance(n: int) -> None:
+            nonlocal drawn, moved, done
             done += 1
+            moved += n
             bar.update(task, advance=n, done=done)
+            if moved - drawn >= step:  # drawn at every 2%, however fast the bytes go (else only 10 times a second)
+                drawn = moved
+                bar.refresh()
 
-        yield one_file
+        yield advance
 
 
 # The modules that define commands; each registers its own on ``app`` when imported. The console
