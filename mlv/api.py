@@ -77,6 +77,8 @@ def trace(target: str, downstream: bool = False, *, rev: str | None = None,
     from mlv.engine.provenance import ProvenanceIndex
 
     ws = _workspace(repo)
+    if (ws.root / target).exists():  # paths are relative to the repo root here, as in open(), wherever the cwd is
+        target = str(ws.root / target)
     index = ProvenanceIndex(ws)
     return lineage.trace(ws, index, lineage.resolve(ws, index, target, rev=rev), downstream=downstream).to_dict()
 

@@ -154,7 +154,7 @@ def test_params_and_metrics_now_and_at_a_revision(git_repo, cli):
     assert api.read("metrics.json", rev="HEAD~1") == (git_repo / "metrics.json").read_bytes().replace(b"2.0", b"1.0")
 
 
-def test_trace_is_the_cli_json(git_repo, cli):
+def test_trace_is_the_cli_json(git_repo, cli, monkeypatch):
     make_tree(git_repo, {"data/raw.csv": V1, "mlv.yaml": f"""\
 stages:
   prep:
@@ -171,6 +171,8 @@ stages:
     assert all({"source", "target"} <= set(e) for e in traced["edges"])
     down = api.trace("data/raw.csv", downstream=True)
     assert "out.csv" in {n.get("path") for n in down["nodes"]}
+    monkeypatch.chdir(git_repo / "data")  # elsewhere, paths stay relative to the repo root
+    assert api.trace("out.csv", repo=git_repo) == traced
 
 
 STAGE_CODE = """\
