@@ -137,6 +137,9 @@ def _read(root: Path, report: Report) -> _DvcRepo:
     outs = []
     for dvc_file in _dvc_files(root):
         doc = _yaml(root, dvc_file)
+        if not isinstance(doc, dict):
+            report.not_imported.append({"path": dvc_file, "why": "not a .dvc file (no mapping with 'outs:')"})
+            continue
         base = dvc_file.rpartition("/")[0]
         for key in sorted(set(doc or {}) - {"outs", "md5", "frozen", "deps", "wdir"}):
             report.notes.append(Note(dvc_file, f"key '{key}'", "mlv pointers have no such key; left out"))
@@ -260,14 +263,33 @@ def _stages(ws: Workspace, repo: _DvcRepo, pipeline: Pipeline, data: DvcData, re
     graph = build_graph(pipeline.stages.values(), root=ws.root, source=PIPELINE_FILE)
     by_md5 = {md5: f.output for (_, md5), f in data.found.items() if f.output is not None}
     locked: dict[str, LockEntry] = {}
+    aliases = _list_foreach_names(repo, pipeline, report)
     for name in graph.topological_order():
         spec = pipeline.stages[name]
-        entry, reasons = _lock_stage(ws, spec, repo.lock.get(name), data, by_md5)
+        entry, reasons = _lock_stage(ws, spec, repo.lock.get(aliases.get(name, name)), data, by_md5)
         if entry is not None:
             locked[name] = entry
             by_md5.update({md5: f.output for (_, md5), f in data.found.items() if f.output is not None})
         report.stages.append({"stage": name, "imported": entry is not None, "reasons": reasons})
     return locked
+
+
+def _list_foreach_names(repo: _DvcRepo, pipeline: Pipeline, report: Report) -> dict[str, str]:
+    """mlv name → dvc.lock name of the stages of a foreach over a list: DVC names them by index
+    (``clean@0``), mlv by value (``clean@raw1``); both generate them in the list's order."""
+    aliases: dict[str, str] = {}
+    for base, body in (repo.dvc_yaml.get("stages") or {}).items():
+        if not isinstance(body, dict) or "foreach" not in body:
+            continue
+        generated = [name for name in pipeline.stages if name.startswith(f"{base}@")]
+        by_index = [f"{base}@{i}" for i in range(len(generated))]
+        if generated != by_index and all(n not in repo.lock for n in generated) and \
+                any(n in repo.lock for n in by_index):
+            aliases.update(zip(generated, by_index))
+            report.notes.append(Note(f"dvc.yaml: stage '{base}'", "foreach over a list", "DVC names the stages by "
+                                     f"index ({by_index[0]}), mlv by value ({generated[0]}); dvc.lock's entries "
+                                     "were matched in order"))
+    return aliases
 
 
 def _lock_stage(ws: Workspace, spec: StageSpec, entry: dict | None, data: DvcData,
@@ -282,15 +304,20 @@ def _lock_stage(ws: Workspace, spec: StageSpec, entry: dict | None, data: DvcDat
         reasons.append(f"its command differs from dvc.lock's ({' && '.join(map(str, locked_cmd))!r}): it will run")
     reasons += _param_changes(spec, entry.get("params") or {})
     wdir = spec.wdir
-    deps = {normalise_path(str(d.get("path")), wdir): str(d.get("md5") or "") for d in entry.get("deps") or []}
-    outs = {normalise_path(str(o.get("path")), wdir): (str(o.get("md5") or ""), o) for o in entry.get("outs") or []}
+    try:
+        deps = {normalise_path(str(d.get("path")), wdir): str(d.get("md5") or "") for d in entry.get("deps") or []}
+        outs = {normalise_path(str(o.get("path")), wdir): str(o.get("md5") or "") for o in entry.get("outs") or []}
+    except (ValueError, AttributeError, TypeError) as exc:
+        return None, [f"its dvc.lock entry cannot be read ({exc}): it will run"]
     if set(deps) != set(spec.deps):
         reasons.append(f"its deps ({', '.join(sorted(spec.deps))}) are not dvc.lock's ({', '.join(sorted(deps))})")
     declared = {*spec.outs, *spec.metrics, *spec.plots}
     if set(outs) != declared:
         reasons.append(f"its outputs ({', '.join(sorted(declared))}) are not dvc.lock's ({', '.join(sorted(outs))})")
     stored, missing = {}, []
-    for path, (md5, _) in outs.items():  # stored even if the stage will run: its outputs are then not unsaved bytes
+    for path, md5 in outs.items():  # stored even if the stage will run: its outputs are then not unsaved bytes
+        if path not in declared:
+            continue
         found = data.get(path, md5)
         if found.output is None:
             missing.append(f"output {found.why}: it will run")
@@ -337,7 +364,7 @@ def _param_changes(spec: StageSpec, locked: dict) -> list[str]:
     named = {}
     for file, values in locked.items() if isinstance(locked, dict) else ():
         rel = normalise_path(str(file), spec.wdir)
-        for key, value in (values or {}).items():
+        for key, value in (values if isinstance(values, dict) else {}).items():
             for leaf, v in paramfiles.leaves(str(key), value).items():
                 named[leaf if rel == "params.yaml" else f"{rel}{paramfiles.SEPARATOR}{leaf}"] = v
     for name, value in sorted(named.items()):

@@ -76,18 +76,24 @@ class DvcData:
 
     def _file(self, rel: str, md5: str, cached: bool) -> Found:
         sources = ([self.cache_file(md5)] if cached else []) + [self.ws.root / rel]
-        mismatches = []
+        mismatches, edited = [], False
         for source in sources:
             if source is None or not source.is_file():
                 continue
             stored = self._put(source, rel, md5)
             if isinstance(stored, Mismatch):
-                mismatches.append(stored)
+                edited = edited or source == self.ws.root / rel
+                mismatches += [stored] if source != self.ws.root / rel else []  # a workspace edit is no damage
                 continue
             digest, size, _ = stored
             return Found(Output(digest, size), mismatches=mismatches)
-        where = "neither in DVC's cache nor in the workspace" if not mismatches else "only with other bytes"
-        return Found(why=f"md5 {md5} of '{rel}' is {where}", mismatches=mismatches)
+        if mismatches:
+            why = f"'{rel}' (md5 {md5}) is damaged in DVC's cache" + (", and edited in the workspace" if edited else "")
+        elif edited:
+            why = f"'{rel}' in the workspace is not the version DVC recorded (md5 {md5}), and DVC's cache lacks it"
+        else:
+            why = f"'{rel}' (md5 {md5}) is neither in DVC's cache nor in the workspace"
+        return Found(why=why, mismatches=mismatches)
 
     def _directory(self, rel: str, md5: str) -> Found:
         listing_file = self.cache_file(md5)
@@ -112,10 +118,12 @@ class DvcData:
                 stored = self._put(source, member, file_md5)
                 if not isinstance(stored, Mismatch):
                     break
-                found.mismatches.append(stored)
+                if source != self.ws.root / member:  # a workspace edit is no damage
+                    found.mismatches.append(stored)
                 stored = None
             if stored is None:
-                found.why = found.why or f"'{member}' (md5 {file_md5}) is in neither DVC's cache nor the workspace"
+                found.why = found.why or f"'{member}' (md5 {file_md5}) is neither in DVC's cache nor, unchanged, in " \
+                                         "the workspace"
                 continue
             digest, size, executable = stored
             rows.append(manifest.Entry(relpath, digest, size, executable or isexec))

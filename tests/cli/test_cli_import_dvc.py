@@ -104,7 +104,8 @@ def test_damaged_bytes_in_dvcs_cache_are_reported_and_not_imported(dvc_repo, cli
     result = cli("import-dvc", code=1)
     assert f"md5 mismatch: data/labels.txt: .dvc/cache/files/md5/{labels_md5[:2]}/{labels_md5[2:]} hashes to " \
            f"{rotten}, DVC recorded {labels_md5}" in result.stderr
-    assert "not imported: data/labels.txt" in result.stdout
+    assert f"not imported: data/labels.txt: 'data/labels.txt' (md5 {labels_md5}) is damaged in DVC's cache, and " \
+           "edited in the workspace" in result.stdout
     assert not (dvc_repo / "data/labels.txt.mlv").exists() and (dvc_repo / "data/raw.mlv").exists()
     report = yaml.safe_load((dvc_repo / "mlv.lock").read_text())
     assert "shard@a" not in report["stages"] and "prepare" in report["stages"]
@@ -179,3 +180,31 @@ def test_a_repo_built_live_by_dvc_imports_up_to_date(tmp_path, monkeypatch, cli)
     assert {r["stage"]: r["state"] for r in cli.json("run")} == dict.fromkeys(STAGES, "up-to-date")
     after = workspace_files(root)
     assert {p: after[p] for p in before} == before
+
+
+def test_a_foreach_over_a_list_matches_dvcs_index_names_and_outputs_come_from_the_workspace(tmp_path, monkeypatch, cli):
+    """DVC names `c@0`, `c@1`; mlv `c@raw1`, `c@raw2`. No DVC cache here: outputs are taken from the workspace,
+    md5-checked (as for `cache: false` outs)."""
+    monkeypatch.chdir(tmp_path)
+    lock = {"schema": "2.0", "stages": {
+        f"c@{i}": {"cmd": f"echo {item} > out-{item}.txt", "outs": [
+            {"path": f"out-{item}.txt", "hash": "md5", "md5": hashlib.md5(f"{item}\n".encode()).hexdigest(),
+             "size": len(item) + 1}]}
+        for i, item in enumerate(["raw1", "raw2"])}}
+    make_tree(tmp_path, {".dvc/config": "", "out-raw1.txt": "raw1\n", "out-raw2.txt": "edited\n",
+                         "dvc.lock": yaml.safe_dump(lock), "dvc.yaml": """\
+stages:
+  c:
+    foreach: [raw1, raw2]
+    do:
+      cmd: echo ${item} > out-${item}.txt
+      outs: ["out-${item}.txt"]
+"""})
+    report = cli.json("import-dvc")
+    assert ("dvc.yaml: stage 'c'", "foreach over a list") in {(n["where"], n["what"]) for n in report["notes"]}
+    stages = {s["stage"]: s for s in report["stages"]}
+    assert stages["c@raw1"]["imported"] and stages["c@raw1"]["action"] == "up-to-date"
+    assert not stages["c@raw2"]["imported"] and stages["c@raw2"]["action"] == "run"
+    assert "output 'out-raw2.txt' in the workspace is not the version DVC recorded (md5 " \
+           f"{lock['stages']['c@1']['outs'][0]['md5']}), and DVC's cache lacks it: it will run" in stages["c@raw2"]["reasons"]
+    assert report["mismatches"] == []  # an edited workspace file is a change, not damage
