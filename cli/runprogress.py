@@ -63,12 +63,13 @@ class RunProgress:
 
     def _table(self):
         from rich.table import Table
+        from rich.text import Text
 
         table = Table(box=None, show_header=False, pad_edge=False)
-        with self.lock:
+        with self.lock:  # Text cells: they draw the same whatever markup setting a print above them uses
             for stage, (state, detail) in self.state.items():
-                style = self.STYLES.get(state, "")
-                table.add_row(f"[{style}]{state}[/]", stage, self._elapsed(stage), detail)
+                table.add_row(Text(state, style=self.STYLES.get(state, "")), Text(stage), Text(self._elapsed(stage)),
+                              Text(detail))
         return table
 
     def __call__(self, stage: str, state: str, detail: str) -> None:
@@ -86,7 +87,12 @@ class RunProgress:
         if state in ("cluster", "note"):
             if detail and self.show_states:
                 text = f"Dask dashboard: {detail}" if state == "cluster" else f"note: {detail}"
-                (self.live.console.print if self.live else err.print)(text)
+                if self.live is not None:
+                    from rich.text import Text
+
+                    self.live.console.print(Text(text), highlight=False, soft_wrap=True)
+                else:
+                    err.print(text)
             return
         now = time.monotonic()
         if state == "running":
@@ -106,7 +112,9 @@ class RunProgress:
         running = [s for s, (state, _) in self.state.items() if state == "running"]
         text = line if running in ([stage], []) else f"{stage} | {line}"
         if self.live is not None and self.output.isatty():  # same terminal as the table: print above it
-            self.live.console.print(text, markup=False, highlight=False, emoji=False, soft_wrap=True)
+            from rich.text import Text
+
+            self.live.console.print(Text(text), highlight=False, soft_wrap=True)
             return
         self.output.write(text + "\n")
         self.output.flush()  # a pipe is block-buffered: a reader sees each line when it is printed

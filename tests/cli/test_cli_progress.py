@@ -136,3 +136,12 @@ def _has_bokeh() -> bool:
     import importlib.util
 
     return importlib.util.find_spec("bokeh") is not None
+
+
+def test_on_a_terminal_stage_lines_print_above_the_live_table_which_keeps_its_colours(plain):
+    (plain / "mlv.yaml").write_text("stages:\n  hello:\n    cmd: echo 'line [dim]one[/]'; echo x > out.txt\n"
+                                    "    outs: [out.txt]\n")
+    code, drawn = on_tty(plain, "run")
+    assert code == 0, drawn
+    assert "line [dim]one[/]" in drawn  # the stage's text as it printed it, never read as markup
+    assert "[green]" not in drawn and "[cyan]" not in drawn and "\x1b[32mdone" in drawn  # the table's own styles
