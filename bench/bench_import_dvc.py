@@ -33,7 +33,18 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from common import MLV, WORK, Run, dvc_env, ensure_dvc, git_init, log, median, mlv_env, run
+from common import (
+    MLV,
+    WORK,
+    Run,
+    dvc_env,
+    ensure_dvc,
+    git_init,
+    log,
+    median,
+    mlv_env,
+    run,
+)
 
 
 def build(root: Path, files: int, dvc: Path) -> None:

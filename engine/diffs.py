@@ -10,12 +10,10 @@ flattened name. Read-only.
 
 from __future__ import annotations
 
+import posixpath
 from dataclasses import dataclass
 
-import posixpath
-
 import yaml
-
 from mlv.engine.history import Tree, flatten, metrics_of, resolve_rev
 from mlv.storage import paths, yamlfile
 from mlv.storage.errors import MlvError

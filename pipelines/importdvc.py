@@ -29,15 +29,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
-
 from mlv.engine import lockfile, provenance
 from mlv.engine.dag import StageSpec, build_graph, normalise_path
 from mlv.engine.fingerprint import fingerprint
 from mlv.engine.lockfile import LockEntry, Output
 from mlv.engine.plan import identify
-from mlv.engine.records import RunIndex, RunRecord, environment, git_state, host, new_run_id
+from mlv.engine.records import (
+    RunIndex,
+    RunRecord,
+    environment,
+    git_state,
+    host,
+    new_run_id,
+)
 from mlv.pipelines import paramfiles
-from mlv.pipelines.importdvc_convert import Converted, Note, convert, var_file_names
+from mlv.pipelines.importdvc_convert import Note, convert, var_file_names
 from mlv.pipelines.importdvc_data import DvcData, Mismatch, listing_of, md5_matches
 from mlv.pipelines.schema import Pipeline, load_pipeline
 from mlv.storage import atomic, paths, yamlfile
@@ -89,7 +95,7 @@ def import_dvc(root: Path, *, force: bool = False) -> Report:
             raise UsageError(f"{dvc_file}: out '{target}' {why}; fix the .dvc file first")
         if pointer_path(root / target).exists() and not force:
             raise UsageError(f"'{target}.mlv' exists already; pass --force to replace it with {dvc_file}'s version")
-    converted, pipeline, text = _pipeline(root, repo, report) if repo.dvc_yaml is not None else (None, None, None)
+    pipeline, text = _pipeline(root, repo, report) if repo.dvc_yaml is not None else (None, None)
     report.initialized = not (root / ".mlv").is_dir()
     ws, _ = Workspace.init(root) if report.initialized else (Workspace(root), False)
     with ws.lock(), ws.store.writer() as writer:
@@ -217,7 +223,7 @@ def _cache_dir(root: Path) -> Path:
 # -- the pipeline -----------------------------------------------------------------------------
 
 
-def _pipeline(root: Path, repo: _DvcRepo, report: Report) -> tuple[Converted, Pipeline, str]:
+def _pipeline(root: Path, repo: _DvcRepo, report: Report) -> tuple[Pipeline, str]:
     var_files = {}
     for name in var_file_names(repo.dvc_yaml):
         try:
@@ -239,7 +245,7 @@ def _pipeline(root: Path, repo: _DvcRepo, report: Report) -> tuple[Converted, Pi
                          "write mlv.yaml by hand); nothing was written") from None
     finally:
         tmp.unlink(missing_ok=True)
-    return converted, pipeline, text
+    return pipeline, text
 
 
 # -- data and stages --------------------------------------------------------------------------

@@ -17,7 +17,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import yaml
-
 from mlv.pipelines.interpolate import nearest, type_name
 from mlv.storage import yamlfile
 from mlv.storage.errors import MlvError

@@ -29,11 +29,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
-from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
-
 from mlv.pipelines.interpolate import nearest
 from mlv.storage import atomic, paths, yamlfile
 from mlv.storage.errors import MlvError, UsageError
+from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 PIPELINE_FILE = "mlv.yaml"
 PARAMS_FILE = "params.yaml"

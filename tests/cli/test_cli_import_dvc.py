@@ -64,6 +64,9 @@ def test_import_brings_pipeline_data_and_lock_and_run_reruns_nothing(dvc_repo, c
         "data/raw": "unchanged", "data/labels.txt": "unchanged", "mlv.yaml": "unchanged"}
     after = workspace_files(dvc_repo)
     assert {p: after[p] for p in before} == before  # not a byte of the workspace changed
+    trace = cli.json("trace", "model.bin")  # the imported run records carry the lineage DVC knew
+    assert {n.get("path") for n in trace["nodes"]} >= {"model.bin", "data/prepared", "data/raw", "src/train.py"}
+    assert {n.get("stage") for n in trace["nodes"] if n["type"] == "run"} == {"train", "prepare"}
 
 
 def test_imported_data_and_outputs_come_back_from_mlvs_store(dvc_repo, cli):
@@ -208,3 +211,23 @@ stages:
     assert "output 'out-raw2.txt' in the workspace is not the version DVC recorded (md5 " \
            f"{lock['stages']['c@1']['outs'][0]['md5']}), and DVC's cache lacks it: it will run" in stages["c@raw2"]["reasons"]
     assert report["mismatches"] == []  # an edited workspace file is a change, not damage
+
+
+def test_dvc_2s_cache_layout_and_a_repo_of_dvc_add_only(dvc_repo, cli):
+    """DVC 2 kept objects at .dvc/cache/<2 hex>/<30 hex>; a repo may have no pipeline at all."""
+    cache = dvc_repo / ".dvc" / "cache"
+    for obj in sorted((cache / "files" / "md5").rglob("*")):
+        if obj.is_file():
+            dest = cache / obj.parent.name / obj.name
+            dest.parent.mkdir(exist_ok=True)
+            obj.rename(dest)
+    shutil.rmtree(cache / "files")
+    for name in ("dvc.yaml", "dvc.lock"):
+        (dvc_repo / name).unlink()
+    shutil.rmtree(dvc_repo / "data" / "raw")  # only DVC's cache has it now
+    report = cli.json("import-dvc")
+    assert report["pipeline"] is None and report["stages"] == [] and not (dvc_repo / "mlv.yaml").exists()
+    assert {p["path"] for p in report["pointers"]} == {"data/raw", "data/labels.txt"}
+    cli("checkout")
+    assert (dvc_repo / "data/raw/sub/c.csv").read_text() == "x,y\n9,9\n"
+    assert cli.states() == {"data/raw": "unchanged", "data/labels.txt": "unchanged"}
