@@ -149,10 +149,12 @@ def _body(body: dict, where: str, notes: list[Note]) -> dict:
     wdir = body.get("wdir")
     metrics: list = []
     for key, value in body.items():
-        if key in ("cmd", "wdir", "deps", "desc"):
+        if key in ("cmd", "wdir", "desc"):
             out[key] = rewrite(value)
+        elif key == "deps":
+            out["deps"] = [d for d in _as_list(rewrite(value)) if _local(d, "dep", where, notes)]
         elif key == "params":
-            out["params"] = _params(rewrite(value), wdir)
+            out["params"] = _params(_readable_params(rewrite(value), where, notes), wdir)
         elif key == "outs":
             out["outs"] = _outs(rewrite(value), where, notes, metrics)
         elif key == "metrics":
@@ -188,6 +190,31 @@ def _params(value: object, wdir: object) -> object:
     names = [v for v in value if isinstance(v, str)]
     files = [v for v in value if not isinstance(v, str)]
     return ([{PARAMS_FILE: names}] if names else []) + files  # DVC reads bare names from wdir's params.yaml
+
+
+def _local(path: object, role: str, where: str, notes: list[Note]) -> bool:
+    if isinstance(path, str) and "://" in path:
+        notes.append(Note(where, f"{role} '{path}'", "a URL: mlv stages read files in the repo; left out (fetch it "
+                          "in a stage of its own, or `mlv add` a copy)"))
+        return False
+    return True
+
+
+def _readable_params(value: object, where: str, notes: list[Note]) -> object:
+    """Entries naming TOML or Python params files are left out with a note: mlv reads YAML and JSON only."""
+    if not isinstance(value, list):
+        return value
+    kept = []
+    for entry in value:
+        if isinstance(entry, dict):
+            files = {f: k for f, k in entry.items() if str(f).endswith((".yaml", ".yml", ".json"))}
+            for file in sorted(set(map(str, entry)) - set(map(str, files))):
+                notes.append(Note(where, f"params file '{file}'", "mlv reads params from YAML and JSON files only; "
+                                  "left out, so changing it does not rerun the stage"))
+            entry = files or None
+        if entry is not None:
+            kept.append(entry)
+    return kept
 
 
 def _outs(value: object, where: str, notes: list[Note], metrics: list) -> list:

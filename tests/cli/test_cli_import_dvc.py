@@ -146,8 +146,8 @@ stages:
   fit:
     wdir: sub
     cmd: python ../src/p.py
-    deps: [../src/p.py]
-    params: [lr]
+    deps: [../src/p.py, "https://example.com/x.csv"]
+    params: [lr, {settings.toml: [a]}]
     outs:
       - model: {checkpoint: true, remote: s3}
 plots:
@@ -158,7 +158,9 @@ plots:
     assert notes >= {("dvc.yaml", "top-level 'plots'"), ("dvc.yaml", "vars file 'conf.yaml'"),
                      ("dvc.yaml: stage 'sweep'", "always_changed: true"), ("dvc.yaml: stage 'sweep'", "meta"),
                      ("dvc.yaml: stage 'fit'", "'checkpoint' on out 'model'"),
-                     ("dvc.yaml: stage 'fit'", "'remote' on out 'model'"), (".dvc/config", "core.no_scm = True")}
+                     ("dvc.yaml: stage 'fit'", "'remote' on out 'model'"), (".dvc/config", "core.no_scm = True"),
+                     ("dvc.yaml: stage 'fit'", "dep 'https://example.com/x.csv'"),
+                     ("dvc.yaml: stage 'fit'", "params file 'settings.toml'")}
     pipeline = yaml.safe_load((tmp_path / "mlv.yaml").read_text())
     assert pipeline["params"] == {"extra": {"n": 2}, "seeds": [1, 2]}
     assert pipeline["stages"]["fit"]["params"] == [{"params.yaml": ["lr"]}]  # DVC reads it from the wdir
