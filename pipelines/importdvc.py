@@ -30,7 +30,7 @@ from pathlib import Path
 
 import yaml
 from mlv.engine import lockfile, provenance
-from mlv.engine.dag import StageSpec, build_graph, normalise_path
+from mlv.engine.dag import StageSpec, build_graph, normalise_path, pointer_aware_exists
 from mlv.engine.fingerprint import fingerprint
 from mlv.engine.lockfile import LockEntry, Output
 from mlv.engine.plan import identify
@@ -121,11 +121,14 @@ def _plan(ws: Workspace, report: Report) -> None:
     from mlv.pipelines import project
 
     decisions = {d.stage: d for d in project.dry_run(ws, project.Selection())}
+    absent = [p["path"] for p in report.pointers if not (ws.root / p["path"]).exists()]
     for row in report.stages:
         decision = decisions.get(row["stage"])
         row["action"] = decision.action if decision else "run"
         if decision and decision.action != "up-to-date":
             row["reasons"] = row["reasons"] + [r for r in decision.reasons if r not in row["reasons"]]
+            if any(f"dep '{path}" in r for r in decision.reasons for path in absent):
+                row["reasons"].append("`mlv checkout` first: the data is in mlv's store, not yet in the workspace")
 
 
 # -- reading the DVC repo ---------------------------------------------------------------------
@@ -238,7 +241,7 @@ def _pipeline(root: Path, repo: _DvcRepo, report: Report) -> tuple[Pipeline, str
     try:
         atomic.write_text(tmp, text)
         pipeline = load_pipeline(tmp, root=root)
-        build_graph(pipeline.stages.values(), root=root, source=PIPELINE_FILE)
+        build_graph(pipeline.stages.values(), root=root, source=PIPELINE_FILE, exists=_exists(root, repo))
     except MlvError as exc:
         message = str(exc).replace(tmp.name, PIPELINE_FILE)
         raise UsageError(f"dvc.yaml converts to an mlv.yaml that mlv refuses: {message}\n  Fix dvc.yaml (or "
@@ -246,6 +249,14 @@ def _pipeline(root: Path, repo: _DvcRepo, report: Report) -> tuple[Pipeline, str
     finally:
         tmp.unlink(missing_ok=True)
     return pipeline, text
+
+
+def _exists(root: Path, repo: _DvcRepo):
+    """A dep is there if it is in the workspace, tracked by a pointer, or inside data a .dvc file tracks
+    (its pointer is written by this import; the bytes may be only in DVC's cache)."""
+    on_disk = pointer_aware_exists(root)
+    targets = [target for _, target, _ in repo.outs]
+    return lambda path: on_disk(path) or any(path == t or path.startswith(t + "/") for t in targets)
 
 
 # -- data and stages --------------------------------------------------------------------------
@@ -266,7 +277,7 @@ def _pointers(ws: Workspace, repo: _DvcRepo, data: DvcData, report: Report) -> l
 
 
 def _stages(ws: Workspace, repo: _DvcRepo, pipeline: Pipeline, data: DvcData, report: Report) -> dict[str, LockEntry]:
-    graph = build_graph(pipeline.stages.values(), root=ws.root, source=PIPELINE_FILE)
+    graph = build_graph(pipeline.stages.values(), root=ws.root, source=PIPELINE_FILE, exists=_exists(ws.root, repo))
     by_md5 = {md5: f.output for (_, md5), f in data.found.items() if f.output is not None}
     locked: dict[str, LockEntry] = {}
     aliases = _list_foreach_names(repo, pipeline, report)

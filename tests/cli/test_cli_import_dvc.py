@@ -71,10 +71,11 @@ def test_import_brings_pipeline_data_and_lock_and_run_reruns_nothing(dvc_repo, c
 
 def test_imported_data_and_outputs_come_back_from_mlvs_store(dvc_repo, cli):
     before = workspace_files(dvc_repo)
-    cli("import-dvc")
-    shutil.rmtree(dvc_repo / ".dvc" / "cache")  # from now on only mlv's store has the bytes
-    shutil.rmtree(dvc_repo / "data" / "raw")
+    shutil.rmtree(dvc_repo / "data" / "raw")  # a `dvc checkout` not done: only DVC's cache has it
     (dvc_repo / "model.bin").unlink()
+    prepare = next(s for s in cli.json("import-dvc")["stages"] if s["stage"] == "prepare")
+    assert prepare["imported"] and prepare["reasons"][-1].startswith("`mlv checkout` first")
+    shutil.rmtree(dvc_repo / ".dvc" / "cache")  # from now on only mlv's store has the bytes
     cli("checkout", "data/raw")
     runs = {r["stage"]: r["state"] for r in cli.json("run")}
     assert runs["train"] == "cached" and {runs[s] for s in STAGES - {"train"}} == {"up-to-date"}
