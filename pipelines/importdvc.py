@@ -45,16 +45,15 @@ from mlv.engine.records import (
 from mlv.pipelines import paramfiles
 from mlv.pipelines.importdvc_convert import Note, convert, var_file_names
 from mlv.pipelines.importdvc_data import DvcData, Mismatch, listing_of, md5_matches
+from mlv.pipelines.importdvc_repo import DvcRepo, read_repo
 from mlv.pipelines.schema import Pipeline, load_pipeline
-from mlv.storage import atomic, paths, yamlfile
+from mlv.storage import atomic, paths
 from mlv.storage.errors import MlvError, UsageError
 from mlv.storage.workspace import Workspace
 from mlv.storage.workspace.pointers import Pointer, dump, pointer_path
 from mlv.storage.workspace.tracking import ignore_in_git
 
 PIPELINE_FILE = "mlv.yaml"
-DVC_DIR = ".dvc"
-_SKIP_DIRS = {".git", ".dvc", ".mlv"}
 
 
 @dataclass(slots=True)
@@ -75,19 +74,13 @@ class Report:
                 "notes": [n.to_dict() for n in self.notes], "mismatches": [m.to_dict() for m in self.mismatches]}
 
 
-@dataclass(frozen=True, slots=True)
-class _DvcRepo:
-    dvc_yaml: dict | None
-    lock: dict  # stage -> dvc.lock entry
-    outs: list[tuple[str, str, dict]]  # (.dvc file, target path, its out entry)
-    cache_dir: Path
-
-
 def import_dvc(root: Path, *, force: bool = False) -> Report:
     """Import the DVC repo at ``root`` (see the module docstring); ``UsageError`` (exit 2) before any write."""
     root = root.resolve()
     report = Report()
-    repo = _read(root, report)
+    repo = read_repo(root)
+    report.notes += repo.notes
+    report.not_imported += repo.not_imported
     if (root / PIPELINE_FILE).exists() and repo.dvc_yaml is not None and not force:
         raise UsageError(f"'{PIPELINE_FILE}' exists already; pass --force to replace it with the pipeline of dvc.yaml")
     for dvc_file, target, _ in repo.outs:
@@ -131,102 +124,10 @@ def _plan(ws: Workspace, report: Report) -> None:
                 row["reasons"].append("`mlv checkout` first: the data is in mlv's store, not yet in the workspace")
 
 
-# -- reading the DVC repo ---------------------------------------------------------------------
-
-
-def _read(root: Path, report: Report) -> _DvcRepo:
-    if not (root / DVC_DIR).is_dir():
-        raise UsageError(f"'{root}' is not the root of a DVC repo (no {DVC_DIR}/ here); run `mlv import-dvc` "
-                         "where `dvc init` was run")
-    dvc_yaml = _yaml(root, "dvc.yaml")
-    lock = _yaml(root, "dvc.lock") or {}
-    stages = lock.get("stages") if isinstance(lock, dict) else None
-    if lock and not isinstance(stages, dict):
-        raise UsageError("dvc.lock: expected 'stages:' (DVC 2/3's lock format); regenerate it with `dvc repro`")
-    outs = []
-    for dvc_file in _dvc_files(root):
-        doc = _yaml(root, dvc_file)
-        if not isinstance(doc, dict):
-            report.not_imported.append({"path": dvc_file, "why": "not a .dvc file (no mapping with 'outs:')"})
-            continue
-        base = dvc_file.rpartition("/")[0]
-        for key in sorted(set(doc or {}) - {"outs", "md5", "frozen", "deps", "wdir"}):
-            report.notes.append(Note(dvc_file, f"key '{key}'", "mlv pointers have no such key; left out"))
-        if (doc or {}).get("deps"):
-            report.notes.append(Note(dvc_file, "deps (dvc import / import-url)", "the data is imported; where it "
-                                     "came from is not tracked by mlv (`mlv add` it again to update it)"))
-        for out in (doc or {}).get("outs") or []:
-            if not isinstance(out, dict) or not isinstance(out.get("path"), str) or not out.get("md5"):
-                report.not_imported.append({"path": dvc_file, "why": f"out {out!r} has no path and md5"})
-                continue
-            try:
-                target = normalise_path(out["path"], base or ".")
-            except ValueError as exc:
-                raise UsageError(f"{dvc_file}: out {exc}") from None
-            outs.append((dvc_file, target, out))
-    report.notes.extend(_config_notes(root))
-    return _DvcRepo(dvc_yaml if isinstance(dvc_yaml, dict) else None, stages or {}, outs, _cache_dir(root))
-
-
-def _yaml(root: Path, rel: str) -> object:
-    try:
-        return yamlfile.load(yamlfile.read_text(root / rel, source=rel, limit=yamlfile.LOCK_BYTES), source=rel)
-    except FileNotFoundError:
-        return None
-    except yaml.YAMLError as exc:
-        raise UsageError(f"{rel}: not valid YAML ({exc}); fix it with DVC first") from None
-
-
-def _dvc_files(root: Path) -> list[str]:
-    found = []
-    for top, dirs, files in os.walk(root):
-        dirs[:] = sorted(d for d in dirs if d not in _SKIP_DIRS)
-        rel = Path(top).relative_to(root).as_posix()
-        found += [name if rel == "." else f"{rel}/{name}" for name in sorted(files) if name.endswith(".dvc")]
-    return found
-
-
-def _config_lines(root: Path) -> list[tuple[str, str, str]]:
-    """(section, key, value) of ``.dvc/config`` (INI as DVC writes it; config.local is personal: not read)."""
-    found, section = [], ""
-    try:
-        text = (root / DVC_DIR / "config").read_text(errors="replace")
-    except OSError:
-        return []
-    for line in text.splitlines():
-        line = line.strip()
-        if line.startswith("["):
-            section = line.strip("[]'\" ")
-        elif "=" in line and not line.startswith(("#", ";")):
-            key, _, value = line.partition("=")
-            found.append((section, key.strip(), value.strip()))
-    return found
-
-
-def _config_notes(root: Path) -> list[Note]:
-    notes = []
-    for section, key, value in _config_lines(root):
-        if section.startswith("remote"):
-            name = section.partition(" ")[2].strip("\"' ")
-            if key == "url":
-                notes.append(Note(".dvc/config", f"remote '{name}' ({value})", "not imported: add it with "
-                                  f"`mlv remote add {name} URL` (mlv's remotes hold mlv's store, not DVC's)"))
-        elif (section, key) not in (("core", "remote"), ("core", "autostage"), ("cache", "dir")):
-            notes.append(Note(".dvc/config", f"{section}.{key} = {value}", "DVC setting with no mlv equivalent"))
-    return notes
-
-
-def _cache_dir(root: Path) -> Path:
-    for section, key, value in _config_lines(root):
-        if (section, key) == ("cache", "dir"):
-            return (root / DVC_DIR / value).resolve()
-    return root / DVC_DIR / "cache"
-
-
 # -- the pipeline -----------------------------------------------------------------------------
 
 
-def _pipeline(root: Path, repo: _DvcRepo, report: Report) -> tuple[Pipeline, str]:
+def _pipeline(root: Path, repo: DvcRepo, report: Report) -> tuple[Pipeline, str]:
     var_files = {}
     for name in var_file_names(repo.dvc_yaml):
         try:
@@ -251,7 +152,7 @@ def _pipeline(root: Path, repo: _DvcRepo, report: Report) -> tuple[Pipeline, str
     return pipeline, text
 
 
-def _exists(root: Path, repo: _DvcRepo):
+def _exists(root: Path, repo: DvcRepo):
     """A dep is there if it is in the workspace, tracked by a pointer, or inside data a .dvc file tracks
     (its pointer is written by this import; the bytes may be only in DVC's cache)."""
     on_disk = pointer_aware_exists(root)
@@ -262,7 +163,7 @@ def _exists(root: Path, repo: _DvcRepo):
 # -- data and stages --------------------------------------------------------------------------
 
 
-def _pointers(ws: Workspace, repo: _DvcRepo, data: DvcData, report: Report) -> list[Pointer]:
+def _pointers(ws: Workspace, repo: DvcRepo, data: DvcData, report: Report) -> list[Pointer]:
     pointers = []
     for dvc_file, target, out in repo.outs:
         found = data.get(target, str(out["md5"]), cached=out.get("cache", True) is not False)
@@ -276,7 +177,7 @@ def _pointers(ws: Workspace, repo: _DvcRepo, data: DvcData, report: Report) -> l
     return pointers
 
 
-def _stages(ws: Workspace, repo: _DvcRepo, pipeline: Pipeline, data: DvcData, report: Report) -> dict[str, LockEntry]:
+def _stages(ws: Workspace, repo: DvcRepo, pipeline: Pipeline, data: DvcData, report: Report) -> dict[str, LockEntry]:
     graph = build_graph(pipeline.stages.values(), root=ws.root, source=PIPELINE_FILE, exists=_exists(ws.root, repo))
     by_md5 = {md5: f.output for (_, md5), f in data.found.items() if f.output is not None}
     locked: dict[str, LockEntry] = {}
@@ -291,7 +192,7 @@ def _stages(ws: Workspace, repo: _DvcRepo, pipeline: Pipeline, data: DvcData, re
     return locked
 
 
-def _list_foreach_names(repo: _DvcRepo, pipeline: Pipeline, report: Report) -> dict[str, str]:
+def _list_foreach_names(repo: DvcRepo, pipeline: Pipeline, report: Report) -> dict[str, str]:
     """mlv name → dvc.lock name of the stages of a foreach over a list: DVC names them by index
     (``clean@0``), mlv by value (``clean@raw1``); both generate them in the list's order."""
     aliases: dict[str, str] = {}
