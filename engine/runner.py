@@ -442,15 +442,17 @@ def _outcome(spec: StageSpec, job: execute.Job, future) -> execute.Outcome:
 
 
 def _nested(flat: dict) -> dict:
-    """``{"model.depth": 8}`` → ``{"model": {"depth": 8}}`` for ``call`` stages.
+    """``{"model.depth": 8}`` → ``{"model": {"depth": 8}}`` for ``call`` stages; a key of another params
+    file (``conf/t.yaml:lr``) lands under that file's name.
 
-    >>> _nested({"a.b": 1, "c": 2})
-    {'a': {'b': 1}, 'c': 2}
+    >>> _nested({"a.b": 1, "c": 2, "conf/t.yaml:m.lr": 0.1})
+    {'a': {'b': 1}, 'c': 2, 'conf/t.yaml': {'m': {'lr': 0.1}}}
     """
     out: dict = {}
     for key, value in flat.items():
         node = out
-        *parents, last = key.split(".")
+        file, colon, name = key.rpartition(":")
+        *parents, last = ([file] if colon else []) + name.split(".")
         for p in parents:
             node = node.setdefault(p, {})
         node[last] = value
