@@ -1,7 +1,7 @@
 """``mlv import-dvc``: a DVC repo becomes an mlv repo in one command.
 
-Reads ``dvc.yaml``, ``dvc.lock``, ``params.yaml`` (read in place: mlv reads it as DVC does),
-``.dvc/config`` and every ``*.dvc`` file; writes ``mlv.yaml`` (``importdvc_convert``), a
+Reads ``dvc.yaml``, ``dvc.lock``, ``.dvc/config`` and every ``*.dvc`` file (``importdvc_repo``;
+``params.yaml`` is read in place, as mlv reads it like DVC does); writes ``mlv.yaml`` (``importdvc_convert``), a
 ``<path>.mlv`` pointer per ``.dvc`` out, and — for each stage whose ``dvc.lock`` entry still
 describes the workspace — an ``mlv.lock`` entry and a run record, so ``mlv run`` finds it up to
 date. The data is re-hashed into mlv's store from DVC's cache (``importdvc_data``), every
