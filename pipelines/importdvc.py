@@ -145,8 +145,8 @@ def _pipeline(root: Path, repo: DvcRepo, report: Report) -> tuple[Pipeline, str]
         build_graph(pipeline.stages.values(), root=root, source=PIPELINE_FILE, exists=_exists(root, repo))
     except MlvError as exc:
         message = str(exc).replace(tmp.name, PIPELINE_FILE)
-        raise UsageError(f"dvc.yaml converts to an mlv.yaml that mlv refuses: {message}\n  Fix dvc.yaml (or "
-                         "write mlv.yaml by hand); nothing was written") from None
+        raise UsageError(f"dvc.yaml converts to an mlv.yaml that mlv refuses: {message}\n  (Lines are those of the "
+                         "mlv.yaml it would write.) Fix dvc.yaml, or write mlv.yaml by hand; nothing was written") from None
     finally:
         tmp.unlink(missing_ok=True)
     return pipeline, text

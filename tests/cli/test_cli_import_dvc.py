@@ -234,3 +234,23 @@ def test_dvc_2s_cache_layout_and_a_repo_of_dvc_add_only(dvc_repo, cli):
     cli("checkout")
     assert (dvc_repo / "data/raw/sub/c.csv").read_text() == "x,y\n9,9\n"
     assert cli.states() == {"data/raw": "unchanged", "data/labels.txt": "unchanged"}
+
+
+def test_a_dvc_yaml_mlv_would_refuse_is_exit_2_and_leaves_nothing_behind(tmp_path, monkeypatch, cli):
+    monkeypatch.chdir(tmp_path)
+    make_tree(tmp_path, {".dvc/config": "", "params.yaml": "model: {depth: 3, lr: 0.1}\n", "dvc.yaml": """\
+stages:
+  train:
+    cmd: python train.py ${model}
+"""})  # DVC unpacks a mapping into --depth 3 --lr 0.1; mlv interpolates single values only
+    before = sorted(p.name for p in tmp_path.rglob("*"))
+    err = cli("import-dvc", code=2).stderr
+    assert "dvc.yaml converts to an mlv.yaml that mlv refuses: mlv.yaml:4:" in err
+    assert "'${params.model}' is a mapping" in err and "nothing was written" in err
+    assert sorted(p.name for p in tmp_path.rglob("*")) == before
+
+
+def test_an_existing_pointer_is_kept_unless_forced(dvc_repo, cli):
+    (dvc_repo / "data/raw.mlv").write_text("mine\n")
+    assert "'data/raw.mlv' exists already; pass --force" in cli("import-dvc", code=2).stderr
+    assert (dvc_repo / "data/raw.mlv").read_text() == "mine\n" and not (dvc_repo / "mlv.yaml").exists()
