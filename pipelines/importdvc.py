@@ -119,7 +119,10 @@ def _plan(ws: Workspace, report: Report) -> None:
         decision = decisions.get(row["stage"])
         row["action"] = decision.action if decision else "run"
         if decision and decision.action != "up-to-date":
-            row["reasons"] = row["reasons"] + [r for r in decision.reasons if r not in row["reasons"]]
+            extra = [r for r in decision.reasons if r not in row["reasons"]]
+            if row["reasons"]:  # the import said why it has no mlv.lock entry
+                extra = [r for r in extra if not r.startswith("never ran")]
+            row["reasons"] = row["reasons"] + extra
             if any(f"dep '{path}" in r for r in decision.reasons for path in absent):
                 row["reasons"].append("`mlv checkout` first: the data is in mlv's store, not yet in the workspace")
 
