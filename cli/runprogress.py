@@ -116,8 +116,11 @@ class RunProgress:
 
             self.live.console.print(Text(text), highlight=False, soft_wrap=True)
             return
-        self.output.write(text + "\n")
-        self.output.flush()  # a pipe is block-buffered: a reader sees each line when it is printed
+        try:
+            self.output.write(text + "\n")
+            self.output.flush()  # a pipe is block-buffered: a reader sees each line when it is printed
+        except BrokenPipeError:  # `mlv run | head`: the reader left; the stages go on, their logs keep it all
+            self.quiet = True
 
 
 def git_add_hint(paths: list[str]) -> str:

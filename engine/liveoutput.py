@@ -13,6 +13,9 @@ directly. Nothing is written to a side file; the captured log stays the record.
 
 A message is ``{"run": run id, "stage": name, "text": str, "end": bool}``; ``end`` marks the
 last one of a run, so the client can wait for the tail of a stage before reporting it.
+A scheduler keeps a topic's recent events in memory; the topic is this run's alone, and the
+client drops it from the scheduler when the run ends, so a long-lived scheduler does not
+collect every stage's output (one that refuses keeps at most its configured event count).
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ import uuid
 from collections.abc import Callable
 
 FLUSH_S = 0.05  # at most this many messages a second per stage: a chatty stage costs the scheduler little
-MAX_TEXT = 32 * 1024  # larger pieces are cut: the terminal gets the end, the log keeps everything
+MAX_TEXT = 16 * 1024  # larger pieces are cut: the terminal gets the end, the log keeps everything
 _NEWLINE = re.compile(r"\r\n|\n|\r")  # \r: progress bars redraw a line; each redraw shows as a line
 
 _local: dict[str, Callable[[dict], None]] = {}  # topic -> the receiver of a run in this very process
@@ -86,6 +89,9 @@ def _send(topic: str, message: dict) -> None:
 
 
 # -- client side ---------------------------------------------------------------------------
+# Runs on the scheduler: forget a finished run's topic (Broker is distributed's, its topics a dict there).
+_FORGET = lambda dask_scheduler, topic: bool(  # noqa: E731
+    getattr(getattr(dask_scheduler, "_broker", None), "_topics", {}).pop(topic, None))
 Emit = Callable[[str, str], None]  # (stage, line)
 
 
@@ -110,8 +116,10 @@ class Receiver:
         if self._client is not None:
             try:
                 self._client.unsubscribe_topic(self.topic)
-            except Exception:  # noqa: BLE001  the client may be closed already: nothing left to stop
-                pass
+                # by value (a lambda): the scheduler need not have mlv installed
+                self._client.run_on_scheduler(_FORGET, topic=self.topic)
+            except Exception:  # noqa: BLE001  closed client, scheduler without run_on_scheduler: the events stay
+                pass           # there, bounded by the scheduler's own limit, and nothing else depends on them
             self._client = None
 
     def attach(self, client) -> None:

@@ -102,6 +102,10 @@ def test_a_stage_on_a_remote_scheduler_streams_through_it(repo, tmp_path_factory
         (repo / "cluster.yaml").write_text(f"scheduler: {address}\n")
         pipeline(repo, handshake_stage())
         check_handshake(repo, "--cluster", "cluster.yaml")
+        from distributed import Client
+
+        with Client(address, timeout="10s") as client:  # the run's topic left the scheduler with the run
+            assert [t for t in client.get_events() if t.startswith("mlv-output")] == []
     assert json.loads(run_mlv(repo, "show", "talk", "--json").stdout)["status"] == "succeeded"
 
 
@@ -233,3 +237,23 @@ def repo(tmp_path, cli):
     done = run_mlv(root, "init", "--no-scm")
     assert done.returncode == 0, done.stderr
     return root
+
+
+def test_a_reader_that_leaves_early_does_not_fail_the_stage(repo):
+    pipeline(repo, f"""\
+stages:
+  talk:
+    cmd: echo one; {wait_for('answer')}; echo two; echo three; echo x > out.txt
+    outs: [out.txt]
+""")
+    proc = start(repo)
+    try:
+        assert read_line(proc) == "one"
+        proc.stdout.close()  # as `mlv run | head -1` does
+        (repo / "answer").touch()
+        proc.wait(timeout=60)
+    finally:
+        proc.kill()
+        proc.wait()
+    record = json.loads(run_mlv(repo, "show", "talk", "--json").stdout)
+    assert record["status"] == "succeeded" and record["output"] == "one\ntwo\nthree\n"
