@@ -21,6 +21,7 @@ collect every stage's output (one that refuses keeps at most its configured even
 from __future__ import annotations
 
 import codecs
+import logging
 import re
 import sys
 import threading
@@ -90,7 +91,7 @@ def _send(topic: str, message: dict) -> None:
 
 # -- client side ---------------------------------------------------------------------------
 # Runs on the scheduler: forget a finished run's topic (Broker is distributed's, its topics a dict there).
-_FORGET = lambda dask_scheduler, topic: bool(  # noqa: E731
+_FORGET = lambda dask_scheduler, topic: bool(
     getattr(getattr(dask_scheduler, "_broker", None), "_topics", {}).pop(topic, None))
 Emit = Callable[[str, str], None]  # (stage, line)
 
@@ -118,8 +119,9 @@ class Receiver:
                 self._client.unsubscribe_topic(self.topic)
                 # by value (a lambda): the scheduler need not have mlv installed
                 self._client.run_on_scheduler(_FORGET, topic=self.topic)
-            except Exception:  # noqa: BLE001  closed client, scheduler without run_on_scheduler: the events stay
-                pass           # there, bounded by the scheduler's own limit, and nothing else depends on them
+            except Exception as problem:  # noqa: BLE001  a closed client, a scheduler that refuses: its events
+                # stay there, bounded by the scheduler's own limit, and nothing of the run depends on them
+                logging.getLogger(__name__).debug("could not drop topic %s from the scheduler: %r", self.topic, problem)
             self._client = None
 
     def attach(self, client) -> None:

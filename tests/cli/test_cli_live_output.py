@@ -17,7 +17,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from helpers import MLV, commit_all, dask_processes, git, make_tree, run_mlv
 
 SECRET = "s3cr3t-value-9f8e7d"
@@ -82,7 +81,7 @@ def check_handshake(repo: Path, *args: str) -> tuple[str, str]:
 def test_a_stage_line_reaches_the_pipe_while_the_stage_runs_masked_and_unprefixed(git_repo):
     pipeline(git_repo, handshake_stage())
     started = time.monotonic()
-    rest, err = check_handshake(git_repo)
+    rest, _ = check_handshake(git_repo)
     assert time.monotonic() - started < 60
     assert "1 done" in rest
     log = json.loads(run_mlv(git_repo, "show", "talk", "--json").stdout)["output"]
@@ -92,7 +91,7 @@ def test_a_stage_line_reaches_the_pipe_while_the_stage_runs_masked_and_unprefixe
 def test_a_stage_on_a_local_dask_cluster_of_processes_streams_too(repo):
     (repo / "dask-cluster.yaml").write_text("local: {processes: true, workers: 1}\n")
     pipeline(repo, handshake_stage())
-    rest, _ = check_handshake(repo)
+    check_handshake(repo)
     assert json.loads(run_mlv(repo, "show", "talk", "--json").stdout)["worker"].startswith("tcp://")
 
 
@@ -174,7 +173,7 @@ stages:
     assert record["output"] == "training for 3 epochs\n" and record["stage"] == "train"
     assert set(record) >= {"run_id", "fingerprint", "definition", "deps", "outs", "status", "started", "ended", "log"}
     human = run_mlv(git_repo, "show", record["run_id"]).stdout
-    fields = dict(re.findall(r"^(\w+) {2,}(.+)$", human.partition("\n--- output ---")[0], re.M))
+    fields = dict(re.findall(r"^(\w+) {2,}(.+)$", human.partition("\n--- output ---")[0], re.MULTILINE))
     assert fields["run"] == record["run_id"] and fields["stage"] == "train"
     assert fields["status"] == "succeeded (exit 0)"
     started = fields["started"]

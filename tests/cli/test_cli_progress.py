@@ -20,7 +20,6 @@ import termios
 from pathlib import Path
 
 import pytest
-
 from helpers import MLV, make_tree, run_mlv
 
 BIG = 256 * 1024 * 1024
@@ -70,8 +69,7 @@ def plain(tmp_path) -> Path:
 def big_file(path: Path) -> None:
     block = os.urandom(1024 * 1024)
     with open(path, "wb") as f:
-        for i in range(BIG // len(block)):
-            f.write(block[:-8] + i.to_bytes(8, "little"))  # distinct blocks, like real data
+        f.writelines(block[:-8] + i.to_bytes(8, "little") for i in range(BIG // len(block)))  # distinct blocks, like real data
 
 
 def test_add_of_one_big_file_shows_bytes_as_they_go_on_a_terminal(plain):
