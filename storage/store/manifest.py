@@ -44,13 +44,20 @@ class Entry:
 def dump(entries: Iterable[Entry]) -> bytes:
     """Canonical manifest bytes for ``entries`` (sorted by path; duplicates are a bug)."""
     rows = sorted(entries, key=lambda e: e.path)
-    check_paths([e.path for e in rows])  # the rule loading enforces holds for what we write, too
+    return dump_columns([e.path for e in rows], [e.digest.raw for e in rows], [e.size for e in rows],
+                        [e.executable for e in rows])
+
+
+def dump_columns(paths: list[str], raw_digests: list[bytes], sizes: list[int], executable: list[bool]) -> bytes:
+    """``dump`` of entries given as columns, already sorted by path (a directory of many files
+    costs no ``Entry`` per file)."""
+    check_paths(paths)  # the rule loading enforces holds for what we write, too
     table = pa.table(
         [
-            pa.array([e.path for e in rows], pa.large_string()),
-            pa.array([e.digest.raw for e in rows], pa.binary(16)),
-            pa.array([e.size for e in rows], pa.uint64()),
-            pa.array([e.executable for e in rows], pa.bool_()),
+            pa.array(paths, pa.large_string()),
+            pa.array(raw_digests, pa.binary(16)),
+            pa.array(sizes, pa.uint64()),
+            pa.array(executable, pa.bool_()),
         ],
         schema=SCHEMA,
     )

@@ -13,6 +13,7 @@ a file written in the same timestamp tick as its hashing is then never trusted.
 from __future__ import annotations
 
 import time
+from array import array
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
@@ -21,12 +22,13 @@ from pathlib import Path
 from mlv.storage.store import digest as digests
 from mlv.storage.workspace import hashing
 from mlv.storage.store.digest import Digest
-from mlv.storage.errors import UsageError
+from mlv.storage.errors import MlvError, UsageError
 from mlv.storage.workspace.statcache import RACY_NS
 from mlv.storage.workspace.walk import FileStat, check_inside, fingerprint, stat_file, walk
 from mlv.storage.workspace import Workspace
 
 ProgressFactory = Callable[[int, str], AbstractContextManager]
+MAX_CHANGED = 1000  # more changed files than this in a re-add: look each up in the stat cache instead
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,9 +86,7 @@ def identify(ws: Workspace, s: Scan, *, per_file: bool = False) -> Snapshot:
     current = {**hits, **found}
     if not s.is_dir:
         return Snapshot(current[""], s.size, None, current, hashed=len(misses), in_store=frozenset(stored))
-    from mlv.storage.store import manifest
-
-    top = digests.of_bytes(manifest.dump(_entries(s, current)))
+    top = digests.of_bytes(_manifest_bytes(s, [current[f[0]].raw for f in s.files]))
     _remember_dir(ws, s, walked, top)
     return Snapshot(top, s.size, len(s.files), current, hashed=len(misses), in_store=frozenset(stored))
 
@@ -99,17 +99,12 @@ def store(ws: Workspace, s: Scan, *, progress: ProgressFactory | None = None) ->
     """
     store_ = ws.store
     damaged = ws.state.damaged()
-    hits, misses, stored = hashing.cached(s.files, ws.state, s.rel)
-    verified = []
-    for f in s.files:  # a cached digest still needs its bytes if the object left the store or is damaged
-        d = hits.get(f.rel)
-        if d is None or (f.rel in stored and str(d) not in damaged):
-            continue
-        if str(d) in damaged or d not in store_:
-            del hits[f.rel]
-            misses.append(f)
-        else:
-            verified.append(f)
+    same = _same_files(ws, s) if s.is_dir and not damaged else None
+    if same is not None:  # the paths of the last stored version: compare columns, no per-file lookups
+        raws, misses = same
+        hits, verified = {}, []
+    else:
+        hits, misses, verified = _cached(ws, s, damaged)
     found: dict[str, Digest] = {}
     bar = progress(sum(f.size for f in misses), f"adding {s.rel}") if progress and misses else nullcontext()
     with bar as tick, store_.writer() as w:
@@ -128,22 +123,75 @@ def store(ws: Workspace, s: Scan, *, progress: ProgressFactory | None = None) ->
                 ws.state.clear_damaged(str(d))
         current = {**hits, **found}
         if s.is_dir:
-            from mlv.storage.store import manifest
-
-            top = w.put_bytes(manifest.dump(_entries(s, current)))
+            if same is None:
+                raws = [current[f[0]].raw for f in s.files]
+            else:
+                raws = [r if r is not None else found[f[0]].raw for r, f in zip(raws, s.files)]
+            top = w.put_bytes(_manifest_bytes(s, raws))
         else:
             top = current[""]
     ws.state.record(hashing.stat_rows([*misses, *verified], {**found, **hits}, s.rel), s.started_ns, stored=True)
     ws.state.mark_complete(str(top))
     if s.is_dir:
         _remember_dir(ws, s, fingerprint(s.files), top)
+        ws.state.record_dir_files(s.rel, str(top), s.started_ns, array("Q", [f[2] for f in s.files]),
+                                  array("q", [f[3] for f in s.files]))
     return Snapshot(top, s.size, len(s.files) if s.is_dir else None, current, w.written, len(misses))
 
 
-def _entries(s: Scan, current: dict[str, Digest]):
+def _cached(ws: Workspace, s: Scan, damaged: dict) -> tuple[dict[str, Digest], list[FileStat], list[FileStat]]:
+    """The stat cache's digests for ``s`` (hits), the files to read (misses), and hits whose object was
+    checked in the store just now (``verified``: the cache did not know it was stored)."""
+    hits, misses, stored = hashing.cached(s.files, ws.state, s.rel)
+    verified = []
+    for f in s.files:  # a cached digest still needs its bytes if the object left the store or is damaged
+        d = hits.get(f.rel)
+        if d is None or (f.rel in stored and str(d) not in damaged):
+            continue
+        if str(d) in damaged or d not in ws.store:
+            del hits[f.rel]
+            misses.append(f)
+        else:
+            verified.append(f)
+    return hits, misses, verified
+
+
+def _same_files(ws: Workspace, s: Scan) -> tuple[list[bytes | None], list[FileStat]] | None:
+    """For a directory holding exactly the paths of its last stored version (whose objects are all
+    still in the store): that version's raw digests, None where the stat shows a change (or a
+    racy one), and the changed files. None when this does not apply: the general path decides."""
     from mlv.storage.store import manifest
 
-    return [manifest.Entry(f.rel, current[f.rel], f.size, f.executable) for f in s.files]
+    row = ws.state.dir_files(s.rel)
+    if row is None or not ws.state.is_complete(row[0]):
+        return None
+    digest, checked, inodes, mtimes = row
+    files = s.files
+    if len(inodes) != len(files) or len(mtimes) != len(files):
+        return None
+    try:
+        last = manifest.load(ws.store.read_bytes(digests.parse(digest)))
+    except MlvError:
+        return None
+    if last.paths != [f[0] for f in files]:
+        return None
+    raws: list[bytes | None] = list(last.raw_digests)
+    sizes, executable = last.sizes, last.executable
+    changed = []
+    for i, f in enumerate(files):
+        if f[2] != inodes[i] or f[3] != mtimes[i] or f[4] != sizes[i] or f[5] != executable[i] \
+                or checked - f[3] < RACY_NS:
+            raws[i] = None
+            changed.append(f)
+    if len(changed) > MAX_CHANGED:  # e.g. a checkout replaced the files: the per-file stat cache knows them
+        return None
+    return raws, changed
+
+
+def _manifest_bytes(s: Scan, raws: list[bytes]) -> bytes:
+    from mlv.storage.store import manifest
+
+    return manifest.dump_columns([f[0] for f in s.files], raws, [f[4] for f in s.files], [f[5] for f in s.files])
 
 
 def _remember_dir(ws: Workspace, s: Scan, walked: str, top: Digest) -> None:

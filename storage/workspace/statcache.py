@@ -9,6 +9,10 @@ Tables:
 - ``dirs``: a tracked directory's walk fingerprint (hash of every entry's stat) → the
   manifest digest it had; lets ``mlv status`` call an untouched directory unchanged
   after one ``scandir`` walk, without loading its manifest.
+- ``dir_files``: a tracked directory's last stored manifest and, in its row order, each
+  file's inode and mtime then (packed 64-bit arrays), stamped like ``files``. Re-adding a
+  directory whose list of files is unchanged compares against these columns instead of
+  looking up every file in ``files``: one row instead of one per file.
 - ``complete``: digests whose object, and for manifests every member, is known to be in
   the local store. Only ``gc`` deletes objects, and it clears this table.
 - ``damaged``: objects ``fsck`` or ``checkout`` found damaged (and the pack holding the
@@ -22,6 +26,7 @@ Everything here is a cache: deleting ``state.db`` loses nothing but time.
 
 from __future__ import annotations
 
+from array import array
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -29,7 +34,7 @@ from mlv.storage.workspace import statedb
 
 RACY_NS = 1_000_000_000
 
-VERSION = 2  # bump when a table changes: the cache is rebuilt, never migrated
+VERSION = 3  # bump when a table changes: the cache is rebuilt, never migrated
 
 
 
@@ -81,6 +86,21 @@ class StatCache:
 
     def record_dir(self, path: str, walk: str, digest: str) -> None:
         self.db.execute("INSERT OR REPLACE INTO dirs VALUES (?, ?, ?)", (path, walk, digest))
+
+    def dir_files(self, path: str) -> tuple[str, int, array, array] | None:
+        """``(manifest digest, checked_ns, inodes, mtimes)`` recorded for the directory ``path``, if any."""
+        row = self.db.execute("SELECT digest, checked_ns, inodes, mtimes FROM dir_files WHERE path = ?",
+                              (path,)).fetchone()
+        if row is None:
+            return None
+        inodes, mtimes = array("Q"), array("q")
+        inodes.frombytes(row[2])
+        mtimes.frombytes(row[3])
+        return row[0], row[1], inodes, mtimes
+
+    def record_dir_files(self, path: str, digest: str, checked_ns: int, inodes: array, mtimes: array) -> None:
+        self.db.execute("INSERT OR REPLACE INTO dir_files VALUES (?, ?, ?, ?, ?)",
+                        (path, digest, checked_ns, inodes.tobytes(), mtimes.tobytes()))
 
     # -- complete -----------------------------------------------------------------
     def is_complete(self, digest: str) -> bool:

@@ -27,6 +27,8 @@ SCHEMA = {
 CREATE TABLE IF NOT EXISTS files (path TEXT PRIMARY KEY, inode INTEGER, mtime_ns INTEGER,
                                   size INTEGER, digest TEXT, checked_ns INTEGER, stored INTEGER);
 CREATE TABLE IF NOT EXISTS dirs (path TEXT PRIMARY KEY, walk TEXT, digest TEXT);
+CREATE TABLE IF NOT EXISTS dir_files (path TEXT PRIMARY KEY, digest TEXT, checked_ns INTEGER, inodes BLOB,
+                                      mtimes BLOB);
 CREATE TABLE IF NOT EXISTS complete (digest TEXT PRIMARY KEY);
 CREATE TABLE IF NOT EXISTS damaged (digest TEXT PRIMARY KEY, pack TEXT);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
