@@ -166,7 +166,8 @@ class Runner:
                       force=self.options.force or not self.options.download)  # --no-download: workspace untouched
         gpu = [n for n in to_run if specs[n].resources.gpu]
         self.cluster = Cluster(self.cluster_config, jobs=self.options.jobs, gpu=bool(gpu))
-        watch = tocommit.Watch(self.ws, specs.values(), lock=self.options.lock) if self.ws.in_git else None
+        settling = any(d.action != UP_TO_DATE for d in planned)  # all up to date: nothing will change on disk
+        watch = tocommit.Watch(self.ws, specs.values(), lock=self.options.lock) if self.ws.in_git and settling else None
         executor = None
         try:
             self.cluster.check_devices()
