@@ -66,10 +66,11 @@ class RunProgress:
         from rich.text import Text
 
         table = Table(box=None, show_header=False, pad_edge=False)
-        with self.lock:  # Text cells: they draw the same whatever markup setting a print above them uses
-            for stage, (state, detail) in self.state.items():
-                table.add_row(Text(state, style=self.STYLES.get(state, "")), Text(stage), Text(self._elapsed(stage)),
-                              Text(detail))
+        # no lock here: rich's refresh thread calls this holding its own lock, which a line printed above the
+        # table (holding ours) waits for; a copy of the states is consistent enough for one frame
+        for stage, (state, detail) in list(self.state.items()):  # Text cells: drawn the same whatever markup
+            table.add_row(Text(state, style=self.STYLES.get(state, "")), Text(stage), Text(self._elapsed(stage)),
+                          Text(detail))
         return table
 
     def __call__(self, stage: str, state: str, detail: str) -> None:
