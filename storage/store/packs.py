@@ -20,7 +20,7 @@ records of ``digest[16] + offset[u64] + length[u64]`` sorted by digest.
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from mlv.storage.errors import StorageError
 
@@ -29,9 +29,8 @@ _HEADER = struct.Struct(">8sQ")
 _RECORD = struct.Struct(">16sQQ")
 
 
-@dataclass(frozen=True, slots=True)
-class PackEntry:
-    """Where one packed object lives."""
+class PackEntry(NamedTuple):
+    """Where one packed object lives (a named tuple: an index of 10⁵ entries builds one per object)."""
 
     pack: str  # pack name (hex), without suffix
     offset: int
@@ -57,7 +56,6 @@ def decode_index(data: bytes, pack: str) -> dict[bytes, PackEntry]:
     magic, count = _HEADER.unpack_from(data)
     if magic != MAGIC or len(data) != _HEADER.size + count * _RECORD.size:
         raise StorageError(f"pack index '{pack}.idx' is damaged (bad header or length); run `mlv fsck`")
-    return {
-        raw: PackEntry(pack, off, length)
-        for raw, off, length in _RECORD.iter_unpack(memoryview(data)[_HEADER.size:])
-    }
+    new = tuple.__new__
+    records = _RECORD.iter_unpack(memoryview(data)[_HEADER.size:])
+    return {raw: new(PackEntry, (pack, off, length)) for raw, off, length in records}

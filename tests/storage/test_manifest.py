@@ -118,3 +118,17 @@ def test_a_different_schema_is_refused():
 def test_entries_that_break_the_paths_rule_are_refused_both_ways(path):
     with pytest.raises(StorageError, match="not a plain relative path"):
         manifest.check_paths([path])
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(st.text(alphabet="ab./\n\0Gg", max_size=8), max_size=6))
+def test_the_quick_screen_never_passes_what_the_full_check_refuses(paths):
+    """check_paths' C-speed screen only lets through lists the per-path loop accepts too."""
+    if manifest._plainly_fine(paths):
+        previous = None
+        for p in paths:  # the loop alone, as check_paths runs it when the screen says no
+            framed = f"/{p}/"
+            assert p and p[0] != "/" and "/../" not in framed and "/./" not in framed and "//" not in framed
+            assert "\0" not in p and "/." not in framed
+            assert previous is None or p > previous
+            previous = p
