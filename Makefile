@@ -33,6 +33,8 @@ bench: $(STAMP)
 	$(PY) bench/bench_exp.py
 	$(PY) bench/bench_score.py
 	$(PY) bench/bench_serve.py
+	$(PY) bench/bench_cli.py
+	$(PY) bench/bench_import_dvc.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis bench/.work
