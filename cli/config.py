@@ -1,4 +1,4 @@
-"""`mlv config [--local] [--unset] KEY [VALUE]`: read or write one setting (``mlv.storage.workspace.configkeys``)."""
+"""`mlv config [--local] [--unset] KEY [VALUE]`: read or write one setting (``mlv.storage.workspace.configedit``)."""
 
 from __future__ import annotations
 
@@ -21,13 +21,13 @@ def config(
 ) -> None:
     """Print a setting, or write it to .mlv/config.yaml (committed) or, with --local, .mlv/config.local.yaml."""
     from mlv.storage.errors import UsageError
-    from mlv.storage.workspace import configkeys
+    from mlv.storage.workspace import configedit
 
     dot = workspace().dot
     if unset and value is not None:
         raise UsageError(f"--unset removes '{key}'; give no VALUE with it")
     if value is None and not unset:
-        out.print(configkeys.render(configkeys.get(dot, key, local=local)))
+        out.print(configedit.render(configedit.get(dot, key, local=local)))
         return
-    path = configkeys.set_value(dot, key, value, local=local)
+    path = configedit.set_value(dot, key, value, local=local)
     out.print(f"{'unset' if unset else 'set'} {key}{'' if unset else ' = ' + value} in .mlv/{path.name}")

@@ -34,13 +34,13 @@ def add(
                                                         "out (s3 only; default 2).")] = None,
 ) -> None:
     """Add a remote (the first one becomes the default). Credentials never go in the URL."""
-    from mlv.storage.workspace import config as configs
+    from mlv.storage.workspace import config as configs, configedit
 
     ws = workspace()
     timeout = int(timeout) if timeout is not None and timeout.is_integer() else timeout  # 30, not 30.0, in the file
     remote = configs.RemoteConfig(name, _from_root(ws.root, url), endpoint_url, region, profile,
                                   timeout=timeout, retries=retries)
-    made_default = configs.add_remote(ws.dot / "config.yaml", remote, default=default)
+    made_default = configedit.add_remote(ws.dot / "config.yaml", remote, default=default)
     out.print(f"added remote '{name}' → {remote.url}" + (" (default)" if made_default else ""))
 
 
@@ -76,11 +76,11 @@ def list_(json_: Annotated[bool, typer.Option("--json", help="Machine-readable o
 @command("remove", group=remote_app)
 def remove(name: Name) -> None:
     """Forget a remote (its data stays where it is)."""
-    from mlv.storage.workspace import config as configs
+    from mlv.storage.workspace import configedit
 
     ws = workspace()
     was_default = ws.config.default_remote == name
-    default = configs.remove_remote(ws.dot / "config.yaml", name)
+    default = configedit.remove_remote(ws.dot / "config.yaml", name)
     out.print(f"removed remote '{name}'")
     if was_default and default:
         out.print(f"default remote is now '{default}'")
@@ -91,7 +91,7 @@ def remove(name: Name) -> None:
 @command("default", group=remote_app)
 def default(name: Name) -> None:
     """Make NAME the default remote (used by push, fetch and pull without -r)."""
-    from mlv.storage.workspace import config as configs
+    from mlv.storage.workspace import configedit
 
-    configs.set_default_remote(workspace().dot / "config.yaml", name)
+    configedit.set_default_remote(workspace().dot / "config.yaml", name)
     out.print(f"default remote is now '{name}'")

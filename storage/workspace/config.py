@@ -6,10 +6,8 @@ so a typo never silently falls back to a default. A remote URL carrying a passwo
 a secret query parameter is refused without echoing the secret: credentials come from
 the environment or AWS profiles, because this file is committed to git.
 
-Writers (``add_remote``, ``remove_remote``, ``set_default_remote``) validate the file
-first, edit it in place with ruamel.yaml (other sections, comments and layout are kept),
-check the result loads to the intended ``Config``, and replace the file atomically.
-Importing this module must stay cheap: ``mlv status`` loads it, so no fsspec (and
+This module reads and checks both files; ``configedit`` writes them. Importing this module
+must stay cheap: ``mlv status`` loads it, so no fsspec (and
 ruamel.yaml only when writing).
 """
 
@@ -18,11 +16,11 @@ from __future__ import annotations
 import difflib
 import os
 import re
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
-from mlv.storage import atomic, paths, yamlfile
+from mlv.storage import paths, yamlfile
 from mlv.storage.errors import ConfigError, UsageError
 
 FILE = "config.yaml"  # committed
@@ -107,7 +105,7 @@ def load(path: Path) -> Config:
         text = yamlfile.read_text(path, source=str(path), limit=yamlfile.CONFIG_BYTES)
     except FileNotFoundError:
         return Config()
-    return _parse(text, path)
+    return parse_text(text, path)
 
 
 def load_repo(dot: Path) -> Config:
@@ -147,7 +145,7 @@ def merge(base: dict, over: dict) -> dict:
     return merged
 
 
-def _parse(text: str, path: Path) -> Config:
+def parse_text(text: str, path: Path) -> Config:
     return build(_data(text, path), path)
 
 
@@ -387,10 +385,10 @@ def remote_for(config: Config, name: str | None) -> RemoteConfig:
             raise UsageError(f"no default remote; pass `-r NAME` (one of: {', '.join(config.remotes)}) "
                              "or set one with `mlv remote default NAME`")
         name = config.default_remote
-    return _known(config, name)
+    return known(config, name)
 
 
-def _known(config: Config, name: str) -> RemoteConfig:
+def known(config: Config, name: str) -> RemoteConfig:
     if name not in config.remotes:
         if not config.remotes:
             raise UsageError(f"no remote named '{name}': no remotes are configured; add one with `mlv remote add NAME URL`")
@@ -398,101 +396,3 @@ def _known(config: Config, name: str) -> RemoteConfig:
         hint = f" Did you mean '{near[0]}'?" if near else ""
         raise UsageError(f"no remote named '{name}'; configured remotes: {', '.join(config.remotes)}.{hint}")
     return config.remotes[name]
-
-
-# -- writers --------------------------------------------------------------------------
-
-
-def add_remote(path: Path, remote: RemoteConfig, *, default: bool) -> bool:
-    """Add ``remote`` to ``path`` (a repo's ``.mlv/config.yaml``); returns whether it became the default.
-
-    The first remote always becomes the default. A local remote may not overlap the
-    repo's ``.mlv/`` or its cache (inside them, or holding them): pushing would write
-    into the store it copies from.
-    """
-    remote = parse_remote(remote.name, remote.to_dict())
-    config = load(path)
-    if remote.name in config.remotes:
-        raise UsageError(f"remote '{remote.name}' already exists ({config.remotes[remote.name].url}); "
-                         f"run `mlv remote remove {remote.name}` first to replace it")
-    _refuse_inside_repo_store(path, config, remote)
-    default = default or not config.remotes
-    _write(path, replace(config, remotes={**config.remotes, remote.name: remote},
-                         default_remote=remote.name if default else config.default_remote))
-    return default
-
-
-def _refuse_inside_repo_store(path: Path, config: Config, remote: RemoteConfig) -> None:
-    where = local_path(remote, path.parent.parent)
-    if where is None:
-        return
-    where = where.resolve()
-    for guarded in (path.parent.resolve(), (path.parent / config.cache_dir).resolve()):
-        if where == guarded or guarded in where.parents or where in guarded.parents:
-            raise UsageError(f"remote '{remote.name}' ({remote.url}) overlaps '{guarded}', which mlv manages "
-                             "itself; put the remote in a folder outside the repo's .mlv/ directory and cache")
-
-
-def remove_remote(path: Path, name: str) -> str | None:
-    """Remove the remote ``name``; returns the default remote afterwards.
-
-    Removing the default clears it, unless exactly one remote remains: that one
-    becomes the default.
-    """
-    config = load(path)
-    _known(config, name)
-    remotes = {n: r for n, r in config.remotes.items() if n != name}
-    default = config.default_remote
-    if default == name:
-        default = next(iter(remotes)) if len(remotes) == 1 else None
-    _write(path, replace(config, remotes=remotes, default_remote=default))
-    return default
-
-
-def set_default_remote(path: Path, name: str) -> None:
-    """Make ``name`` (which must be configured) the default remote."""
-    config = load(path)
-    _known(config, name)
-    _write(path, replace(config, default_remote=name))
-
-
-def _write(path: Path, config: Config) -> None:
-    """Write ``config``'s remotes and default into ``path``, editing the file in place (ruamel.yaml's round
-    trip): every other section, the comments and the layout stay as they were."""
-    import io
-
-    from ruamel.yaml import YAML
-
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        text = TEMPLATE
-    editor = YAML()  # round-trip mode: comments, key order and styles survive
-    editor.preserve_quotes = True
-    editor.indent(mapping=2, sequence=4, offset=2)
-    doc = editor.load(text)
-    if doc is None:
-        doc = editor.load("{}\n")
-    remotes = {name: remote.to_dict() for name, remote in config.remotes.items()}
-    if doc.get("remotes") != remotes:
-        doc["remotes"] = remotes  # a plain mapping: written in block style
-    core = doc.get("core")
-    if config.default_remote is not None:
-        if core is None:
-            doc["core"] = core = {}
-        core["remote"] = config.default_remote
-    elif core is not None and "remote" in core:
-        del core["remote"]
-        if not core:
-            del doc["core"]
-    out = io.StringIO()
-    editor.dump(doc, out)
-    new_text = out.getvalue()
-    written = _parse(new_text, path)
-    if written != config:  # a bug in the writer, never a user error
-        raise RuntimeError(f"writing {path} would load as {written!r}, not {config!r}")
-    atomic.write_text(path, new_text)
-
-
-def write_template(path: Path) -> None:
-    atomic.write_text(path, TEMPLATE)

@@ -55,7 +55,9 @@ class Workspace:
         created = not (root / DOT).is_dir()
         (root / DOT).mkdir(parents=True, exist_ok=True)
         if not (root / DOT / "config.yaml").exists():
-            configs.write_template(root / DOT / "config.yaml")
+            from mlv.storage.workspace import configedit
+
+            configedit.write_template(root / DOT / "config.yaml")
         ws = cls(root)
         ws.store.create()
         if ws.in_git:

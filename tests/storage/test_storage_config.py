@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 from mlv.storage.workspace import config as configs
+from mlv.storage.workspace import configedit
 from mlv.storage.workspace.config import DEFAULT_GRACE, Config, RemoteConfig
 from mlv.storage.errors import ConfigError, UsageError
 
@@ -24,7 +25,7 @@ def test_missing_file_means_defaults(tmp_path):
 
 def test_template_loads_to_the_defaults(tmp_path):
     path = tmp_path / "config.yaml"
-    configs.write_template(path)
+    configedit.write_template(path)
     assert configs.load(path) == Config()
     assert Config().grace == DEFAULT_GRACE == 3600
 
@@ -198,10 +199,10 @@ def test_urls_without_credentials_are_accepted(tmp_path, url):
 def test_writers_round_trip_and_keep_other_sections_and_comments(tmp_path):
     path = tmp_path / ".mlv" / "config.yaml"
     path.parent.mkdir()
-    configs.write_template(path)
+    configedit.write_template(path)
     s3 = RemoteConfig("origin", "s3://bucket/p", endpoint_url="http://127.0.0.1:5000", region="us-east-1", profile="dev")
-    assert configs.add_remote(path, s3, default=False) is True
-    assert configs.add_remote(path, RemoteConfig("backup", "../backup"), default=False) is False
+    assert configedit.add_remote(path, s3, default=False) is True
+    assert configedit.add_remote(path, RemoteConfig("backup", "../backup"), default=False) is False
     text = path.read_text()
     assert text.startswith(configs.TEMPLATE.splitlines()[0])
     assert "link: auto        # how checkout materializes files" in text  # untouched sections keep comments
@@ -210,12 +211,12 @@ def test_writers_round_trip_and_keep_other_sections_and_comments(tmp_path):
     assert config.default_remote == "origin"
     assert yaml.safe_load(text)["remotes"]["backup"] == {"url": "../backup"}  # never writes unset keys
 
-    configs.set_default_remote(path, "backup")
+    configedit.set_default_remote(path, "backup")
     assert configs.load(path).default_remote == "backup"
-    assert configs.remove_remote(path, "backup") == "origin"  # one remote left: it becomes the default
+    assert configedit.remove_remote(path, "backup") == "origin"  # one remote left: it becomes the default
     config = configs.load(path)
     assert config == Config(remotes={"origin": s3}, default_remote="origin")
-    assert configs.remove_remote(path, "origin") is None
+    assert configedit.remove_remote(path, "origin") is None
     assert configs.load(path) == Config()
     assert "core" not in yaml.safe_load(path.read_text())
 
@@ -224,9 +225,9 @@ def test_removing_the_default_of_three_clears_it(tmp_path):
     path = tmp_path / ".mlv" / "config.yaml"
     path.parent.mkdir()
     for name in ("a", "b", "c"):
-        configs.add_remote(path, RemoteConfig(name, f"/r/{name}"), default=name == "b")
+        configedit.add_remote(path, RemoteConfig(name, f"/r/{name}"), default=name == "b")
     assert configs.load(path).default_remote == "b"
-    assert configs.remove_remote(path, "b") is None
+    assert configedit.remove_remote(path, "b") is None
     assert configs.load(path).default_remote is None
 
 
@@ -235,11 +236,11 @@ def test_writers_keep_a_hand_written_file_loadable(tmp_path):
     path = tmp_path / ".mlv" / "config.yaml"
     path.parent.mkdir()
     path.write_text("# team settings\n{cache: {link: copy}, remotes: {}}")
-    configs.add_remote(path, RemoteConfig("o", "s3://b"), default=False)
+    configedit.add_remote(path, RemoteConfig("o", "s3://b"), default=False)
     assert path.read_text().startswith("# team settings\n")
     assert configs.load(path) == Config(link="copy", remotes={"o": RemoteConfig("o", "s3://b")}, default_remote="o")
     path.write_text("gc:\n  grace: 5\n# our remotes\nremotes:\n  o:\n    url: s3://b\ncore:\n  remote: o")
-    configs.add_remote(path, RemoteConfig("p", "gs://c"), default=True)
+    configedit.add_remote(path, RemoteConfig("p", "gs://c"), default=True)
     assert "# our remotes\n" in path.read_text()
     assert configs.load(path) == Config(grace=5, remotes={"o": RemoteConfig("o", "s3://b"), "p": RemoteConfig("p", "gs://c")},
                                         default_remote="p")
@@ -248,20 +249,20 @@ def test_writers_keep_a_hand_written_file_loadable(tmp_path):
 def test_writers_refuse_bad_requests_and_leave_the_file_alone(tmp_path):
     path = tmp_path / ".mlv" / "config.yaml"
     path.parent.mkdir()
-    configs.write_template(path)
-    configs.add_remote(path, RemoteConfig("origin", "s3://b"), default=False)
+    configedit.write_template(path)
+    configedit.add_remote(path, RemoteConfig("origin", "s3://b"), default=False)
     before = path.read_bytes()
     with pytest.raises(UsageError, match=re.escape("`mlv remote remove origin` first")):
-        configs.add_remote(path, RemoteConfig("origin", "s3://other"), default=False)
+        configedit.add_remote(path, RemoteConfig("origin", "s3://other"), default=False)
     with pytest.raises(ConfigError, match="remote name"):
-        configs.add_remote(path, RemoteConfig("no/slash", "s3://b"), default=False)
+        configedit.add_remote(path, RemoteConfig("no/slash", "s3://b"), default=False)
     with pytest.raises(UsageError, match=re.escape("no remote named 'orign'; configured remotes: origin. Did you mean")):
-        configs.remove_remote(path, "orign")
+        configedit.remove_remote(path, "orign")
     with pytest.raises(UsageError, match="configured remotes: origin"):
-        configs.set_default_remote(path, "nope")
+        configedit.set_default_remote(path, "nope")
     for url in (".mlv", ".mlv/cache/x", "file://" + str(tmp_path / ".mlv" / "remote"), ".", str(tmp_path.parent)):
         with pytest.raises(UsageError, match="which mlv manages itself"):
-            configs.add_remote(path, RemoteConfig("local", url), default=False)
+            configedit.add_remote(path, RemoteConfig("local", url), default=False)
     assert path.read_bytes() == before
 
 

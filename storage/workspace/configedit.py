@@ -1,4 +1,6 @@
-"""`mlv config KEY [VALUE]`: read, set or unset one setting in ``.mlv/config.yaml`` or ``config.local.yaml``.
+"""Writing ``.mlv/config.yaml`` and ``config.local.yaml``: one setting (`mlv config KEY [VALUE]`),
+and the remotes (`mlv remote add|remove|default`). The files' format and their checks belong
+to ``config``; every write here is checked by those same rules before the file is replaced.
 
 A key is dotted: ``cache.link``, ``gc.grace``, ``core.remote``, ``core.mask`` or
 ``remotes.NAME.url`` (and the other remote settings). The files' format and their checks
@@ -17,7 +19,7 @@ from __future__ import annotations
 
 import difflib
 import io
-from dataclasses import fields
+from dataclasses import fields, replace
 from pathlib import Path
 
 import yaml
@@ -166,3 +168,101 @@ def render(value: object) -> str:
     if isinstance(value, str):
         return value
     return yaml.safe_dump(value, default_flow_style=True, width=10_000).strip().removesuffix("\n...").strip()
+
+
+# -- remotes (`mlv remote`) ---------------------------------------------------------------
+
+
+def add_remote(path: Path, remote: configs.RemoteConfig, *, default: bool) -> bool:
+    """Add ``remote`` to ``path`` (a repo's ``.mlv/config.yaml``); returns whether it became the default.
+
+    The first remote always becomes the default. A local remote may not overlap the
+    repo's ``.mlv/`` or its cache (inside them, or holding them): pushing would write
+    into the store it copies from.
+    """
+    remote = configs.parse_remote(remote.name, remote.to_dict())
+    config = configs.load(path)
+    if remote.name in config.remotes:
+        raise UsageError(f"remote '{remote.name}' already exists ({config.remotes[remote.name].url}); "
+                         f"run `mlv remote remove {remote.name}` first to replace it")
+    _refuse_inside_repo_store(path, config, remote)
+    default = default or not config.remotes
+    _write(path, replace(config, remotes={**config.remotes, remote.name: remote},
+                         default_remote=remote.name if default else config.default_remote))
+    return default
+
+
+def _refuse_inside_repo_store(path: Path, config: configs.Config, remote: configs.RemoteConfig) -> None:
+    where = configs.local_path(remote, path.parent.parent)
+    if where is None:
+        return
+    where = where.resolve()
+    for guarded in (path.parent.resolve(), (path.parent / config.cache_dir).resolve()):
+        if where == guarded or guarded in where.parents or where in guarded.parents:
+            raise UsageError(f"remote '{remote.name}' ({remote.url}) overlaps '{guarded}', which mlv manages "
+                             "itself; put the remote in a folder outside the repo's .mlv/ directory and cache")
+
+
+def remove_remote(path: Path, name: str) -> str | None:
+    """Remove the remote ``name``; returns the default remote afterwards.
+
+    Removing the default clears it, unless exactly one remote remains: that one
+    becomes the default.
+    """
+    config = configs.load(path)
+    configs.known(config, name)
+    remotes = {n: r for n, r in config.remotes.items() if n != name}
+    default = config.default_remote
+    if default == name:
+        default = next(iter(remotes)) if len(remotes) == 1 else None
+    _write(path, replace(config, remotes=remotes, default_remote=default))
+    return default
+
+
+def set_default_remote(path: Path, name: str) -> None:
+    """Make ``name`` (which must be configured) the default remote."""
+    config = configs.load(path)
+    configs.known(config, name)
+    _write(path, replace(config, default_remote=name))
+
+
+def _write(path: Path, config: configs.Config) -> None:
+    """Write ``config``'s remotes and default into ``path``, editing the file in place (ruamel.yaml's round
+    trip): every other section, the comments and the layout stay as they were."""
+    import io
+
+    from ruamel.yaml import YAML
+
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        text = configs.TEMPLATE
+    editor = YAML()  # round-trip mode: comments, key order and styles survive
+    editor.preserve_quotes = True
+    editor.indent(mapping=2, sequence=4, offset=2)
+    doc = editor.load(text)
+    if doc is None:
+        doc = editor.load("{}\n")
+    remotes = {name: remote.to_dict() for name, remote in config.remotes.items()}
+    if doc.get("remotes") != remotes:
+        doc["remotes"] = remotes  # a plain mapping: written in block style
+    core = doc.get("core")
+    if config.default_remote is not None:
+        if core is None:
+            doc["core"] = core = {}
+        core["remote"] = config.default_remote
+    elif core is not None and "remote" in core:
+        del core["remote"]
+        if not core:
+            del doc["core"]
+    out = io.StringIO()
+    editor.dump(doc, out)
+    new_text = out.getvalue()
+    written = configs.parse_text(new_text, path)
+    if written != config:  # a bug in the writer, never a user error
+        raise RuntimeError(f"writing {path} would load as {written!r}, not {config!r}")
+    atomic.write_text(path, new_text)
+
+
+def write_template(path: Path) -> None:
+    atomic.write_text(path, configs.TEMPLATE)
