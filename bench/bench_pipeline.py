@@ -280,7 +280,7 @@ for _ in range(n + 1):  # the first call is the cold one (lazy imports, empty ca
         result = project.dry_run(Workspace(root), project.Selection())
         states = [d.action for d in result]
     else:
-        from mlv.engine.runner import RunOptions
+        from mlv.engine.runresults import RunOptions
         result = project.run(Workspace(root), project.Selection(), RunOptions())
         states = [r.state for r in result]
     runs.append(time.perf_counter() - t)

@@ -34,7 +34,7 @@ def run(
     Stages' output streams to stdout as they print (prefixed 'stage | ' while several run);
     progress goes to stderr; the end names the files to `git add` that the run changed."""
     from mlv.cli.runprogress import RunProgress, git_add_hint
-    from mlv.engine.runner import RunOptions
+    from mlv.engine.runresults import RunOptions
     from mlv.pipelines import project
 
     ws = workspace()

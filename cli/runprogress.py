@@ -24,7 +24,7 @@ from mlv.cli.main import err
 
 
 class RunProgress:
-    """The ``Listener`` of ``engine.runner``: renders each (stage, state, detail) it is told."""
+    """The ``Listener`` of ``engine.runresults``: renders each (stage, state, detail) it is told."""
 
     STYLES = {"running": "cyan", "done": "green", "cached": "blue", "up-to-date": "dim", "failed": "bold red",
               "skipped": "yellow", "queued": "dim"}

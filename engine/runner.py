@@ -17,13 +17,10 @@ remote before it is submitted, and what it made is checked out afterwards (unles
 
 from __future__ import annotations
 
-import fcntl
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
-from enum import Enum
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +41,7 @@ from mlv.engine.plan import (
     decide,
     plan,
 )
+from mlv.engine.runresults import Listener, RunOptions, StageResult, State
 from mlv.engine.records import (
     RunIndex,
     RunRecord,
@@ -54,82 +52,12 @@ from mlv.engine.records import (
     reuse_event,
 )
 from mlv.storage import secrets
-from mlv.storage.errors import LockedError, MlvError, UsageError
+from mlv.storage.errors import MlvError, UsageError
 from mlv.storage.store.digest import parse
 from mlv.storage.workspace import Workspace
 from mlv.storage.workspace.tracking import ignore_in_git
 
 LOG_TAIL = 15
-
-
-@dataclass(frozen=True, slots=True)
-class RunOptions:
-    force: bool = False
-    jobs: int | None = None
-    fail_fast: bool = False
-    fetch: Fetch | None = None  # gets outputs that ran before from a remote, instead of running the stage
-    download: bool = True  # workspace: remote — check outputs out after each stage (False: --no-download)
-    lock: bool = True  # False: runs are recorded but mlv.lock is not written (`mlv score`: not a stage of mlv.yaml)
-    stream: bool = True  # stages' masked output reaches the listener line by line as it comes (False: `run -q`)
-
-
-class State(str, Enum):
-    """Where a stage ended up (the value is what ``--json`` and the progress display show)."""
-
-    UP_TO_DATE = UP_TO_DATE
-    CACHED = CACHED
-    DONE = "done"
-    FAILED = "failed"
-    SKIPPED = "skipped"  # an upstream stage failed (or --fail-fast stopped the run first)
-    CANCELLED = "cancelled"  # stopped while running (--fail-fast, Ctrl-C)
-
-    __str__ = str.__str__  # prints and formats as its value, as a StrEnum does (Python 3.11+)
-    __format__ = str.__format__
-
-
-@dataclass(slots=True)
-class StageResult:
-    stage: str
-    state: str  # a State value
-    reasons: list[str] = field(default_factory=list)
-    run_id: str | None = None
-    elapsed: float = 0.0
-    exit_code: int | None = None
-    log_tail: str = ""
-
-    def to_dict(self) -> dict:
-        return {"stage": self.stage, "state": self.state, "reasons": self.reasons, "run_id": self.run_id,
-                "elapsed": round(self.elapsed, 3), "exit_code": self.exit_code}
-
-
-# (stage, state, detail); also (stage, "output", a line it printed — masked), ("", "cluster", dashboard link),
-# ("", "note", text) and, at the end, ("", "changed", path) for each file to commit that this run changed
-Listener = Callable[[str, str, str], None]
-
-
-class RunLock:
-    """``.mlv/run.lock``: one ``mlv run`` per repo. flock dies with its process, so a killed run frees it."""
-
-    def __init__(self, ws: Workspace) -> None:
-        self.path = ws.dot / "run.lock"
-
-    def __enter__(self) -> RunLock:
-        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            owner = os.pread(self.fd, 64, 0).decode(errors="replace").strip() or "unknown"
-            os.close(self.fd)
-            raise LockedError(
-                f"another `mlv run` (pid {owner}) is running in this repo; wait for it to finish "
-                "(its lock is released the moment it exits, even if it is killed)"
-            ) from None
-        os.ftruncate(self.fd, 0)
-        os.pwrite(self.fd, str(os.getpid()).encode(), 0)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        os.close(self.fd)
 
 
 class Runner:

@@ -17,7 +17,9 @@ from mlv.engine.cluster import load_config
 from mlv.engine.dag import Graph, build_graph
 from mlv.engine.lockfile import Output
 from mlv.engine.plan import Decision, Fetch, plan
-from mlv.engine.runner import Listener, RunLock, Runner, RunOptions, StageResult
+from mlv.engine.runlock import RunLock
+from mlv.engine.runner import Runner
+from mlv.engine.runresults import Listener, RunOptions, StageResult
 from mlv.pipelines.kinds import Registry
 from mlv.pipelines.schema import Pipeline, load_pipeline
 from mlv.storage.errors import MlvError, UsageError

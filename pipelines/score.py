@@ -307,7 +307,9 @@ def score_outside(ws, package: str, data: str, out: str, *, force: bool = False)
     from mlv.engine.cluster import load_config
     from mlv.engine.dag import StageSpec, build_graph
     from mlv.engine.records import RunIndex
-    from mlv.engine.runner import RunLock, Runner, RunOptions
+    from mlv.engine.runlock import RunLock
+    from mlv.engine.runner import Runner
+    from mlv.engine.runresults import RunOptions
     from mlv.pipelines.kinds import Registry
 
     rels = {"package": ws.rel(ws.resolve(package)), "data": ws.rel(ws.resolve(data)),
