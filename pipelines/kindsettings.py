@@ -77,7 +77,8 @@ def expand_globs(parser: NodeReader, spec: StageSpec, stages: dict[str, StageSpe
     data they match, in order; the kind is given the paths, and they are its deps. Other files on disk do
     not count: an output of a stage since removed must never be picked up unseen."""
     settings, deps = dict(spec.settings), list(spec.deps)
-    outputs = {p for other in stages.values() if other.name != spec.name for p in (*other.outs, *other.metrics)}
+    outputs = {p for other in stages.values() if other.name != spec.name
+               for p in (*other.outs, *other.metrics, *other.plots)}
     for setting, node, wdir in parser.globs[spec.name]:
         value = settings[setting]
         expanded: list[str] = []

@@ -618,3 +618,9 @@ def test_a_pattern_never_crosses_a_slash(tmp_path):
     assert load(tmp_path, text).stages["best"].settings["models"] == ["m/y"]
     for outside in ("/tmp/*", "../*"):
         fails(tmp_path, text.replace("m/*", outside), f"mlv.yaml:4:33: 'models' pattern '{outside}' leads outside")
+
+
+def test_a_pattern_matches_metrics_and_plots_files_as_the_outputs_they_are(tmp_path):
+    text = ("stages:\n  a: {cmd: echo, metrics: [r/a.json]}\n  b: {cmd: echo, plots: [r/b.csv]}\n"
+            "  c: {cmd: echo, outs: [r/c]}\n  best: {kind: select, models: ['r/*'], metric: auc, out: best}\n")
+    assert load(tmp_path, text).stages["best"].settings["models"] == ["r/a.json", "r/b.csv", "r/c"]
