@@ -11,11 +11,10 @@ from typing import Annotated, Optional
 
 import typer
 
-from mlv.cli.main import app, command, emit_json, err, out, workspace
+from mlv.cli.main import app, command, group, emit_json, err, out, workspace
 from mlv.cli.trace import metrics_app
 
-exp_app = typer.Typer(help="Experiments: the runs of the pipeline's stages, their params and metrics.",
-                      no_args_is_help=True, add_completion=False)
+exp_app = group("Experiments: the runs of the pipeline's stages, their params and metrics.")
 app.add_typer(exp_app, name="exp")
 
 Json = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]

@@ -15,10 +15,10 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from mlv.cli.main import app, command, out, workspace
+from mlv.cli.main import app, command, group, out, workspace
 from mlv.storage.errors import UsageError
 
-label_app = typer.Typer(no_args_is_help=True, add_completion=False)
+label_app = group()
 app.add_typer(label_app, name="label", help="Label items by hand: answer a label stage's review queue.")
 
 

@@ -46,6 +46,15 @@ def _keep_argument_help() -> None:
 
 _keep_argument_help()
 
+def _click_suggests() -> bool:
+    """Whether click itself says "Did you mean ...?" for an unknown command (8.5+): typer's own would repeat it."""
+    import click.exceptions
+
+    return hasattr(click.exceptions, "NoSuchCommand")
+
+
+_SUGGEST = not _click_suggests()
+
 app = typer.Typer(
     name="mlv",
     help="Version data and models, run pipelines on Dask, and trace every artifact back to raw data.",
@@ -54,7 +63,13 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"]},
+    suggest_commands=_SUGGEST,
 )
+
+
+def group(help: str | None = None) -> typer.Typer:
+    """A command group (``mlv remote ...``): shows its help when called bare, suggests like ``app``."""
+    return typer.Typer(help=help, no_args_is_help=True, add_completion=False, suggest_commands=_SUGGEST)
 
 
 def _version(value: bool) -> None:

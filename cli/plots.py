@@ -10,10 +10,9 @@ from typing import Annotated, Optional
 
 import typer
 
-from mlv.cli.main import app, command, emit_json, err, out, workspace
+from mlv.cli.main import app, command, group, emit_json, err, out, workspace
 
-plots_app = typer.Typer(help="Draw the plot files stages declare: one self-contained HTML page of SVG charts.",
-                        no_args_is_help=True, add_completion=False)
+plots_app = group("Draw the plot files stages declare: one self-contained HTML page of SVG charts.")
 app.add_typer(plots_app, name="plots")
 
 OutDir = Annotated[str, typer.Option("-o", "--out", metavar="DIR", help="Folder for index.html (created).")]

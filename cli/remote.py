@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from mlv.cli.main import app, command, emit_json, out, workspace
+from mlv.cli.main import app, command, group, emit_json, out, workspace
 
-remote_app = typer.Typer(no_args_is_help=True, add_completion=False)
+remote_app = group()
 app.add_typer(remote_app, name="remote", help="Manage remotes: where `mlv push` sends data and `mlv pull` gets it.")
 
 Name = Annotated[str, typer.Argument(help="The remote's name, e.g. origin.")]

@@ -11,10 +11,10 @@ from typing import Annotated, Optional
 
 import typer
 
-from mlv.cli.main import app, command, emit_json, err, out, workspace
+from mlv.cli.main import app, command, group, emit_json, err, out, workspace
 
-params_app = typer.Typer(help="Compare params across git revisions.", no_args_is_help=True, add_completion=False)
-metrics_app = typer.Typer(help="Show the metrics on disk; compare them across git revisions.", no_args_is_help=True, add_completion=False)
+params_app = group("Compare params across git revisions.")
+metrics_app = group("Show the metrics on disk; compare them across git revisions.")
 app.add_typer(params_app, name="params")
 app.add_typer(metrics_app, name="metrics")
 

@@ -57,7 +57,9 @@ def test_the_script_still_helps_and_suggests(tmp_path):
     for name in entry.MODULES:
         assert name in helped.stdout
     wrong = run_mlv(tmp_path, "statu")
-    assert wrong.returncode == 2 and "Did you mean 'status'" in wrong.stderr
+    assert wrong.returncode == 2 and wrong.stderr.count("Did you mean 'status'?") == 1  # once: click's, not typer's too
+    wrong = run_mlv(tmp_path, "remote", "ad")
+    assert wrong.returncode == 2 and wrong.stderr.count("Did you mean 'add'?") == 1
     assert run_mlv(tmp_path, "--version").stdout.startswith("mlv ")
     assert "Usage: mlv status" in run_mlv(tmp_path, "status", "--help").stdout
     assert MLV.is_file()
