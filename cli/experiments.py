@@ -11,7 +11,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from mlv.cli.main import app, command, group, emit_json, err, out, workspace
+from mlv.cli.main import app, command, emit_json, err, group, out, workspace
 from mlv.cli.trace import metrics_app
 
 exp_app = group("Experiments: the runs of the pipeline's stages, their params and metrics.")

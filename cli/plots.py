@@ -10,7 +10,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from mlv.cli.main import app, command, group, emit_json, err, out, workspace
+from mlv.cli.main import app, command, emit_json, err, group, out, workspace
 
 plots_app = group("Draw the plot files stages declare: one self-contained HTML page of SVG charts.")
 app.add_typer(plots_app, name="plots")
@@ -33,9 +33,7 @@ def plots_show(
     for path in missing:
         err.print(f"note: plot file '{path}' is not on disk; `mlv run` (or `mlv checkout`) writes it")
     if json_:
-        for plot in found:
-            plots.check_columns(plot)
-        emit_json([{"path": p.path, "props": p.props.to_dict(), "spec": p.spec()} for p in found])
+        _emit_specs(plots, found)
         return
     out.print(str(plots.write_page(found, out_dir, "mlv plots")))
 
@@ -46,10 +44,20 @@ def plots_diff(
                                                         "workspace; one REV: it and the workspace).")] = None,
     out_dir: OutDir = "mlv_plots",
     targets: Annotated[Optional[list[str]], typer.Option("--targets", help="Only these plot files.")] = None,
+    json_: Annotated[bool, typer.Option("--json", help="Print the Vega-Lite specs (data inline); no page.")] = False,
 ) -> None:
     """Overlay the plot files of several revisions (a colour each) into DIR/index.html and print its path."""
     from mlv.pipelines import plots
 
     ws = workspace()
     found = plots.diff(ws, revs, targets=[ws.rel(ws.resolve(t, must_exist=False)) for t in targets or []])
+    if json_:
+        _emit_specs(plots, found)
+        return
     out.print(str(plots.write_page(found, out_dir, "mlv plots diff")))
+
+
+def _emit_specs(plots, found: list) -> None:
+    for plot in found:
+        plots.check_columns(plot)
+    emit_json([{"path": p.path, "props": p.props.to_dict(), "spec": p.spec()} for p in found])

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from mlv.cli.main import app, command, group, emit_json, out, workspace
+from mlv.cli.main import app, command, emit_json, group, out, workspace
 
 remote_app = group()
 app.add_typer(remote_app, name="remote", help="Manage remotes: where `mlv push` sends data and `mlv pull` gets it.")

@@ -11,7 +11,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from mlv.cli.main import app, command, group, emit_json, err, out, workspace
+from mlv.cli.main import app, command, emit_json, err, group, out, workspace
 
 params_app = group("Compare params across git revisions.")
 metrics_app = group("Show the metrics on disk; compare them across git revisions.")

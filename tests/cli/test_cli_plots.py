@@ -165,6 +165,9 @@ def test_plots_diff_reads_an_old_revision_from_the_store(git_repo, cli):
     cli("run")
     _, charts = page(git_repo, cli("plots", "diff", "HEAD").stdout)
     assert len(point_positions(charts["plots/loss.csv"])) == 10  # HEAD's version came from the store
+    specs = {p["path"]: p["spec"] for p in cli.json("plots", "diff", "HEAD", "--json")}
+    values = specs["plots/loss.csv"]["data"]["values"]
+    assert len(values) == 10 and {v["rev"] for v in values} == {"HEAD", "workspace"}
 
 
 def test_show_json_gives_the_specs_with_the_data(git_repo, cli):
