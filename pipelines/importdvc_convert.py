@@ -25,10 +25,11 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from mlv.pipelines.paramfiles import PARAMS_FILE
+
 _EXPRESSION = re.compile(r"(?<!\\)\$\{\s*([^{}]*?)\s*\}")
 _PROP_KEYS = ("x", "y", "template", "title", "x_label", "y_label")
 _LOOP_ROOTS = ("item", "key")
-PARAMS_FILE = "params.yaml"
 
 
 @dataclass(frozen=True, slots=True)

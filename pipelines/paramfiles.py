@@ -18,9 +18,11 @@ from pathlib import Path
 
 import yaml
 from mlv.pipelines.interpolate import nearest, type_name
+from mlv.pipelines.nodes import PipelineError
 from mlv.storage import yamlfile
 from mlv.storage.errors import MlvError
 
+PARAMS_FILE = "params.yaml"  # params beside mlv.yaml, as DVC reads them
 SEPARATOR = ":"  # between the file and the dotted key in a recorded param name
 SUFFIXES = (".yaml", ".yml", ".json")
 
@@ -107,3 +109,34 @@ def leaves(name: str, value: object) -> dict[str, object]:
             out.update(leaves(f"{name}.{key}", child))
         return out
     return {name: value}
+
+
+def read_beside(path: Path, *, shown: str) -> dict | None:
+    """The params of ``params.yaml`` beside mlv.yaml (DVC's convention), or None when there is none.
+
+    Raises:
+        PipelineError: it cannot be read, is not YAML, or is not a mapping of names to values.
+    """
+    try:
+        data = yamlfile.load(yamlfile.read_text(path, source=shown, limit=yamlfile.CONFIG_BYTES), source=shown)
+    except FileNotFoundError:
+        return None
+    except yamlfile.YamlLimitError as exc:
+        raise PipelineError(str(exc).removeprefix(f"{shown}: "), path=shown) from None
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        raise PipelineError(f"invalid YAML: {exc.problem or exc.context}", path=shown,
+                            line=mark.line + 1 if mark else 1, column=mark.column + 1 if mark else 1) from exc
+    except (yaml.YAMLError, OSError) as exc:
+        raise PipelineError(f"cannot be read: {exc}", path=shown) from exc
+    if data is None:
+        return {}
+    if not isinstance(data, dict) or not all(isinstance(k, str) for k in data):
+        raise PipelineError(f"must be a mapping of param names to values, like mlv.yaml's 'params:'; got "
+                            f"{type_name(data)}", path=shown, line=1, column=1)
+    return data
+
+
+def beside(shown: str, name: str) -> str:
+    """``name`` in the folder of the file shown as ``shown`` (how errors name it)."""
+    return f"{shown.rpartition('/')[0]}/{name}" if "/" in shown else name

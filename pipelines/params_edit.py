@@ -29,13 +29,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
+from mlv.pipelines.paramfiles import PARAMS_FILE
 from mlv.pipelines.interpolate import nearest
 from mlv.storage import atomic, paths, yamlfile
 from mlv.storage.errors import MlvError, UsageError
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 PIPELINE_FILE = "mlv.yaml"
-PARAMS_FILE = "params.yaml"
 _KEY = re.compile(r"^([^:=\s]+:)?[A-Za-z_][\w-]*(\.[\w-]+)*$")
 
 

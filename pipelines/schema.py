@@ -39,12 +39,12 @@ from pathlib import Path
 
 import yaml
 from mlv.engine.dag import Resources, StageSpec, normalise_path, parse_memory
-from mlv.pipelines import kindsettings, paramfiles, plotsconfig, sweeps
+from mlv.pipelines import kindsettings, paramfiles, plotsconfig, stageparams, sweeps
+from mlv.pipelines.paramfiles import PARAMS_FILE, beside
 from mlv.pipelines.interpolate import (
     InterpolationError,
     Scope,
     interpolate_command,
-    lookup,
     nearest,
     type_name,
 )
@@ -58,7 +58,6 @@ __all__ = ["Pipeline", "PipelineError", "Resources", "StageSpec", "load_pipeline
 MODES = ("cmd", "call", "kind")
 STAGE_KEYS = (*MODES, "deps", "outs", "params", "metrics", "plots", "resources", "wdir", "foreach", "matrix", "desc")
 _TOP_KEYS = ("params", "stages")
-PARAMS_FILE = "params.yaml"  # params beside mlv.yaml, as DVC reads them
 _RESOURCE_KEYS = ("gpu", "cpus", "memory")
 _STAGE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 _CALL = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
@@ -128,37 +127,7 @@ def load_pipeline(path: Path, *, root: Path, kinds: Mapping[str, Kind] | None = 
                             path=shown, line=1, column=1)
     parser = _Parser(loader, shown, Registry() if kinds is None else kinds, root)
     parser.check_tags(node, set())
-    return parser.pipeline(node, path, params_file(path.parent / PARAMS_FILE, shown=_beside(shown, PARAMS_FILE)))
-
-
-def params_file(path: Path, *, shown: str) -> dict | None:
-    """The params of ``params.yaml`` beside mlv.yaml (DVC's convention), or None when there is none.
-
-    Raises:
-        PipelineError: it cannot be read, is not YAML, or is not a mapping of names to values.
-    """
-    try:
-        data = yamlfile.load(yamlfile.read_text(path, source=shown, limit=yamlfile.CONFIG_BYTES), source=shown)
-    except FileNotFoundError:
-        return None
-    except yamlfile.YamlLimitError as exc:
-        raise PipelineError(str(exc).removeprefix(f"{shown}: "), path=shown) from None
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        raise PipelineError(f"invalid YAML: {exc.problem or exc.context}", path=shown,
-                            line=mark.line + 1 if mark else 1, column=mark.column + 1 if mark else 1) from exc
-    except (yaml.YAMLError, OSError) as exc:
-        raise PipelineError(f"cannot be read: {exc}", path=shown) from exc
-    if data is None:
-        return {}
-    if not isinstance(data, dict) or not all(isinstance(k, str) for k in data):
-        raise PipelineError(f"must be a mapping of param names to values, like mlv.yaml's 'params:'; got "
-                            f"{type_name(data)}", path=shown, line=1, column=1)
-    return data
-
-
-def _beside(shown: str, name: str) -> str:
-    return f"{shown.rpartition('/')[0]}/{name}" if "/" in shown else name
+    return parser.pipeline(node, path, paramfiles.read_beside(path.parent / PARAMS_FILE, shown=beside(shown, PARAMS_FILE)))
 
 
 class _Parser(NodeReader):
@@ -289,7 +258,7 @@ class _Parser(NodeReader):
             node = fields.get(field)
             value = settings[field] if field in settings else self.resolve(node, scope, name)
             spec[field] = self.path_list(field, node, [value] if kind and isinstance(value, str) else value, name, wdir)
-        mapping, from_files = self._params(fields.get("params"), scope, name, wdir)
+        mapping, from_files = stageparams.parse(self, fields.get("params"), scope, name, wdir)
         if mapping is not None and mode != "cmd":  # resolved (``${item.lr}`` too) before a kind's check sees it
             settings["params"] = mapping
         if kind is not None:
@@ -383,64 +352,6 @@ class _Parser(NodeReader):
                 raise self.error(where, f"'{item}' is listed twice in '{field}'; remove one", stage)
             found += [path] if path not in found else []
         return tuple(found)
-
-    def _params(self, node: Node | None, scope: Scope, stage: str, wdir: str) -> tuple[dict | None, dict]:
-        """A mapping handed to a kind or call (else None), and the params named in other files (``paramfiles``)."""
-        value = self.resolve(node, scope, stage)
-        if value is None or isinstance(value, dict):
-            return value, {}
-        if not isinstance(value, list):
-            raise self.error(node, "'params' must be a list of param names, e.g. params: [model.max_depth], "
-                             f"or a mapping such as ${{params.model}}; got {type_name(value)}", stage)
-        from_files: dict = {}
-        for index, name in enumerate(value):
-            where = node_at(node, index)
-            if isinstance(name, dict):
-                from_files.update(self._param_file_entry(where, name, scope, stage, wdir))
-                continue
-            if not isinstance(name, str):
-                raise self.error(where, f"each entry in 'params' must be a param name like 'model.max_depth', "
-                                 f"or a file with its keys like {{config/train.yaml: [lr]}}; got {type_name(name)}",
-                                 stage)
-            self._param_name(where, name, scope, stage)
-        return None, from_files
-
-    def _param_name(self, where: Node, name: str, scope: Scope, stage: str) -> None:
-        try:
-            lookup(f"params.{name}", scope)
-        except InterpolationError as exc:
-            detail = str(exc)
-            if name.startswith("params."):
-                detail = f"write '{name[7:]}', as names here are relative to the top-level 'params:'"
-            raise self.error(where, f"param '{name}' is not defined: {detail}", stage) from None
-
-    def _param_file_entry(self, node: Node, entry: dict, scope: Scope, stage: str, wdir: str) -> dict:
-        """``{file: [keys]}`` (``{file: }`` or ``{file: []}``: every key) → the recorded params of that file."""
-        found: dict = {}
-        for file, keys in entry.items():
-            where = node_at(node, file)
-            if keys is not None and not (isinstance(keys, list) and all(isinstance(k, str) for k in keys)):
-                raise self.error(where, f"the keys of params file '{file}' must be a list of names, e.g. "
-                                 f"{{{file}: [lr, model.depth]}}, or empty for all of them; got {type_name(keys)}",
-                                 stage)
-            try:
-                rel = normalise_path(str(file), wdir)
-            except ValueError as exc:
-                raise self.error(where, f"params file {exc}", stage) from None
-            if (why := paths.problem(rel, written=False)) is not None:
-                raise self.error(where, f"params file '{file}' {why}; keep params files in the repo", stage)
-            try:
-                if rel == _beside(self.shown, PARAMS_FILE):  # params.yaml: its keys are params like any other
-                    for key in keys or sorted(paramfiles.read(self.root, rel)):
-                        self._param_name(where, key, scope, stage)
-                    continue
-                data = self.param_files.get(rel)
-                if data is None:
-                    data = self.param_files[rel] = paramfiles.read(self.root, rel)
-                found.update(paramfiles.pick(data, rel, keys))
-            except paramfiles.ParamFileError as exc:
-                raise self.error(where, f"stage '{stage}': {exc}", stage) from None
-        return found
 
     def _resources(self, node: Node | None, scope: Scope, stage: str) -> Resources:
         value = self.resolve(node, scope, stage)
