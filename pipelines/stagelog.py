@@ -21,6 +21,7 @@ such file, a value that is not a number, bool or text.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -46,12 +47,19 @@ def _stage(doing: str):  # -> (root, StageSpec)
         raise StageLogError(f"{doing}: stage '{stage}' runs in '{root}', which has no mlv.yaml to say where its "
                             "metrics and plots go (a `workspace: remote` worker lays out only the stage's deps); "
                             "write the file yourself there, or run with `workspace: shared`")
-    from mlv.pipelines.schema import load_pipeline
-
-    specs = load_pipeline(root / "mlv.yaml", root=root).stages
+    specs = _stages(root)
     if stage not in specs:
         raise StageLogError(f"{doing}: stage '{stage}' ({STAGE_ENV}) is not in {root / 'mlv.yaml'}")
     return root, specs[stage]
+
+
+@functools.lru_cache(maxsize=4)
+def _stages(root: Path) -> dict:
+    """The stages of ``root/mlv.yaml``, parsed once per process: a training loop may log every step, and
+    mlv.yaml does not change while its stage runs."""
+    from mlv.pipelines.schema import load_pipeline
+
+    return load_pipeline(root / "mlv.yaml", root=root).stages
 
 
 def _find_root() -> Path:
