@@ -251,3 +251,26 @@ def test_gc_in_a_fresh_clone_without_a_cache(repo, cli, tmp_path, monkeypatch):
     shutil.copytree(repo, clone, ignore=shutil.ignore_patterns("cache", "state.db*", "lock"))
     monkeypatch.chdir(clone)
     assert cli.json("gc", "--grace", "0")["removed"] == 0
+
+
+def test_gc_merges_the_small_packs_each_add_leaves(repo, cli):
+    """Every add writes a pack; gc puts the objects of small ones into one, so commands stop reading an index per add."""
+    packs = repo / ".mlv/cache/packs"
+    for i in range(5):
+        make_tree(repo, {f"data{i}/f.txt": f"version {i}\n", f"data{i}/g.txt": f"other {i}\n"})
+        cli("add", f"data{i}")
+    before = sorted(p.name for p in packs.glob("*.idx"))
+    assert len(before) == 5
+    stored = stored_digests(repo)
+    planned = cli.json("gc", "--dry-run", "--grace", "0")
+    assert planned["merged_packs"] == 5 and sorted(p.name for p in packs.glob("*.idx")) == before
+    done = cli.json("gc", "--grace", "0")
+    assert done["merged_packs"] == 5 and done["removed"] == 0
+    assert len(list(packs.glob("*.idx"))) == 1 and len(list(packs.glob("*.pack"))) == 1
+    assert stored_digests(repo) == stored
+    cli("fsck")  # exit 0 (the fixture checks it): every object there, every byte verified
+    for i in range(5):
+        shutil.rmtree(repo / f"data{i}")
+    cli("checkout")
+    assert (repo / "data3/g.txt").read_text() == "other 3\n"
+    assert cli.json("gc", "--grace", "0")["merged_packs"] == 0  # one pack: nothing to merge
