@@ -254,10 +254,11 @@ class _Parser(NodeReader):
             elif k not in STAGE_KEYS:
                 raise self.error(kn, _unknown(f"key '{k}' in stage '{name}'", k, (*STAGE_KEYS, *own)), name)
         wdir = self._wdir(fields.get("wdir"), scope, name)
-        for field in ("deps", "outs", "metrics"):
-            node = fields.get(field)
-            value = settings[field] if field in settings else self.resolve(node, scope, name)
-            spec[field] = self.path_list(field, node, [value] if kind and isinstance(value, str) else value, name, wdir)
+        for paths_key in ("deps", "outs", "metrics"):
+            node = fields.get(paths_key)
+            value = settings[paths_key] if paths_key in settings else self.resolve(node, scope, name)
+            spec[paths_key] = self.path_list(paths_key, node, [value] if kind and isinstance(value, str) else value,
+                                             name, wdir)
         mapping, from_files = stageparams.parse(self, fields.get("params"), scope, name, wdir)
         if mapping is not None and mode != "cmd":  # resolved (``${item.lr}`` too) before a kind's check sees it
             settings["params"] = mapping
