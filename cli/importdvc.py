@@ -15,8 +15,8 @@ def import_dvc(
 ) -> None:
     """Import the DVC repo in the current directory: dvc.yaml → mlv.yaml, each .dvc → a .mlv pointer, data
     from DVC's cache (md5-checked) into mlv's store, and dvc.lock → mlv.lock for the stages still up to date.
-    Runs `mlv init` first when needed; DVC's files are left as they are. Exit 1 if some bytes did not match
-    their md5 (those versions are not imported)."""
+    Runs `mlv init` first when needed; DVC's files are left as they are. Exit 1 if some data could not be
+    imported: bytes that did not match their md5, or data that is only on a DVC remote (`dvc pull` it first)."""
     from pathlib import Path
 
     from mlv.pipelines.importdvc import import_dvc as run_import
@@ -26,7 +26,7 @@ def import_dvc(
         emit_json(report.to_dict())
     else:
         _render(report)
-    if report.mismatches:
+    if report.mismatches or report.not_imported:
         raise typer.Exit(1)
 
 
@@ -45,6 +45,9 @@ def _render(report) -> None:
             out.print(f"{'':>13}{reason}")
     for n in report.not_imported:
         out.print(f"not imported: {n['path']}: {n['why']}")
+    if report.not_imported:
+        err.print("some data was not imported: `dvc pull` it (or check it out) and run `mlv import-dvc --force` "
+                  "again, or `mlv add` it yourself")
     if report.notes:
         out.print("not carried over as it was:")
         for note in report.notes:

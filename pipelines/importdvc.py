@@ -113,7 +113,14 @@ def _plan(ws: Workspace, report: Report) -> None:
     """What `mlv run` will do with each stage now, by the engine's own plan (as `mlv status` shows it)."""
     from mlv.pipelines import project
 
-    decisions = {d.stage: d for d in project.dry_run(ws, project.Selection())}
+    try:
+        decisions = {d.stage: d for d in project.dry_run(ws, project.Selection())}
+    except MlvError as exc:  # e.g. a dep whose data was not imported: mlv run refuses until it is there
+        why = str(exc).splitlines()[0]
+        for row in report.stages:
+            row["action"] = "blocked"
+            row["reasons"] = [*row["reasons"], f"mlv run refuses the pipeline as it is: {why}"]
+        return
     absent = [p["path"] for p in report.pointers if not (ws.root / p["path"]).exists()]
     for row in report.stages:
         decision = decisions.get(row["stage"])

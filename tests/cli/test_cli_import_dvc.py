@@ -254,3 +254,19 @@ def test_an_existing_pointer_is_kept_unless_forced(dvc_repo, cli):
     (dvc_repo / "data/raw.mlv").write_text("mine\n")
     assert "'data/raw.mlv' exists already; pass --force" in cli("import-dvc", code=2).stderr
     assert (dvc_repo / "data/raw.mlv").read_text() == "mine\n" and not (dvc_repo / "mlv.yaml").exists()
+
+
+def test_data_only_on_a_dvc_remote_is_listed_and_the_import_says_so(dvc_repo, cli):
+    """As on a fresh clone of a public DVC repo (iterative/example-get-started) before `dvc pull`: the data is
+    neither in DVC's cache nor in the workspace. The pipeline still comes over, every stage says why it cannot
+    run yet, and the exit status is 1: the import ran but left something out."""
+    shutil.rmtree(dvc_repo / "data" / "raw")
+    shutil.rmtree(dvc_repo / ".dvc" / "cache")
+    result = cli("import-dvc", code=1)
+    assert "not imported: data/raw:" in result.stdout and "`dvc pull` it" in result.stderr
+    report = cli.json("import-dvc", "--force", code=1)
+    assert [n["path"] for n in report["not_imported"]] == ["data/raw"]
+    prepare = next(s for s in report["stages"] if s["stage"] == "prepare")
+    assert prepare["action"] == "blocked" and not prepare["imported"]
+    assert any("mlv run refuses the pipeline as it is" in r and "data/raw" in r for r in prepare["reasons"])
+    assert (dvc_repo / "mlv.yaml").is_file() and not (dvc_repo / "data/raw.mlv").exists()
