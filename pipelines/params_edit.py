@@ -29,8 +29,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
-from mlv.pipelines.paramfiles import PARAMS_FILE
+from mlv.pipelines import paramfiles
 from mlv.pipelines.interpolate import nearest
+from mlv.pipelines.paramfiles import PARAMS_FILE
 from mlv.storage import atomic, paths, yamlfile
 from mlv.storage.errors import MlvError, UsageError
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
@@ -199,14 +200,10 @@ class _Document:
         return found
 
     def has(self, key: str) -> bool:
-        value = self._params_data(self.data)
-        for part in key.split("."):
-            if isinstance(value, dict) and part in value:
-                value = value[part]
-            elif isinstance(value, list) and part.isdigit() and int(part) < len(value):
-                value = value[int(part)]
-            else:
-                return False
+        try:
+            paramfiles.value_at(self._params_data(self.data), self.name, key)
+        except paramfiles.ParamFileError:
+            return False
         return True
 
     def set(self, assignment: Assignment) -> Edit:
