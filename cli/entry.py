@@ -12,6 +12,9 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Mapping
+
+COMPLETE_ENV = "_MLV_COMPLETE"  # click's completion variable for the `mlv` program
 
 # first word -> the modules that register it (tests/cli/test_cli_entry.py checks this against the full app)
 MODULES: dict[str, tuple[str, ...]] = {
@@ -34,9 +37,9 @@ MODULES: dict[str, tuple[str, ...]] = {
 BYTES_ONLY = frozenset({"init", "add", "status", "checkout", "fsck", "gc", "push", "fetch", "pull"})
 
 
-def modules_for(argv: list[str], environ: os._Environ | dict = os.environ) -> tuple[str, ...] | None:
+def modules_for(argv: list[str], environ: Mapping[str, str] = os.environ) -> tuple[str, ...] | None:
     """The command modules ``argv`` needs: ``()`` for ``--version``, None for all of them."""
-    if any(name.endswith("_COMPLETE") for name in environ):  # typer/click shell completion asks for everything
+    if COMPLETE_ENV in environ:  # shell completion (typer's script sets it) asks for every command
         return None
     args = argv[1:]
     if args[:1] == ["--version"]:

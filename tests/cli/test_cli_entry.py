@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -63,3 +64,9 @@ def test_the_script_still_helps_and_suggests(tmp_path):
     assert run_mlv(tmp_path, "--version").stdout.startswith("mlv ")
     assert "Usage: mlv status" in run_mlv(tmp_path, "status", "--help").stdout
     assert MLV.is_file()
+
+
+def test_shell_completion_through_the_script_sees_every_command(tmp_path):
+    env = {**os.environ, "_MLV_COMPLETE": "complete_bash", "COMP_WORDS": "mlv sta", "COMP_CWORD": "1"}
+    proc = subprocess.run([str(MLV)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+    assert proc.stdout.split() == ["status"]

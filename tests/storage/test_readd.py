@@ -24,7 +24,7 @@ def _truth(data: Path) -> str:
 
 
 def _add(ws: Workspace) -> tracking.Added:
-    (added,) = tracking.add(ws, ["data"])
+    (added,) = tracking.add(ws, [str(ws.root / "data")])
     return added
 
 
@@ -33,7 +33,6 @@ def _repo(tmp_path: Path, n: int = 30) -> Workspace:
     make_tree(root, {f"data/d{i % 3}/f{i:02d}.txt": f"file {i}\n" for i in range(n)})
     age(root / "data")
     ws = Workspace.init(root)[0]
-    os.chdir(root)
     _add(ws)
     return ws
 
